@@ -64,8 +64,10 @@ def rejects_frame(rejects: list[Reject]) -> pl.DataFrame:
 
 
 def _cast(type_: FieldType, col: pl.Expr, flavor: Flavor) -> pl.Expr:
-    if type_ in ("uuid", "str", "text", "json"):
+    if type_ in ("uuid", "str", "text"):
         return col
+    if type_ == "json":  # canonical (minified) JSON text, so the API and the export land identical values
+        return col.str.json_path_match("$")
     text = col.str.strip_chars()
     if type_ == "int":
         return text.cast(pl.Int64, strict=False)
@@ -96,7 +98,7 @@ def cast_batch(obj: SenseiObject, text: pl.DataFrame, flavor: Flavor) -> Batch:
         _blank_to_null(f.type, pl.col(f.name), flavor).alias(f.name) for f in obj.fields
     )
     typed = text.with_columns(_cast(f.type, pl.col(f.name), flavor).alias(f.name) for f in obj.fields)
-    failed = [f for f in obj.fields if f.type not in ("uuid", "str", "text", "json")]
+    failed = [f for f in obj.fields if f.type not in ("uuid", "str", "text")]
     problems = text.select(
         # first failing field per row, in registry order; null when the row is clean
         pl.coalesce(

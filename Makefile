@@ -1,0 +1,45 @@
+# Every target sets up what it needs: a fresh machine with Python 3.11 needs nothing installed by hand.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PATIENTS ?= 2000
+DEMO_DIR ?= data/demo
+
+.PHONY: install demo test test-fast ui bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Generate a sandbox tenant, serve it over HTTP, extract every object into DuckDB, print the inventory.
+demo: install
+	$(BIN)/senseimig demo --workdir $(DEMO_DIR) --patients $(PATIENTS)
+
+## All tests, the slow ones included (what CI runs).
+test: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+## The fast suite only.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+## The Dagster UI on the demo's data, with the simulator serving the demo tenant (run `make demo` first).
+ui: install
+	@test -d $(DEMO_DIR)/tenant || $(MAKE) demo
+	mkdir -p .dagster_home && touch .dagster_home/dagster.yaml
+	$(BIN)/senseimig sandbox sensei --data $(DEMO_DIR)/tenant --port 8765 & \
+	  SIM=$$!; trap "kill $$SIM" EXIT INT TERM; \
+	  SENSEIMIG_DUCKDB=$(DEMO_DIR)/senseimig.duckdb DAGSTER_HOME=$(CURDIR)/.dagster_home \
+	  $(BIN)/dagster dev -w workspace.yaml
+
+## Throughput and memory figures (see benchmarks/README.md).
+bench: install
+	$(BIN)/python benchmarks/extract.py
+
+clean:
+	rm -rf $(VENV) data .dagster_home .pytest_cache

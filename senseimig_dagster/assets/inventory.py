@@ -1,0 +1,113 @@
+"""``inventory/*``: record counts per object and per location, before anything moves, for both teams to sign off.
+
+Counts come from the landed raw tables and are compared with what the source itself reports, so an object that
+came back empty (or short) while the source holds rows fails loudly instead of being migrated as "nothing".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import duckdb
+import polars as pl
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetOut,
+                     MetadataValue, Output, multi_asset)
+from dagster_duckdb import DuckDBResource
+
+from senseimig_dagster.assets.raw import raw_assets
+from senseimig_dagster.io_managers import REJECTS_TABLE
+from senseimig_dagster.objects import PRIMARY_KEY, REGISTRY, SenseiObject
+from senseimig_dagster.resources import SenseiSource
+
+RECORD_COUNTS = AssetKey(["inventory", "record_counts"])
+LOCATION_COUNTS = AssetKey(["inventory", "location_counts"])
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND "
+                             "table_name = ?", [schema, table]).fetchone()[0])
+
+
+def landed_counts(conn: duckdb.DuckDBPyConnection, obj: SenseiObject) -> tuple[int, int, int]:
+    """(distinct records, row versions, rows rejected before landing) for one object."""
+    records = versions = 0
+    if _table_exists(conn, "raw", obj.name):
+        records, versions = conn.execute(f"SELECT count(DISTINCT {PRIMARY_KEY}), count(*) FROM raw.{obj.name}"
+                                         ).fetchone()
+    rejected = 0
+    if _table_exists(conn, "raw", REJECTS_TABLE.split(".")[1]):
+        # duplicate copies are not records of their own: the latest copy of that id landed
+        (rejected,) = conn.execute(f"SELECT count(*) FROM {REJECTS_TABLE} WHERE object = ? AND "
+                                   "reason <> 'duplicate_primary_key'", [obj.name]).fetchone()
+    return records, versions, rejected
+
+
+def location_counts(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    frames = []
+    for obj in REGISTRY:
+        if obj.location_field and _table_exists(conn, "raw", obj.name):
+            frames.append(conn.sql(
+                f"SELECT '{obj.name}' AS object, {obj.location_field}::VARCHAR AS location_id, "
+                f"count(DISTINCT {PRIMARY_KEY}) AS records FROM raw.{obj.name} GROUP BY ALL").pl())
+    schema = {"object": pl.String, "location_id": pl.String, "records": pl.Int64}
+    counts = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    names = (conn.sql("SELECT DISTINCT ON (id) id AS location_id, name AS location_name FROM raw.location "
+                      "ORDER BY id, updated_at DESC").pl() if _table_exists(conn, "raw", "location")
+             else pl.DataFrame(schema={"location_id": pl.String, "location_name": pl.String}))
+    return counts.cast(schema).join(names, on="location_id", how="left").sort("object", "location_id")
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, *rows])
+
+
+@multi_asset(
+    outs={
+        "record_counts": AssetOut(key=RECORD_COUNTS, io_manager_key="duckdb_io_manager", kinds={"duckdb"},
+                                  description="Per object: what the source holds, what landed, what was rejected."),
+        "location_counts": AssetOut(key=LOCATION_COUNTS, io_manager_key="duckdb_io_manager", kinds={"duckdb"},
+                                    description="Per object and practice location: records landed."),
+    },
+    deps=[a.key for a in raw_assets],
+    group_name="inventory",
+    check_specs=[
+        AssetCheckSpec("no_object_empty_when_source_has_rows", asset=RECORD_COUNTS, blocking=True,
+                       description="Fails when an object landed nothing although the source reports rows."),
+        AssetCheckSpec("every_source_record_accounted_for", asset=RECORD_COUNTS, blocking=True,
+                       description="source count = records landed + rows rejected, for every object."),
+    ],
+)
+def inventory(context: AssetExecutionContext, sensei: SenseiSource, store: DuckDBResource) -> Iterator:
+    rows = []
+    with store.get_connection() as conn:
+        for obj in REGISTRY:
+            records, versions, rejected = landed_counts(conn, obj)
+            rows.append({"object": obj.name, "source_count": sensei.count(obj), "records": records,
+                         "row_versions": versions, "rejected": rejected})
+        by_location = location_counts(conn)
+    counts = pl.DataFrame(rows).with_columns(
+        unaccounted=pl.col("source_count") - pl.col("records") - pl.col("rejected"))
+    yield Output(counts, output_name="record_counts", metadata={
+        "inventory": MetadataValue.md(_markdown(counts)),
+        "total_records": int(counts["records"].sum()),
+        "total_rejected": int(counts["rejected"].sum()),
+    })
+    pivot = (by_location.pivot(on="object", index=["location_id", "location_name"], values="records")
+             .sort("location_name") if by_location.height else by_location)
+    yield Output(by_location, output_name="location_counts",
+                 metadata={"per_location": MetadataValue.md(_markdown(pivot.fill_null(0)))})
+
+    empty = counts.filter((pl.col("records") == 0) & (pl.col("source_count") > 0))
+    yield AssetCheckResult(
+        check_name="no_object_empty_when_source_has_rows", asset_key=RECORD_COUNTS, passed=empty.is_empty(),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"empty_objects": MetadataValue.json(empty["object"].to_list()),
+                  "details": MetadataValue.md(_markdown(empty) if empty.height else "none")})
+    off = counts.filter(pl.col("unaccounted") != 0)
+    yield AssetCheckResult(
+        check_name="every_source_record_accounted_for", asset_key=RECORD_COUNTS, passed=off.is_empty(),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"objects_off": MetadataValue.json(off["object"].to_list()),
+                  "details": MetadataValue.md(_markdown(off) if off.height else "all objects add up")})

@@ -1,0 +1,35 @@
+"""``raw/<object>``: every Sensei object landed in DuckDB as received, one asset per registry entry."""
+
+from __future__ import annotations
+
+from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, asset
+
+from senseimig_dagster.assets.partitions import PARTITION_EXPR, modification_days, source_window
+from senseimig_dagster.objects import REGISTRY, SenseiObject
+from senseimig_dagster.resources import SenseiSource
+from senseimig_dagster.sensei.records import Extraction
+
+
+def raw_asset(obj: SenseiObject) -> AssetsDefinition:
+    @asset(
+        key=["raw", obj.name],
+        group_name="raw",
+        description=f"{obj.description} As received from Sensei (`/v1/{obj.endpoint}` or `{obj.export_file}`); "
+                    "unknown source fields kept in `_extra`, unusable rows in `raw._rejects`.",
+        partitions_def=modification_days,
+        backfill_policy=BackfillPolicy.single_run(),
+        metadata={"partition_expr": PARTITION_EXPR, "sensei_endpoint": f"/v1/{obj.endpoint}",
+                  "export_file": obj.export_file, "dataverse_target": obj.target.table,
+                  "loads_after": ", ".join(obj.parents) or "(none)"},
+        io_manager_key="duckdb_io_manager",
+        kinds={"duckdb"},
+        tags={"layer": "raw"},
+    )
+    def _raw(context: AssetExecutionContext, sensei: SenseiSource) -> Extraction:
+        since, before = source_window(context.partition_time_window)
+        return sensei.extract(obj, since, before)
+
+    return _raw
+
+
+raw_assets: list[AssetsDefinition] = [raw_asset(obj) for obj in REGISTRY]

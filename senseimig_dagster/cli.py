@@ -1,0 +1,134 @@
+"""``senseimig``: a thin command line for headless use. The Dagster UI stays the main surface; every command here
+runs the same assets and jobs, recorded in the same Dagster instance (``$DAGSTER_HOME``, default ``.dagster_home``)
+so ``make ui`` shows what the CLI did."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from senseimig_dagster import settings
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    return DagsterInstance.get()
+
+
+def run_extract(start: dt.date | None, end: dt.date | None) -> bool:
+    """Materialize raw assets over a range of modification days in one run, then the inventory."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from senseimig_dagster.assets.partitions import modification_days
+    from senseimig_dagster.definitions import defs
+
+    keys = modification_days.get_partition_keys()
+    first = start.isoformat() if start else keys[0]
+    last = end.isoformat() if end else keys[-1]
+    instance = _instance()
+    extract = defs.get_job_def("extract").execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+    if not extract.success:
+        print(f"extract failed (run {extract.run_id}); see the Dagster UI or the log above", file=sys.stderr)
+        return False
+    inventory = defs.get_job_def("inventory").execute_in_process(instance=instance, raise_on_error=False)
+    checks = inventory.get_asset_check_evaluations()
+    for check in checks:
+        print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
+    return inventory.success and all(c.passed for c in checks)
+
+
+def print_inventory(database: str) -> None:
+    import duckdb
+
+    with duckdb.connect(database, read_only=True) as conn:
+        print(conn.sql("SELECT * FROM inventory.record_counts ORDER BY object"))
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from senseimig_dagster.sandbox.generator import generate
+
+    manifest = generate(Path(args.out), patients=args.patients, seed=args.seed)
+    print(f"generated {manifest.total_rows} rows for {args.patients} patients into {args.out}")
+    return 0
+
+
+def _cmd_sensei(args: argparse.Namespace) -> int:
+    from senseimig_dagster.sandbox.sensei_sim import run_sensei_server
+
+    run_sensei_server(Path(args.data), args.host, args.port, args.api_key)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from senseimig_dagster.sandbox.export_writer import write_export
+
+    rows = write_export(Path(args.data), Path(args.out))
+    print(f"wrote {sum(rows.values())} rows in {len(rows)} CSV files into {args.out}")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    ok = run_extract(args.start, args.end)
+    print_inventory(settings.duckdb_path())
+    return 0 if ok else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from senseimig_dagster.demo import run_demo
+
+    return run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="senseimig", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="local stand-ins for Sensei Cloud").add_subparsers(
+        dest="sandbox_command", required=True)
+    gen = sandbox.add_parser("generate", help="write a deterministic synthetic Sensei tenant")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--patients", type=int, default=1000)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(func=_cmd_generate)
+    sim = sandbox.add_parser("sensei", help="serve a tenant over the Sensei REST API")
+    sim.add_argument("--data", required=True)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=settings.SANDBOX_SENSEI_PORT)
+    sim.add_argument("--api-key", default=os.environ.get("SENSEI_API_KEY", settings.SANDBOX_API_KEY))
+    sim.set_defaults(func=_cmd_sensei)
+    exp = sandbox.add_parser("export", help="write a tenant as Sensei's CSV Data Export")
+    exp.add_argument("--data", required=True)
+    exp.add_argument("--out", required=True)
+    exp.set_defaults(func=_cmd_export)
+
+    ext = sub.add_parser("extract", help="land every object in DuckDB for a range of modification days")
+    ext.add_argument("--start", type=dt.date.fromisoformat, help="first day (default: first partition)")
+    ext.add_argument("--end", type=dt.date.fromisoformat, help="last day, inclusive (default: today)")
+    ext.set_defaults(func=_cmd_extract)
+
+    demo = sub.add_parser("demo", help="generate a sandbox tenant, serve it, extract it and print the inventory")
+    demo.add_argument("--workdir", default="data/demo")
+    demo.add_argument("--patients", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--source", choices=["api", "export"], default="api")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

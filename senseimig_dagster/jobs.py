@@ -1,0 +1,27 @@
+"""Jobs a migration engineer runs from the UI or the CLI."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+from senseimig_dagster.assets.partitions import modification_days
+
+RAW = AssetSelection.groups("raw")
+INVENTORY = AssetSelection.groups("inventory")
+
+# Extraction and inventory. Launched over the whole partition range it is the first full load (one run, thanks to
+# the single-run backfill policy); over the last days' partitions it is a delta pickup.
+extract_job = define_asset_job(
+    "extract",
+    selection=RAW,
+    partitions_def=modification_days,
+    description="Land every Sensei object in DuckDB (raw layer) for the selected modification-day partitions.",
+)
+
+inventory_job = define_asset_job(
+    "inventory",
+    selection=INVENTORY,
+    description="Count records per object and location and compare with what the source reports.",
+)
+
+all_jobs = [extract_job, inventory_job]
