@@ -47,6 +47,11 @@ REJECTS_DDL = f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
     window_start TIMESTAMP, window_end TIMESTAMP)"""
 
 
+def column_schema(obj: SenseiObject) -> TableSchema:
+    return TableSchema(columns=[TableColumn(f.name, wire.DUCKDB_TYPES[f.type], description="PHI" if f.phi else None)
+                                for f in obj.fields])
+
+
 def _window(table_slice: TableSlice) -> tuple[dt.datetime, dt.datetime]:
     (dimension,) = table_slice.partition_dimensions or [None]
     if dimension is None:  # unpartitioned write: the whole history
@@ -111,9 +116,6 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             "rejects_by_reason": MetadataValue.md(_reason_table(reasons)),
             "unknown_fields_kept_in__extra": MetadataValue.json(sorted(unknown_fields)),
             "source": obj.source,
-            "dagster/column_schema": TableSchema(columns=[
-                TableColumn(f.name, wire.DUCKDB_TYPES[f.type], description="PHI" if f.phi else None)
-                for f in spec.fields]),
         }
 
     @staticmethod

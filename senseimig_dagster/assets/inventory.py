@@ -4,14 +4,22 @@ Counts come from the landed raw tables and are compared with what the source its
 came back empty (or short) while the source holds rows fails loudly instead of being migrated as "nothing".
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 
 import duckdb
 import polars as pl
-from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetOut,
-                     MetadataValue, Output, multi_asset)
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.raw import raw_assets

@@ -1,10 +1,11 @@
 """``raw/<object>``: every Sensei object landed in DuckDB as received, one asset per registry entry."""
+# No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
-from __future__ import annotations
 
 from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, asset
 
 from senseimig_dagster.assets.partitions import PARTITION_EXPR, modification_days, source_window
+from senseimig_dagster.io_managers import column_schema
 from senseimig_dagster.objects import REGISTRY, SenseiObject
 from senseimig_dagster.resources import SenseiSource
 from senseimig_dagster.sensei.records import Extraction
@@ -20,7 +21,7 @@ def raw_asset(obj: SenseiObject) -> AssetsDefinition:
         backfill_policy=BackfillPolicy.single_run(),
         metadata={"partition_expr": PARTITION_EXPR, "sensei_endpoint": f"/v1/{obj.endpoint}",
                   "export_file": obj.export_file, "dataverse_target": obj.target.table,
-                  "loads_after": ", ".join(obj.parents) or "(none)"},
+                  "loads_after": ", ".join(obj.parents) or "(none)", "dagster/column_schema": column_schema(obj)},
         io_manager_key="duckdb_io_manager",
         kinds={"duckdb"},
         tags={"layer": "raw"},

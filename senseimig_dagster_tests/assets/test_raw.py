@@ -115,7 +115,7 @@ def test_expired_key_fails_naming_the_object_and_rerun_lands_everything_once(ten
 
 def test_bad_rows_land_in_rejects_with_reasons_and_unknown_fields_are_kept(tenant, instance, tmp_path):
     faults = Faults(rules=[Fault(object="patient", page=1, kind="wrong_type"),
-                           Fault(object="patient", page=1, kind="unknown_field"),
+                           Fault(object="patient", page=1, kind="unknown_field", row=1),
                            Fault(object="provider", page=1, kind="duplicate_record")])
     database = tmp_path / "db.duckdb"
     with serve(SenseiSimulator(tenant, faults=faults, rate_limit=None)) as url:
