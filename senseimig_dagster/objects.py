@@ -10,7 +10,7 @@ providers); ``phi=True`` marks values that must never reach logs, exceptions or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 FieldType = Literal["uuid", "str", "text", "int", "decimal", "bool", "date", "datetime", "json"]

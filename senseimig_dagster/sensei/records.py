@@ -14,8 +14,8 @@ be landed to a :class:`Reject` with a named reason instead of failing the run or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl

@@ -63,7 +63,7 @@ def polars_schema(obj: SenseiObject) -> dict[str, pl.DataType]:
 
 
 def format_datetime(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime(DATETIME_FORMAT)
+    return value.astimezone(dt.UTC).strftime(DATETIME_FORMAT)
 
 
 def to_json_value(type_: FieldType, value: Any) -> Any:
