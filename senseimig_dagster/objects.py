@@ -230,7 +230,7 @@ REGISTRY: tuple[SenseiObject, ...] = (
          _f("payer_id", "uuid", inferred=True, ref="payer"), _f("checked_at", "datetime"), _f("result", inferred=True),
          _f("coverage_pct", "json", inferred=True), _f("annual_max_remaining", "decimal", inferred=True),
          _f("deductible_met", "decimal", inferred=True), _f("waiting_period_months", "int", inferred=True),
-         _f("payer_response_code", inferred=True), _f("document_id", "uuid")),
+         _f("payer_response_code", inferred=True), _f("document_id", "uuid", ref="document")),
     _obj("document", "documents", DataverseTarget("annotation", note="note on the contact; large files to SharePoint"),
          "A file in Patient Files (forms, PDFs, images, eligibility HTML).",
          _f("patient_id", "uuid", ref="patient"), _f("claim_id", "uuid", ref="claim"), _f("category", inferred=True),
