@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from senseimig_dagster import objects
-from senseimig_dagster.objects import PRIMARY_KEY, MODIFIED_AT, REGISTRY
+from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, REGISTRY
 
 
 def test_names_endpoints_and_files_are_unique():
