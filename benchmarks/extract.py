@@ -45,6 +45,29 @@ def child_bare(export_dir: Path, database: Path) -> dict:
     return {"rows": rows, "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
 
 
+def child_core(database: Path) -> dict:
+    """Our reader and caster without Dagster: every object's batches inserted into DuckDB as the IO manager does,
+    so the constant cost of Dagster's per-partition events can be told apart from the per-row cost."""
+    import duckdb
+
+    from senseimig_dagster.io_managers import raw_table_ddl
+    from senseimig_dagster.objects import REGISTRY
+    from senseimig_dagster.resources import sensei_source_from_env
+
+    source, rows = sensei_source_from_env(), 0
+    started = time.perf_counter()
+    with duckdb.connect(str(database)) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        for obj in REGISTRY:
+            conn.execute(raw_table_ddl(obj, f"raw.{obj.name}"))
+            for batch in source.extract(obj, None, None).batches:
+                conn.register("_batch", batch.frame.to_arrow())
+                conn.execute(f"INSERT INTO raw.{obj.name} BY NAME SELECT * FROM _batch")
+                conn.unregister("_batch")
+                rows += batch.frame.height
+    return {"rows": rows, "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
 def child_pipeline(database: Path) -> dict:
     """Our raw assets, as a user runs them: one single-run backfill over all partitions, through Dagster."""
     from dagster import DagsterInstance, materialize
@@ -86,8 +109,9 @@ def main() -> None:
     if args.child == "bare":
         print(json.dumps(child_bare(Path(args.path), Path(args.workdir) / "bare.duckdb")))
         return
-    if args.child == "pipeline":
-        print(json.dumps(child_pipeline(Path(args.path))))
+    if args.child in ("pipeline", "core"):
+        child = child_pipeline if args.child == "pipeline" else child_core
+        print(json.dumps(child(Path(args.path))))
         return
 
     from senseimig_dagster.demo import _free_port, _wait_ready
@@ -118,6 +142,9 @@ def main() -> None:
     exported = run_child("pipeline", export_env, "--path", str(work / "export.duckdb"))
     print(f"(a) export path: {exported['rows']} rows in {exported['seconds']:.1f} s, "
           f"peak RSS {exported['peak_rss_mb']:.0f} MB")
+    export_core = run_child("core", export_env, "--path", str(work / "export_core.duckdb"))
+    print(f"(a') export path without Dagster: {export_core['rows']} rows in {export_core['seconds']:.1f} s, "
+          f"peak RSS {export_core['peak_rss_mb']:.0f} MB")
 
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -126,8 +153,9 @@ def main() -> None:
     try:
         _wait_ready(base_url, server)
         server_proc = psutil.Process(server.pid)
-        rest = run_child("pipeline", {"SENSEIMIG_SOURCE": "api", "SENSEI_BASE_URL": base_url},
-                         "--path", str(work / "rest.duckdb"))
+        rest_env = {"SENSEIMIG_SOURCE": "api", "SENSEI_BASE_URL": base_url}
+        rest = run_child("pipeline", rest_env, "--path", str(work / "rest.duckdb"))
+        rest_core = run_child("core", rest_env, "--path", str(work / "rest_core.duckdb"))
         server_rss = server_proc.memory_info().rss / 2**20
     finally:
         server.terminate()
@@ -135,6 +163,11 @@ def main() -> None:
     print(f"(b) REST path: {rest['rows']} rows in {rest['seconds']:.1f} s, client peak RSS "
           f"{rest['peak_rss_mb']:.0f} MB, simulator RSS at end {server_rss:.0f} MB")
 
+    print(f"(b') REST path without Dagster: {rest_core['rows']} rows in {rest_core['seconds']:.1f} s, "
+          f"peak RSS {rest_core['peak_rss_mb']:.0f} MB")
+
+    print(f"export_core_vs_bare={export_core['seconds'] / bare['seconds']:.2f}")
+    print(f"rest_core_rows_per_s={rest_core['rows'] / rest_core['seconds']:.0f}")
     print(f"rows={total}")
     print(f"export_rows_per_s={exported['rows'] / exported['seconds']:.0f}")
     print(f"export_vs_bare={exported['seconds'] / bare['seconds']:.2f}")

@@ -77,11 +77,12 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
         connection.execute(raw_table_ddl(spec, table))
         connection.execute(REJECTS_DDL)
         landed, reasons, unknown_fields, ordinal = 0, Counter[str](), set[str](), 0
-        connection.execute("BEGIN TRANSACTION")
+        # Each batch commits on its own: one transaction over a whole extraction would hold every uncommitted row
+        # in memory. A failure removes this run's partial rows instead, so the window ends empty (as DbIOManager
+        # left it), never half-loaded; re-running it lands everything once.
         try:
-            # Rejects of an earlier extraction of this window are replaced, like its rows.
             connection.execute(f"DELETE FROM {REJECTS_TABLE} WHERE object = ? AND window_start >= ? AND window_end <= ?",
-                               [spec.name, start, end])
+                               [spec.name, start, end])  # rejects of an earlier extraction of this window
             for batch in obj.batches:
                 frame = batch.frame.with_columns(
                     pl.lit(obj.source).alias("_source"), pl.lit(extracted_at).alias("_extracted_at"),
@@ -98,12 +99,14 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
                     self._insert_rejects(connection, batch.rejects, stamp, start, end)
                     reasons.update(r.reason for r in batch.rejects)
             superseded = self._reject_superseded(connection, spec, table, stamp, start, end)
-            landed -= superseded
-            reasons.update({"duplicate_primary_key": superseded} if superseded else {})
-            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            this_run = [context.run_id, extracted_at]
+            connection.execute(f"DELETE FROM {table} WHERE _run_id = ? AND _extracted_at = ?", this_run)
+            connection.execute(f"DELETE FROM {REJECTS_TABLE} WHERE object = ? AND _run_id = ? AND _extracted_at = ?",
+                               [spec.name, *this_run])
             raise
+        landed -= superseded
+        reasons.update({"duplicate_primary_key": superseded} if superseded else {})
         received = landed + sum(reasons.values())
         context.log.info(f"{spec.name}: received {received}, landed {landed}, rejected {sum(reasons.values())}"
                          f" ({dict(reasons) or 'none'}), window {start:%Y-%m-%d}..{end:%Y-%m-%d}")

@@ -166,3 +166,16 @@ def test_export_path_lands_the_same_rows_as_the_api(tenant, sensei_url, instance
             api_rows = a.execute(f"SELECT {columns} FROM raw.{obj.name} ORDER BY id").fetchall()
             export_rows = b.execute(f"SELECT {columns} FROM raw.{obj.name} ORDER BY id").fetchall()
         assert api_rows == export_rows, obj.name
+
+
+def test_failure_mid_extraction_leaves_the_window_empty_not_half_loaded(tenant, instance, tmp_path):
+    database = tmp_path / "db.duckdb"
+    faults = Faults(rules=[Fault(object="ledger_transaction", page=3, kind="http_500", times=None)])
+    with serve(SenseiSimulator(tenant, faults=faults, rate_limit=None)) as url:
+        result = extract(database, url, HISTORY_START.isoformat(), LAST_DAY, instance, page_size=200,
+                         max_retries=1)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "ledger_transaction" in str(failure.step_failure_data.error) and "page 3" in str(
+        failure.step_failure_data.error)
+    assert landed(database, "ledger_transaction") == []  # pages 1-2 were landed, then removed with the failure
