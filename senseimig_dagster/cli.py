@@ -32,17 +32,19 @@ def run_extract(start: dt.date | None, end: dt.date | None) -> bool:
     from senseimig_dagster.assets.partitions import modification_days
     from senseimig_dagster.definitions import defs
 
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # Dagster's per-event DEBUG lines off
     keys = modification_days.get_partition_keys()
     first = start.isoformat() if start else keys[0]
     last = end.isoformat() if end else keys[-1]
     instance = _instance()
     extract = defs.resolve_job_def("extract").execute_in_process(
-        instance=instance, raise_on_error=False,
+        instance=instance, raise_on_error=False, run_config=quiet,
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
     if not extract.success:
         print(f"extract failed (run {extract.run_id}); see the Dagster UI or the log above", file=sys.stderr)
         return False
-    inventory = defs.resolve_job_def("inventory").execute_in_process(instance=instance, raise_on_error=False)
+    inventory = defs.resolve_job_def("inventory").execute_in_process(instance=instance, raise_on_error=False,
+                                                                     run_config=quiet)
     checks = inventory.get_asset_check_evaluations()
     for check in checks:
         print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
@@ -54,6 +56,8 @@ def print_inventory(database: str) -> None:
 
     with duckdb.connect(database, read_only=True) as conn:
         print(conn.sql("SELECT * FROM inventory.record_counts ORDER BY object"))
+        print(conn.sql("PIVOT (SELECT coalesce(location_name, location_id, '(none)') AS location, object, records "
+                       "FROM inventory.location_counts) ON location USING sum(records) ORDER BY object"))
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -128,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=BetaWarning)  # single-run backfill policy is beta in Dagster 1.13
+    warnings.filterwarnings("ignore", category=PreviewWarning)
     args = build_parser().parse_args(argv)
     return args.func(args)
 
