@@ -43,7 +43,7 @@ def run_extract(start: dt.date | None, end: dt.date | None) -> bool:
     if not extract.success:
         print(f"extract failed (run {extract.run_id}); see the Dagster UI or the log above", file=sys.stderr)
         return False
-    inventory = defs.resolve_job_def("inventory").execute_in_process(instance=instance, raise_on_error=False,
+    inventory = defs.resolve_job_def("take_inventory").execute_in_process(instance=instance, raise_on_error=False,
                                                                      run_config=quiet)
     checks = inventory.get_asset_check_evaluations()
     for check in checks:

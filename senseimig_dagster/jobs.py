@@ -19,7 +19,7 @@ extract_job = define_asset_job(
 )
 
 inventory_job = define_asset_job(
-    "inventory",
+    "take_inventory",
     selection=INVENTORY,
     description="Count records per object and location and compare with what the source reports.",
 )
