@@ -108,6 +108,10 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
         landed -= superseded
         reasons.update({"duplicate_primary_key": superseded} if superseded else {})
         received = landed + sum(reasons.values())
+        if obj.source_count is not None and obj.source_count != received:
+            # The source changed while we paged (or miscounts): visible here; the inventory check decides.
+            context.log.warning(f"{spec.name}: the source reported {obj.source_count} rows for the window but "
+                                f"{received} were received")
         context.log.info(f"{spec.name}: received {received}, landed {landed}, rejected {sum(reasons.values())}"
                          f" ({dict(reasons) or 'none'}), window {start:%Y-%m-%d}..{end:%Y-%m-%d}")
         return {

@@ -60,12 +60,14 @@ def export_count(obj: SenseiObject, export_dir: Path) -> int:
 
 def extract_export(obj: SenseiObject, export_dir: Path, modified_since: dt.datetime | None,
                    modified_before: dt.datetime | None, *, chunk_rows: int = 100_000) -> Extraction:
-    """A lazy extraction of one window. ``source_count`` is the whole file's record count (``export_count``),
-    not the window's: the file does not say how many rows a window holds without parsing it all, so it equals
-    received (landed + rejected) only when the window covers all time. Header problems raise here, at once."""
+    """A lazy extraction of one window. ``source_count`` is known only for an unbounded window (the file's record
+    count): the file does not say how many rows a bounded window holds without parsing it all. Header problems
+    raise here, at once."""
     path, header = _open(obj, export_dir)
     batches = _read(obj, path, header, modified_since, modified_before, chunk_rows)
-    return Extraction(obj.name, "export", batches, source_count=csv_scan.count_records(path, header))
+    unbounded = modified_since is None and modified_before is None
+    return Extraction(obj.name, "export", batches,
+                      source_count=csv_scan.count_records(path, header) if unbounded else None)
 
 
 def read_export(obj: SenseiObject, export_dir: Path, modified_since: dt.datetime | None,

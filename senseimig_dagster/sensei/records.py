@@ -160,8 +160,9 @@ def _duplicate(obj: SenseiObject, row: dict) -> Reject:
 class Extraction:
     """A lazily read extraction of one object over one modification window: batches stream into DuckDB.
 
-    ``source_count`` is what the source itself says it holds for the window (the API's ``total_count``, the
-    export's row count), so a run can prove that received = landed + rejected.
+    ``source_count`` is what the source itself says it holds for this window (the API's ``total_count``; an
+    export's row count when the window is unbounded), or None when the source cannot say; when known, a run shows
+    whether received = landed + rejected matches it.
     """
 
     object: str

@@ -377,3 +377,9 @@ def test_line_breaks_outside_text_columns_keep_line_numbers_right(tmp_path: Path
     frame, rejects = accounted(ORG, write(tmp_path, ORG, HEADER + csv_text(rows)))
     assert frame.select("id", SOURCE_REF).rows() == [("o-1", "line 2"), ("o-2\r\nx", "line 3"), ("o-4", "line 7")]
     assert [(r.source_ref, r.reason, r.field) for r in rejects] == [("line 5", "wrong_type", "created_at")]
+
+
+def test_a_bounded_window_does_not_claim_the_whole_file_count(tenant: tuple[Path, Path]) -> None:
+    _, export_dir = tenant
+    since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    assert extract_export(PATIENT, export_dir, since, None).source_count is None
