@@ -101,9 +101,11 @@ def _error_text(response: httpx.Response) -> str:
 class SenseiClient:
     def __init__(self, base_url: str, api_key: str, *, page_size: int = 1000, timeout: float = 30.0,
                  max_retries: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
-                 transport: httpx.BaseTransport | None = None):
+                 retry_after_max: float = 300.0, transport: httpx.BaseTransport | None = None):
         self.base_url, self.page_size, self.max_retries = base_url.rstrip("/"), page_size, max_retries
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        # A Retry-After beyond this (a misconfigured gateway asking for hours) is clamped, not obeyed blindly.
+        self.retry_after_max = retry_after_max
         self._http = httpx.Client(base_url=self.base_url, auth=_ApiKeyAuth(api_key), timeout=timeout,
                                   transport=transport, headers={"Accept": "application/json"})
         self._closed = threading.Event()
@@ -229,7 +231,7 @@ class SenseiClient:
                 if attempt == self.max_retries:
                     raise SenseiPageError(name, where, f"{retry.cause}; gave up after {attempt + 1} attempts") \
                         from None
-                wait = retry.wait
+                wait = None if retry.wait is None else min(retry.wait, self.retry_after_max)
                 if wait is None:  # exponential backoff with full jitter
                     wait = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
                 log.warning("sensei %s %s: %s; retry %d/%d in %.2f s", name, where, retry.cause, attempt + 1,

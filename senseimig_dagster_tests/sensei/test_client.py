@@ -148,6 +148,15 @@ def test_429_honours_retry_after(tenant):
     assert waits and all(w == 1.0 for w in waits)  # Retry-After: 1, not the (tiny) backoff
 
 
+def test_an_absurd_retry_after_is_clamped(tenant):
+    waits: list[float] = []
+    limit = RateLimit(requests_per_second=20, burst=2)
+    with server(tenant, rate_limit=limit) as (_, url), client(url, page_size=20, retry_after_max=0.25) as c:
+        c._sleep = lambda s: (waits.append(s), time.sleep(0.05))
+        list(c.iter_batches(PATIENT, None, None))
+    assert waits and all(w == 0.25 for w in waits)
+
+
 @pytest.mark.parametrize("kind", ["http_500", "malformed_json", "reset"])
 def test_transient_failures_mid_paging_recover_without_duplicates_or_losses(tenant, kind, caplog):
     caplog.set_level(logging.DEBUG)
