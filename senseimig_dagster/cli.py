@@ -71,7 +71,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_sensei(args: argparse.Namespace) -> int:
     from senseimig_dagster.sandbox.sensei_sim import run_sensei_server
 
-    run_sensei_server(Path(args.data), args.host, args.port, args.api_key)
+    # The key comes from the environment, never the command line (where ps would show it).
+    api_key = os.environ.get("SENSEI_API_KEY", settings.SANDBOX_API_KEY)  # as resources.py reads it
+    run_sensei_server(Path(args.data), args.host, args.port, api_key)
     return 0
 
 
@@ -106,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--patients", type=int, default=1000)
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=_cmd_generate)
-    sim = sandbox.add_parser("sensei", help="serve a tenant over the Sensei REST API")
+    sim = sandbox.add_parser("sensei", help="serve a tenant over the Sensei REST API (key: $SENSEI_API_KEY, "
+                                           "default the sandbox key)")
     sim.add_argument("--data", required=True)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=settings.SANDBOX_SENSEI_PORT)
-    sim.add_argument("--api-key", default=os.environ.get("SENSEI_API_KEY", settings.SANDBOX_API_KEY))
     sim.set_defaults(func=_cmd_sensei)
     exp = sandbox.add_parser("export", help="write a tenant as Sensei's CSV Data Export")
     exp.add_argument("--data", required=True)

@@ -2,49 +2,52 @@
 
 We write our own type handlers instead of using ``dagster-duckdb-polars`` (whose 0.29 handler calls
 ``DuckDBPyConnection.arrow``, gone in duckdb 2.x) and still pin ``duckdb>=1.5,<2`` in pyproject until
-``dagster-duckdb`` itself is tested on 2.x. Two handlers:
+``dagster-duckdb`` itself is tested on 2.x. It builds on Dagster's ``DbIOManager`` (a private module: dagster is
+pinned to 1.13.x). Two handlers, each replacing its slice atomically:
 
-- :class:`ExtractionHandler` streams an :class:`Extraction` (batches read lazily from the source) into the table,
-  so memory stays bounded at any tenant size, and lands rejected rows in ``raw._rejects`` with their reason;
-- :class:`PolarsHandler` stores and loads plain Polars frames (staging and later layers).
-
-Dagster's ``DbIOManager`` deletes the partition window before the handler writes, so re-running a window neither
-duplicates nor loses rows.
+- :class:`ExtractionHandler` streams an :class:`Extraction` (batches read lazily from the source) into a landing
+  table, committing batch by batch so memory stays bounded at any tenant size, then swaps the landing table into
+  the partition window in one transaction. A run that fails part-way leaves the window exactly as it was.
+  Rejected rows go to ``raw._rejects`` with their reason and the partition they belong to;
+- :class:`PolarsHandler` stores and loads plain Polars frames (inventory, staging and later layers).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import duckdb
 import orjson
 import polars as pl
 from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
+from dagster_duckdb.io_manager import DuckDbClient
 
 from senseimig_dagster import objects
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
 from senseimig_dagster.sensei import wire
-from senseimig_dagster.sensei.records import EXTRA, SOURCE_REF, Extraction, rejects_frame
+from senseimig_dagster.sensei.errors import SenseiError
+from senseimig_dagster.sensei.records import EXTRA, SOURCE_REF, Extraction, Reject, rejects_frame
 
 REJECTS_TABLE = "raw._rejects"
 LINEAGE_COLUMNS = {EXTRA: "JSON", SOURCE_REF: "VARCHAR", "_source": "VARCHAR", "_extracted_at": "TIMESTAMPTZ",
                    "_run_id": "VARCHAR", "_ordinal": "BIGINT"}
+REJECT_COLUMNS = """object VARCHAR, source_id VARCHAR, source_ref VARCHAR, reason VARCHAR, field VARCHAR,
+    message VARCHAR, raw VARCHAR, modified_at TIMESTAMPTZ, partition_at TIMESTAMP, _source VARCHAR,
+    _extracted_at TIMESTAMPTZ, _run_id VARCHAR"""
+_LAST_MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def raw_table_ddl(obj: SenseiObject, table: str) -> str:
+def raw_table_ddl(obj: SenseiObject, table: str, *, replace: bool = False) -> str:
     columns = [f'"{f.name}" {wire.DUCKDB_TYPES[f.type]}' for f in obj.fields]
     columns += [f'"{name}" {type_}' for name, type_ in LINEAGE_COLUMNS.items()]
-    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
-
-
-REJECTS_DDL = f"""CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (
-    object VARCHAR, source_id VARCHAR, source_ref VARCHAR, reason VARCHAR, field VARCHAR, message VARCHAR,
-    raw VARCHAR, _source VARCHAR, _extracted_at TIMESTAMPTZ, _run_id VARCHAR,
-    window_start TIMESTAMP, window_end TIMESTAMP)"""
+    create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
+    return f"{create} {table} ({', '.join(columns)})"
 
 
 def column_schema(obj: SenseiObject) -> TableSchema:
@@ -52,12 +55,13 @@ def column_schema(obj: SenseiObject) -> TableSchema:
                                 for f in obj.fields])
 
 
-def _window(table_slice: TableSlice) -> tuple[dt.datetime, dt.datetime]:
-    (dimension,) = table_slice.partition_dimensions or [None]
-    if dimension is None:  # unpartitioned write: the whole history
-        return dt.datetime.min, dt.datetime.max
+def _window(table_slice: TableSlice) -> tuple[dt.datetime, dt.datetime, str | None]:
+    """(start, end, partition expression) of the slice, naive UTC; the whole history when unpartitioned."""
+    if not table_slice.partition_dimensions:
+        return dt.datetime.min, dt.datetime.max, None
+    (dimension,) = table_slice.partition_dimensions
     start, end = dimension.partitions
-    return start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return start.replace(tzinfo=None), end.replace(tzinfo=None), dimension.partition_expr
 
 
 class ExtractionHandler(DbTypeHandler[Extraction]):
@@ -68,45 +72,51 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
         return [Extraction]
 
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: Extraction,
-                      connection: duckdb.DuckDBPyConnection) -> dict:
+                      connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         spec = objects.get(obj.object)
         table = f"{table_slice.schema}.{table_slice.table}"
-        start, end = _window(table_slice)
-        extracted_at = dt.datetime.now(dt.UTC)
-        stamp = {"_source": obj.source, "_extracted_at": extracted_at, "_run_id": context.run_id}
+        landing = f"{table_slice.schema}._landing_{table_slice.table}"
+        landing_rejects = f"{landing}_rejects"
+        start, end, partition_expr = _window(table_slice)
+        stamp = {"_source": obj.source, "_extracted_at": dt.datetime.now(dt.UTC), "_run_id": context.run_id}
         connection.execute(raw_table_ddl(spec, table))
-        connection.execute(REJECTS_DDL)
-        landed, reasons, unknown_fields, ordinal = 0, Counter[str](), set[str](), 0
-        # Each batch commits on its own: one transaction over a whole extraction would hold every uncommitted row
-        # in memory. A failure removes this run's partial rows instead, so the window ends empty (as DbIOManager
-        # left it), never half-loaded; re-running it lands everything once.
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} ({REJECT_COLUMNS})")
+        connection.execute(raw_table_ddl(spec, landing, replace=True))
+        connection.execute(f"CREATE OR REPLACE TABLE {landing_rejects} ({REJECT_COLUMNS})")
         try:
-            connection.execute(f"DELETE FROM {REJECTS_TABLE} WHERE object = ? AND window_start >= ? AND window_end <= ?",
-                               [spec.name, start, end])  # rejects of an earlier extraction of this window
-            for batch in obj.batches:
-                frame = batch.frame.with_columns(
-                    pl.lit(obj.source).alias("_source"), pl.lit(extracted_at).alias("_extracted_at"),
-                    pl.lit(context.run_id).alias("_run_id"),
-                    (pl.int_range(pl.len(), dtype=pl.Int64) + ordinal).alias("_ordinal"))
-                ordinal += frame.height
-                if frame.height:
-                    connection.register("_batch", frame.to_arrow())
-                    connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
-                    connection.unregister("_batch")
-                    unknown_fields.update(_extra_keys(frame))
-                landed += frame.height
-                if batch.rejects:
-                    self._insert_rejects(connection, batch.rejects, stamp, start, end)
-                    reasons.update(r.reason for r in batch.rejects)
-            superseded = self._reject_superseded(connection, spec, table, stamp, start, end)
+            landed, unknown_fields = self._land(connection, spec, obj, landing, landing_rejects, stamp, start, end)
+            in_window = f"{partition_expr} >= '{start}' AND {partition_expr} < '{end}'" if partition_expr else "true"
+            landed -= _move_to_rejects(connection, spec, landing, landing_rejects, f"NOT ({in_window})",
+                                       "modified_outside_window", start, end,
+                                       f"{MODIFIED_AT} falls outside the requested window (a timestamp in the "
+                                       "future, or a source that ignored the filter); it lands with its own day")
+            landed -= _move_to_rejects(connection, spec, landing, landing_rejects, _SUPERSEDED,
+                                       "duplicate_primary_key", start, end,
+                                       "was received again later in the same extraction; the latest copy was kept")
+            # The swap: the window's old rows and rejects out, the new ones in, all or nothing.
+            connection.execute("BEGIN TRANSACTION")
+            connection.execute(f"DELETE FROM {table} WHERE {in_window}")
+            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {landing}")
+            connection.execute(f"DELETE FROM {REJECTS_TABLE} WHERE object = ? AND partition_at >= ? AND "
+                               "partition_at < ?", [spec.name, start, end])
+            connection.execute(f"INSERT INTO {REJECTS_TABLE} BY NAME SELECT * FROM {landing_rejects}")
+            connection.execute("COMMIT")
+            reasons = Counter(dict(connection.execute(
+                f"SELECT reason, count(*) FROM {landing_rejects} GROUP BY reason").fetchall()))
+        except duckdb.Error as exc:
+            _rollback(connection)
+            # DuckDB errors may quote the offending value, which may be PHI: keep the type and the place only.
+            raise SenseiError(spec.name, "landing in DuckDB", f"{type(exc).__name__} (details withheld: may "
+                                                               "quote source values)") from None
         except BaseException:
-            this_run = [context.run_id, extracted_at]
-            connection.execute(f"DELETE FROM {table} WHERE _run_id = ? AND _extracted_at = ?", this_run)
-            connection.execute(f"DELETE FROM {REJECTS_TABLE} WHERE object = ? AND _run_id = ? AND _extracted_at = ?",
-                               [spec.name, *this_run])
+            _rollback(connection)
             raise
-        landed -= superseded
-        reasons.update({"duplicate_primary_key": superseded} if superseded else {})
+        finally:
+            close = getattr(obj.batches, "close", None)
+            if close is not None:  # stop the stream's HTTP client and prefetch thread now, not at GC
+                close()
+            connection.execute(f"DROP TABLE IF EXISTS {landing}")
+            connection.execute(f"DROP TABLE IF EXISTS {landing_rejects}")
         received = landed + sum(reasons.values())
         if obj.source_count is not None and obj.source_count != received:
             # The source changed while we paged (or miscounts): visible here; the inventory check decides.
@@ -125,71 +135,129 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             "source": obj.source,
         }
 
-    @staticmethod
-    def _insert_rejects(connection: duckdb.DuckDBPyConnection, rejects: list, stamp: dict,
-                        start: dt.datetime, end: dt.datetime) -> None:
-        frame = rejects_frame(rejects).with_columns(
-            pl.lit(stamp["_source"]).alias("_source"), pl.lit(stamp["_extracted_at"]).alias("_extracted_at"),
-            pl.lit(stamp["_run_id"]).alias("_run_id"), pl.lit(start).alias("window_start"),
-            pl.lit(end).alias("window_end"))
-        connection.register("_rejects", frame.to_arrow())
-        connection.execute(f"INSERT INTO {REJECTS_TABLE} BY NAME SELECT * FROM _rejects")
-        connection.unregister("_rejects")
-
-    @staticmethod
-    def _reject_superseded(connection: duckdb.DuckDBPyConnection, spec: SenseiObject, table: str,
-                           stamp: dict, start: dt.datetime, end: dt.datetime) -> int:
-        """An id received twice in one extraction (a source that changed while we paged): the latest version
-        stays, earlier copies move to the rejects table as ``duplicate_primary_key``."""
-        this_run = [stamp["_run_id"], stamp["_extracted_at"]]
-        connection.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _superseded AS SELECT _ordinal FROM (
-                  SELECT _ordinal, row_number() OVER (PARTITION BY {PRIMARY_KEY}
-                                                      ORDER BY {MODIFIED_AT} DESC, _ordinal DESC) AS _rank
-                  FROM {table} WHERE _run_id = ? AND _extracted_at = ?) WHERE _rank > 1""", this_run)
-        (count,) = connection.execute("SELECT count(*) FROM _superseded").fetchone()
-        if count:
-            connection.execute(
-                f"""INSERT INTO {REJECTS_TABLE} BY NAME
-                SELECT '{spec.name}' AS object, t.{PRIMARY_KEY} AS source_id, t.{SOURCE_REF} AS source_ref,
-                       'duplicate_primary_key' AS reason, '{PRIMARY_KEY}' AS field,
-                       '{spec.name} ' || t.{SOURCE_REF} || ': id ' || t.{PRIMARY_KEY} ||
-                       ' was received again later in the same extraction; the latest copy was kept' AS message,
-                       to_json(t)::VARCHAR AS raw, t._source, t._extracted_at, t._run_id,
-                       ?::TIMESTAMP AS window_start, ?::TIMESTAMP AS window_end
-                FROM {table} t SEMI JOIN _superseded s ON t._ordinal = s._ordinal
-                WHERE t._run_id = ? AND t._extracted_at = ?""", [start, end, *this_run])
-            connection.execute(f"DELETE FROM {table} WHERE _run_id = ? AND _extracted_at = ? "
-                               f"AND _ordinal IN (SELECT _ordinal FROM _superseded)", this_run)
-        connection.execute("DROP TABLE _superseded")
-        return count
+    def _land(self, connection: duckdb.DuckDBPyConnection, spec: SenseiObject, obj: Extraction, landing: str,
+              landing_rejects: str, stamp: dict[str, Any], start: dt.datetime,
+              end: dt.datetime) -> tuple[int, set[str]]:
+        """Every batch into the landing table, one commit per batch (bounded memory)."""
+        landed, ordinal, unknown_fields = 0, 0, set[str]()
+        for batch in obj.batches:
+            frame = batch.frame.with_columns(
+                pl.lit(stamp["_source"]).alias("_source"), pl.lit(stamp["_extracted_at"]).alias("_extracted_at"),
+                pl.lit(stamp["_run_id"]).alias("_run_id"),
+                (pl.int_range(pl.len(), dtype=pl.Int64) + ordinal).alias("_ordinal"))
+            ordinal += frame.height
+            if frame.height:
+                _insert(connection, landing, frame)
+                unknown_fields.update(_extra_keys(frame))
+            landed += frame.height
+            if batch.rejects:
+                _insert(connection, landing_rejects, _reject_rows(batch.rejects, stamp, start, end))
+        return landed, unknown_fields
 
     def load_input(self, context: InputContext, table_slice: TableSlice,
                    connection: duckdb.DuckDBPyConnection) -> Extraction:
         raise TypeError("raw assets load as polars.DataFrame; annotate the input with pl.DataFrame")
 
 
+# An id received twice in one extraction (a source that changed while we paged): all but its latest copy.
+_SUPERSEDED = (f"_ordinal IN (SELECT _ordinal FROM (SELECT _ordinal, row_number() OVER (PARTITION BY {PRIMARY_KEY} "
+               f"ORDER BY {MODIFIED_AT} DESC, _ordinal DESC) AS _rank FROM {{landing}}) WHERE _rank > 1)")
+
+
+def _move_to_rejects(connection: duckdb.DuckDBPyConnection, spec: SenseiObject, landing: str, landing_rejects: str,
+                     condition: str, reason: str, start: dt.datetime, end: dt.datetime, cause: str) -> int:
+    """Move landed rows matching ``condition`` to the rejects with ``reason``; returns how many."""
+    condition = condition.format(landing=landing)
+    (count,) = connection.execute(f"SELECT count(*) FROM {landing} WHERE {condition}").fetchone()
+    if count:
+        connection.execute(
+            f"""INSERT INTO {landing_rejects} BY NAME
+            SELECT '{spec.name}' AS object, t.{PRIMARY_KEY} AS source_id, t.{SOURCE_REF} AS source_ref,
+                   '{reason}' AS reason, '{PRIMARY_KEY if reason == "duplicate_primary_key" else MODIFIED_AT}' AS field,
+                   '{spec.name} ' || t.{SOURCE_REF} || ': id ' || t.{PRIMARY_KEY} || ' {cause}' AS message,
+                   to_json(t)::VARCHAR AS raw, t.{MODIFIED_AT} AS modified_at,
+                   least(greatest(timezone('UTC', t.{MODIFIED_AT}), ?::TIMESTAMP), ?::TIMESTAMP) AS partition_at,
+                   t._source, t._extracted_at, t._run_id
+            FROM {landing} t WHERE {condition}""", [start, end - _LAST_MICROSECOND])
+        connection.execute(f"DELETE FROM {landing} WHERE {condition}")
+    return count
+
+
+def _reject_rows(rejects: list[Reject], stamp: dict[str, Any], start: dt.datetime, end: dt.datetime
+                 ) -> pl.DataFrame:
+    """Rejects with the partition they belong to: their ``updated_at`` clamped into this window (no readable
+    ``updated_at``: the window's start), so re-running a window replaces exactly its own rejects."""
+    frame = rejects_frame(rejects)
+    partition_at = (frame.get_column("modified_at").dt.replace_time_zone(None)
+                    .clip(start, end - _LAST_MICROSECOND).fill_null(start))
+    return frame.with_columns(partition_at.alias("partition_at"), pl.lit(stamp["_source"]).alias("_source"),
+                              pl.lit(stamp["_extracted_at"]).alias("_extracted_at"),
+                              pl.lit(stamp["_run_id"]).alias("_run_id"))
+
+
+def _insert(connection: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    connection.register("_frame", frame.to_arrow())
+    try:
+        connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+    finally:
+        connection.unregister("_frame")
+
+
+def _rollback(connection: duckdb.DuckDBPyConnection) -> None:
+    with suppress(duckdb.Error):  # no transaction was open: the failure came before the swap
+        connection.execute("ROLLBACK")
+
+
 class PolarsHandler(DbTypeHandler[pl.DataFrame]):
-    """Plain Polars frames: the whole slice is replaced on write; loaded with the slice's filter."""
+    """Plain Polars frames: the slice is replaced in one transaction; loaded with the slice's filter."""
 
     @property
     def supported_types(self) -> Sequence[type[object]]:
         return [pl.DataFrame]
 
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pl.DataFrame,
-                      connection: duckdb.DuckDBPyConnection) -> dict:
+                      connection: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         table = f"{table_slice.schema}.{table_slice.table}"
         connection.register("_frame", obj.to_arrow())
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")
-        connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
-        connection.unregister("_frame")
+        try:
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _frame LIMIT 0")
+            connection.execute("BEGIN TRANSACTION")
+            SenseimigDuckDbClient.delete_slice(table_slice, connection)
+            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _frame")
+            connection.execute("COMMIT")
+        except BaseException:
+            _rollback(connection)
+            raise
+        finally:
+            connection.unregister("_frame")
         return {"dagster/row_count": obj.height}
 
     def load_input(self, context: InputContext, table_slice: TableSlice,
                    connection: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-        from dagster_duckdb.io_manager import DuckDbClient
-
         return connection.sql(DuckDbClient.get_select_statement(table_slice)).pl()
+
+
+class SenseimigDuckDbClient(DuckDbClient):
+    """Dagster's DuckDB client, but: the handlers replace their slice themselves (atomically, after the new data
+    is ready) instead of a delete up front; and the connection is closed even when a step fails, so nothing else
+    in the process finds the database file still open."""
+
+    @staticmethod
+    def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: Any) -> None:
+        return None
+
+    @staticmethod
+    def delete_slice(table_slice: TableSlice, connection: duckdb.DuckDBPyConnection) -> None:
+        DuckDbClient.delete_table_slice(None, table_slice, connection)  # type: ignore[arg-type]
+
+    @staticmethod
+    @contextmanager
+    def connect(context: Any, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
+        with DuckDbClient.connect(context, table_slice) as conn:
+            try:
+                yield conn
+            finally:
+                conn.close()
 
 
 def _extra_keys(frame: pl.DataFrame) -> set[str]:
@@ -213,3 +281,8 @@ class SenseimigDuckDBIOManager(DuckDBIOManager):
     @staticmethod
     def default_load_type() -> type | None:
         return pl.DataFrame
+
+    def create_io_manager(self, context: Any) -> DbIOManager:
+        return DbIOManager(db_client=SenseimigDuckDbClient(), database=self.database, schema=self.schema_,
+                           type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
+                           io_manager_name="SenseimigDuckDBIOManager")

@@ -28,10 +28,6 @@ class Field:
     inferred: bool = False
     references: str | None = None  # registry name of the object this id points at
 
-    @property
-    def is_reference(self) -> bool:
-        return self.references is not None
-
 
 @dataclass(frozen=True)
 class DataverseTarget:

@@ -39,14 +39,19 @@ def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> b
 def landed_counts(conn: duckdb.DuckDBPyConnection, obj: SenseiObject) -> tuple[int, int, int]:
     """(distinct records, row versions, rows rejected before landing) for one object."""
     records = versions = 0
-    if _table_exists(conn, "raw", obj.name):
+    exists = _table_exists(conn, "raw", obj.name)
+    if exists:
         records, versions = conn.execute(f"SELECT count(DISTINCT {PRIMARY_KEY}), count(*) FROM raw.{obj.name}"
                                          ).fetchone()
     rejected = 0
     if _table_exists(conn, "raw", REJECTS_TABLE.split(".")[1]):
-        # duplicate copies are not records of their own: the latest copy of that id landed
-        (rejected,) = conn.execute(f"SELECT count(*) FROM {REJECTS_TABLE} WHERE object = ? AND "
-                                   "reason <> 'duplicate_primary_key'", [obj.name]).fetchone()
+        # Source records that never landed: a duplicate copy is not a record of its own, an id rejected in one
+        # window and landed in another is counted once (as landed), a record rejected twice once.
+        not_landed = (f"source_id NOT IN (SELECT {PRIMARY_KEY} FROM raw.{obj.name} WHERE {PRIMARY_KEY} IS NOT NULL)"
+                      if exists else "true")
+        (rejected,) = conn.execute(
+            f"SELECT count(DISTINCT coalesce(source_id, raw)) FROM {REJECTS_TABLE} WHERE object = ? AND "
+            f"reason <> 'duplicate_primary_key' AND (source_id IS NULL OR {not_landed})", [obj.name]).fetchone()
     return records, versions, rejected
 
 

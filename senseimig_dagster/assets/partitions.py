@@ -20,8 +20,10 @@ modification_days = DailyPartitionsDefinition(start_date=HISTORY_START.isoformat
 PARTITION_EXPR = f"greatest(timezone('UTC', {MODIFIED_AT}), TIMESTAMP '{HISTORY_START.isoformat()}')"
 
 
-def source_window(window: TimeWindow) -> tuple[dt.datetime | None, dt.datetime]:
-    """The ``modified_since``/``modified_before`` to ask the source for; the first partition is open-ended
-    backwards so nothing older than the partitions is left behind."""
+def source_window(window: TimeWindow) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The ``modified_since``/``modified_before`` to ask the source for. The first partition is open-ended
+    backwards so nothing older than the partitions is left behind; the newest is open-ended forwards so a
+    future-dated row is received (and rejected as outside the window, counted) rather than never seen."""
     first = window.start.date() <= HISTORY_START
-    return (None if first else window.start.astimezone(dt.UTC)), window.end.astimezone(dt.UTC)
+    newest = window.end >= modification_days.get_last_partition_window().end
+    return (None if first else window.start.astimezone(dt.UTC)), (None if newest else window.end.astimezone(dt.UTC))

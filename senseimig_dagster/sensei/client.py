@@ -4,7 +4,8 @@ resume from the same page token.
 Failure policy, per request: 429 waits for ``Retry-After``; 5xx, timeouts, connection resets and malformed JSON
 are retried with exponential backoff and full jitter; 401/403 raise :class:`SenseiAuthError` at once; 400/404
 raise :class:`SenseiPageError` at once; so does running out of retries. Messages name object, page and cause and
-never carry the API key or a record value (records may be PHI).
+never carry the API key or a record value (records may be PHI): of an error response only ``HTTP <status> <code>``
+is kept, the server's free-text message goes to DEBUG logging only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import email.utils
 import itertools
 import logging
 import random
+import re
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -89,13 +91,25 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def _error_text(response: httpx.Response) -> str:
-    """``HTTP 400 bad_request: message`` from the API's error JSON (ours never echoes values)."""
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _error_text(response: httpx.Response, name: str, where: str) -> str:
+    """``HTTP 400 bad_request`` from the API's error JSON. The server's ``message`` stays out of the text: the API
+    promises nothing about not echoing values (PHI), so it is logged at DEBUG only."""
+    text = f"HTTP {response.status_code}"
     try:
         err = orjson.loads(response.content)["error"]
-        return f"HTTP {response.status_code} {err.get('code')}: {str(err.get('message'))[:200]}"
     except Exception:
-        return f"HTTP {response.status_code}"
+        return text
+    if not isinstance(err, dict):
+        return text
+    code = err.get("code")
+    if isinstance(code, str) and _ERROR_CODE.fullmatch(code):  # a code token, never free text
+        text += f" {code}"
+    if err.get("message") is not None:
+        log.debug("sensei %s %s: %s: %s", name, where, text, str(err["message"])[:200])
+    return text
 
 
 class SenseiClient:
@@ -129,8 +143,9 @@ class SenseiClient:
     def iter_batches(self, obj: SenseiObject, modified_since: dt.datetime | None = None,
                      modified_before: dt.datetime | None = None, *,
                      location_id: str | None = None) -> Iterator[Batch]:
-        """Every record of ``obj`` modified in [since, before), one typed batch per page (empty pages skipped)."""
-        return self._batches(obj, self._pages(obj, self._filters(modified_since, modified_before, location_id)))
+        """Every record of ``obj`` modified in [since, before), one typed batch per page (empty pages skipped).
+        Lazy: nothing is fetched until the first batch is asked for."""
+        yield from self.extract(obj, modified_since, modified_before, location_id=location_id).batches
 
     def extract(self, obj: SenseiObject, modified_since: dt.datetime | None = None,
                 modified_before: dt.datetime | None = None, *, location_id: str | None = None) -> Extraction:
@@ -248,14 +263,15 @@ class SenseiClient:
             status = response.status_code
             if status >= 400 and stream:
                 response.read()
-            if status in (401, 403):
-                raise SenseiAuthError(name, where, f"{_error_text(response)} (the API key was refused)")
-            if status == 429:
-                raise _Retryable(_error_text(response), _retry_after(response.headers.get("Retry-After")))
-            if status >= 500:
-                raise _Retryable(_error_text(response))
             if status >= 300:
-                raise SenseiPageError(name, where, _error_text(response))
+                error = _error_text(response, name, where)
+                if status in (401, 403):
+                    raise SenseiAuthError(name, where, f"{error} (the API key was refused)")
+                if status == 429:
+                    raise _Retryable(error, _retry_after(response.headers.get("Retry-After")))
+                if status >= 500:
+                    raise _Retryable(error)
+                raise SenseiPageError(name, where, error)
             result = parse(response)
             if stream:
                 response = None  # the caller streams and closes it

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import BinaryIO
 import polars as pl
 import pyarrow as pa
 
+from senseimig_dagster import objects
+from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY
 from senseimig_dagster.sensei.errors import SenseiExportError
 
 BOM = b"\xef\xbb\xbf"
@@ -74,9 +77,20 @@ def read_header(name: str, path: Path) -> Header:
     names = next(csv.reader([text.rstrip("\r\n")]), [])
     if not any(n.strip() for n in names):
         raise SenseiExportError(name, "header", "the header row is empty")
-    twice = sorted({n for n in names if names.count(n) > 1})
+    # A file that lost its header row reads its first record as the header: its cells may be PHI, so the
+    # required columns are checked first and only the object's registry field names are ever quoted.
+    required = [c for c in (PRIMARY_KEY, MODIFIED_AT) if c not in names]
+    if required:
+        raise SenseiExportError(name, "header", f"required column(s) missing: {', '.join(required)} "
+                                                f"(is the header row missing?)")
+    twice = sorted(n for n, k in Counter(names).items() if k > 1)
     if twice:
-        raise SenseiExportError(name, "header", f"column names repeated: {', '.join(twice)}")
+        obj = objects.OBJECTS.get(name)
+        known = frozenset(obj.field_names if obj else (PRIMARY_KEY, MODIFIED_AT))
+        quoted = [n for n in twice if n in known]
+        others = len(twice) - len(quoted)
+        listed = quoted + ([f"{others} other name(s) not in the registry"] if others else [])
+        raise SenseiExportError(name, "header", f"column names repeated: {', '.join(listed)}")
     return Header(tuple(names), end, text.count("\n") + 1)
 
 

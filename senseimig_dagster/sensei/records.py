@@ -16,6 +16,7 @@ be landed to a :class:`Reject` with a named reason instead of failing the run or
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,7 +34,7 @@ RAW = "_raw"  # the row as received; only ever stored in the local reject table
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "object": pl.String(), "source_id": pl.String(), "source_ref": pl.String(), "reason": pl.String(),
-    "field": pl.String(), "message": pl.String(), "raw": pl.String(),
+    "field": pl.String(), "message": pl.String(), "raw": pl.String(), "modified_at": pl.Datetime("us", "UTC"),
 }
 
 
@@ -46,6 +47,7 @@ class Reject:
     field: str | None
     message: str  # safe to log: names object, place, field and cause, never a value
     raw: str
+    modified_at: dt.datetime | None = None  # the row's updated_at when it could be read: decides its partition
 
 
 @dataclass
@@ -80,8 +82,11 @@ def cast_series(type_: FieldType, text: pl.Series, flavor: Flavor) -> pl.Series:
     """One column of source text as its registry type; a value that does not parse becomes null."""
     if type_ in ("uuid", "str", "text"):
         return text
-    if type_ == "json":  # canonical (minified) JSON text, so the API and the export land identical values
-        return text.str.json_path_match("$")
+    if type_ == "json":
+        # Canonical (minified) JSON, so the API and the export land identical values. Registry JSON fields hold
+        # arrays or objects; a bare scalar (json_path_match would strip a string's quotes) is a wrong type.
+        container = text.str.strip_chars().str.contains(r"^[\[{]")
+        return text.str.json_path_match("$").set(~container.fill_null(False), None)
     text = text.str.strip_chars()
     if type_ == "int":
         return text.cast(pl.Int64, strict=False)
@@ -146,14 +151,14 @@ def _reject(obj: SenseiObject, row: dict) -> Reject:
     else:
         message = f"{obj.name} {row[SOURCE_REF]}: required field {field_name!r} is missing"
     return Reject(obj.name, row[PRIMARY_KEY] if reason != "missing_primary_key" else None, row[SOURCE_REF],
-                  reason, field_name, message, row[RAW])
+                  reason, field_name, message, row[RAW], row[MODIFIED_AT])
 
 
 def _duplicate(obj: SenseiObject, row: dict) -> Reject:
     message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} appears again in the same batch with an "
                f"equal or later {MODIFIED_AT}; the later copy was kept")
     return Reject(obj.name, row[PRIMARY_KEY], row[SOURCE_REF], "duplicate_primary_key", PRIMARY_KEY, message,
-                  row[RAW])
+                  row[RAW], row[MODIFIED_AT])
 
 
 @dataclass

@@ -3,15 +3,19 @@
 One table of conventions shared by the simulator (which writes them) and the client (which reads them), so the two
 paths produce the same typed frames.
 
-| type     | REST JSON                     | CSV export                  | Polars                 |
-|----------|-------------------------------|-----------------------------|------------------------|
-| uuid/str/text | string                   | text (RFC 4180 quoted)      | String                 |
-| int      | number                        | digits                      | Int64                  |
-| decimal  | string "125.00" (exact money) | "125.00", "-80.00"          | Decimal(12, 2)         |
-| bool     | true / false                  | "Yes" / "No" (as the UI)    | Boolean                |
-| date     | "2025-05-06"                  | "05/06/2025" (US, as the UI)| Date                   |
-| datetime | "2025-05-06T15:00:00Z" (UTC)  | same ISO 8601 UTC           | Datetime(us, UTC)      |
-| json     | array / object                | JSON text                   | String (JSON text)     |
+| type          | REST JSON                     | CSV export                   | Polars             | DuckDB        |
+|---------------|-------------------------------|------------------------------|--------------------|---------------|
+| uuid/str/text | string                        | text (RFC 4180 quoted)       | String             | VARCHAR       |
+| int           | number                        | digits                       | Int64              | BIGINT        |
+| decimal       | string "125.00" (exact money) | "125.00", "-80.00"           | Decimal(12, 2)     | DECIMAL(12,2) |
+| bool          | true / false                  | "Yes" / "No" (as the UI)     | Boolean            | BOOLEAN       |
+| date          | "2025-05-06"                  | "05/06/2025" (US, as the UI) | Date               | DATE          |
+| datetime      | "2025-05-06T15:00:00Z" (UTC)  | same ISO 8601 UTC            | Datetime(us, UTC)  | TIMESTAMPTZ   |
+| json          | array / object                | JSON text                    | String (JSON text) | JSON          |
+
+The sandbox generator writes the API's values with :func:`to_json_value`, the export writer turns them into the
+export's with :func:`json_wire_to_csv`; ``records.cast_batch`` types either into the Polars types, and
+``DUCKDB_TYPES`` gives the column types of the landed tables.
 
 Null is JSON null in the API and an empty field in the export.
 """
@@ -25,21 +29,9 @@ from typing import Any
 import orjson
 import polars as pl
 
-from senseimig_dagster.objects import FieldType, SenseiObject
+from senseimig_dagster.objects import FieldType
 
 MONEY = pl.Decimal(12, 2)
-
-POLARS_TYPES: dict[FieldType, pl.DataType] = {
-    "uuid": pl.String(),
-    "str": pl.String(),
-    "text": pl.String(),
-    "int": pl.Int64(),
-    "decimal": MONEY,
-    "bool": pl.Boolean(),
-    "date": pl.Date(),
-    "datetime": pl.Datetime("us", "UTC"),
-    "json": pl.String(),
-}
 
 DUCKDB_TYPES: dict[FieldType, str] = {
     "uuid": "VARCHAR",  # kept as text: a malformed source id must land (and be reported), not fail a cast
@@ -58,10 +50,6 @@ CSV_DATE_FORMAT = "%m/%d/%Y"
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def polars_schema(obj: SenseiObject) -> dict[str, pl.DataType]:
-    return {f.name: POLARS_TYPES[f.type] for f in obj.fields}
-
-
 def format_datetime(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime(DATETIME_FORMAT)
 
@@ -77,23 +65,6 @@ def to_json_value(type_: FieldType, value: Any) -> Any:
     if type_ == "datetime":
         return format_datetime(value)
     return value
-
-
-def to_csv_value(type_: FieldType, value: Any) -> str:
-    """A native Python value as the CSV Data Export writes it (before RFC 4180 quoting)."""
-    if value is None:
-        return ""
-    if type_ == "decimal":
-        return f"{Decimal(value):.2f}"
-    if type_ == "bool":
-        return CSV_TRUE if value else CSV_FALSE
-    if type_ == "date":
-        return value.strftime(CSV_DATE_FORMAT)
-    if type_ == "datetime":
-        return format_datetime(value)
-    if type_ == "json":
-        return orjson.dumps(value).decode()
-    return str(value)
 
 
 def json_wire_to_csv(type_: FieldType, value: Any) -> str:

@@ -78,9 +78,13 @@ def test_duplicate_id_keeps_latest_version_and_rejects_the_other():
 def test_json_fields_are_canonical_and_invalid_json_is_rejected():
     obj = objects.get("provider")
     batch = cast_batch(obj, text_frame([row("p1", state_licenses='[{"state": "CO",  "number": "1"}]'),
-                                        row("p2", state_licenses="{not json")]), "json")
+                                        row("p2", state_licenses="{not json"),
+                                        row("p3", state_licenses='"a bare JSON string"'),
+                                        row("p4", state_licenses="12")]), "json")
     assert batch.frame["state_licenses"].to_list() == ['[{"state":"CO","number":"1"}]']
-    assert [(r.source_id, r.reason) for r in batch.rejects] == [("p2", "wrong_type")]
+    assert [(r.source_id, r.reason) for r in batch.rejects] == [("p2", "wrong_type"), ("p3", "wrong_type"),
+                                                                ("p4", "wrong_type")]
+    assert all("a bare JSON string" not in r.message for r in batch.rejects)
 
 
 def test_row_order_is_kept():
