@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--patients", type=int, default=1000)
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=_cmd_generate)
-    sim = sandbox.add_parser("sensei", help="serve a tenant over the Sensei REST API (key: $SENSEI_API_KEY, "
-                                           "default the sandbox key)")
+    sim = sandbox.add_parser("sensei", help="serve a tenant over the Sensei REST API",
+                             description="Serve a tenant over the Sensei REST API. The accepted Csd-Api-Key is "
+                                         "read from $SENSEI_API_KEY (default: the sandbox key), never from the "
+                                         "command line.")
     sim.add_argument("--data", required=True)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=settings.SANDBOX_SENSEI_PORT)

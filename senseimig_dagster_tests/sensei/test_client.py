@@ -165,7 +165,7 @@ def test_transient_failures_mid_paging_recover_without_duplicates_or_losses(tena
         batches = list(c.iter_batches(PATIENT, None, None))
     assert sorted(ids(batches)) == stored_ids(tenant)
     assert faults.fired(faults.rules[0]) == 2
-    retries = [r for r in caplog.records if r.name == "senseimig.sensei"]
+    retries = [r for r in caplog.records if r.name == "senseimig.sensei" and r.levelno == logging.WARNING]
     assert len(retries) == 2 and all("patient page 3" in r.getMessage() for r in retries)
     assert KEY not in caplog.text
 
@@ -273,6 +273,26 @@ def test_to_batch_types_values_keeps_extras_and_rejects_non_objects():
     bad = sorted(batch.rejects, key=lambda r: r.source_ref)
     assert [(r.reason, r.source_ref, r.raw) for r in bad] == [("malformed_record", "page 4 row 2", '"not an object"'),
                                                               ("malformed_record", "page 4 row 4", "null")]
+
+
+def test_error_text_keeps_status_and_code_and_logs_the_message_at_debug_only(caplog):
+    """The API promises nothing about not echoing values in its error message: it stays out of exceptions."""
+    phone = "555-0142"
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        code = "bad_request" if request.url.path.endswith("/count") else "a code with spaces " + phone
+        return httpx.Response(400, json={"error": {"code": code, "message": f"no patient with phone {phone}"}})
+
+    caplog.set_level(logging.DEBUG, logger="senseimig.sensei")
+    with SenseiClient("http://sim", KEY, transport=httpx.MockTransport(reply)) as c:
+        with pytest.raises(SenseiPageError) as err:
+            c.count(PATIENT)
+        with pytest.raises(SenseiPageError) as odd:
+            list(c.iter_batches(PATIENT))
+    assert str(err.value).endswith("patient count: HTTP 400 bad_request") and phone not in str(err.value)
+    assert str(odd.value).endswith("patient page 1: HTTP 400") and phone not in str(odd.value)  # a code not a token
+    debug = [r for r in caplog.records if r.name == "senseimig.sensei" and phone in r.getMessage()]
+    assert debug and all(r.levelno == logging.DEBUG for r in debug)
 
 
 def test_retry_after_parsing():

@@ -218,6 +218,23 @@ def test_whole_file_problems_raise_at_once(tmp_path: Path, content: bytes, where
         assert info.value.where == where and cause in info.value.cause and info.value.object_name == "organization"
 
 
+def test_a_missing_header_row_never_quotes_the_first_record(tmp_path: Path) -> None:
+    """Without its header row the first record is read as the header; its repeated values (a phone given twice)
+    must not reach the error, which is about the header."""
+    phone = "555-0142"
+    write(tmp_path, ORG, csv_text([org(1, name=phone, tax_id=phone), org(2)]))
+    with pytest.raises(SenseiExportError) as info:
+        read_export(ORG, tmp_path, None, None)
+    err = info.value
+    assert err.object_name == "organization" and err.where == "header" and "header" in str(err)
+    assert phone not in str(err) and TS not in str(err) and "o-1" not in str(err)
+    # With the required columns present, repeated names outside the registry are counted, never quoted.
+    write(tmp_path, ORG, f"id,updated_at,name,{phone},{phone},tax_id,tax_id\r\n", bom=False)
+    with pytest.raises(SenseiExportError, match="repeated: tax_id, 1 other name") as info:
+        read_export(ORG, tmp_path, None, None)
+    assert phone not in str(info.value)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SenseiExportError, match="organizations.csv not found"):
         read_export(ORG, tmp_path, None, None)
