@@ -480,12 +480,13 @@ def test_document_bytes(mime: str, signature: bytes, offset: int) -> None:
 
 
 # -- scale ---------------------------------------------------------------------------------------------------
+# VmHWM, not ru_maxrss: on Linux a child's ru_maxrss starts from its parent's RSS at fork (a big pytest worker).
 _MEASURE = """
-import resource, sys
+import re, sys
 from pathlib import Path
 from senseimig_dagster.sandbox.generator import generate
 m = generate(Path(sys.argv[1]), int(sys.argv[2]))
-print(m.total_rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(m.total_rows, re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
 """
 
 
