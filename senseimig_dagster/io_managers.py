@@ -90,13 +90,21 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
                                        "modified_outside_window", start, end,
                                        f"{MODIFIED_AT} falls outside the requested window (a timestamp in the "
                                        "future, or a source that ignored the filter); it lands with its own day")
-            landed -= _move_to_rejects(connection, spec, landing, landing_rejects, _SUPERSEDED,
-                                       "duplicate_primary_key", start, end,
-                                       "was received again later in the same extraction; the latest copy was kept")
+            (repeated,) = connection.execute(
+                f"SELECT count(*) - count(DISTINCT {PRIMARY_KEY}) FROM {landing}").fetchone()
+            if repeated:  # the ranking below sorts the whole table: only when some id really came twice
+                landed -= _move_to_rejects(connection, spec, landing, landing_rejects, _SUPERSEDED,
+                                           "duplicate_primary_key", start, end, "was received again later in the "
+                                           "same extraction; the latest copy was kept")
             # The swap: the window's old rows and rejects out, the new ones in, all or nothing.
+            (existing,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
             connection.execute("BEGIN TRANSACTION")
-            connection.execute(f"DELETE FROM {table} WHERE {in_window}")
-            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {landing}")
+            if existing:
+                connection.execute(f"DELETE FROM {table} WHERE {in_window}")
+                connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {landing}")
+            else:  # the first load: the landing table becomes the table, no copy of a million rows
+                connection.execute(f"DROP TABLE {table}")
+                connection.execute(f"ALTER TABLE {landing} RENAME TO {table_slice.table}")
             connection.execute(f"DELETE FROM {REJECTS_TABLE} WHERE object = ? AND partition_at >= ? AND "
                                "partition_at < ?", [spec.name, start, end])
             connection.execute(f"INSERT INTO {REJECTS_TABLE} BY NAME SELECT * FROM {landing_rejects}")
