@@ -24,7 +24,7 @@ from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.io_managers import REJECTS_TABLE
-from senseimig_dagster.objects import PRIMARY_KEY, REGISTRY, SenseiObject
+from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, REGISTRY, SenseiObject
 from senseimig_dagster.resources import SenseiSource
 
 RECORD_COUNTS = AssetKey(["inventory", "record_counts"])
@@ -36,23 +36,31 @@ def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> b
                              "table_name = ?", [schema, table]).fetchone()[0])
 
 
-def landed_counts(conn: duckdb.DuckDBPyConnection, obj: SenseiObject) -> tuple[int, int, int]:
-    """(distinct records, row versions, rows rejected before landing) for one object."""
-    records = versions = 0
+def landed_counts(conn: duckdb.DuckDBPyConnection, obj: SenseiObject) -> dict[str, int]:
+    """Distinct records and row versions landed, source records rejected before landing, and landed records whose
+    newer version was rejected (raw holds a stale copy of them)."""
+    counts = {"records": 0, "row_versions": 0, "rejected": 0, "newer_version_rejected": 0}
     exists = _table_exists(conn, "raw", obj.name)
     if exists:
-        records, versions = conn.execute(f"SELECT count(DISTINCT {PRIMARY_KEY}), count(*) FROM raw.{obj.name}"
-                                         ).fetchone()
-    rejected = 0
-    if _table_exists(conn, "raw", REJECTS_TABLE.split(".")[1]):
-        # Source records that never landed: a duplicate copy is not a record of its own, an id rejected in one
-        # window and landed in another is counted once (as landed), a record rejected twice once.
-        not_landed = (f"source_id NOT IN (SELECT {PRIMARY_KEY} FROM raw.{obj.name} WHERE {PRIMARY_KEY} IS NOT NULL)"
-                      if exists else "true")
-        (rejected,) = conn.execute(
-            f"SELECT count(DISTINCT coalesce(source_id, raw)) FROM {REJECTS_TABLE} WHERE object = ? AND "
-            f"reason <> 'duplicate_primary_key' AND (source_id IS NULL OR {not_landed})", [obj.name]).fetchone()
-    return records, versions, rejected
+        counts["records"], counts["row_versions"] = conn.execute(
+            f"SELECT count(DISTINCT {PRIMARY_KEY}), count(*) FROM raw.{obj.name}").fetchone()
+    if not _table_exists(conn, "raw", REJECTS_TABLE.split(".")[1]):
+        return counts
+    # Source records that never landed: a duplicate copy is not a record of its own, an id rejected in one window
+    # and landed in another is counted once (as landed), a record rejected twice once.
+    not_landed = (f"source_id NOT IN (SELECT {PRIMARY_KEY} FROM raw.{obj.name} WHERE {PRIMARY_KEY} IS NOT NULL)"
+                  if exists else "true")
+    (counts["rejected"],) = conn.execute(
+        f"SELECT count(DISTINCT coalesce(source_id, raw)) FROM {REJECTS_TABLE} WHERE object = ? AND "
+        f"reason <> 'duplicate_primary_key' AND (source_id IS NULL OR {not_landed})", [obj.name]).fetchone()
+    if exists:
+        (counts["newer_version_rejected"],) = conn.execute(
+            f"""SELECT count(DISTINCT r.source_id) FROM {REJECTS_TABLE} r
+                JOIN (SELECT {PRIMARY_KEY}, max({MODIFIED_AT}) AS latest FROM raw.{obj.name} GROUP BY ALL) l
+                  ON l.{PRIMARY_KEY} = r.source_id
+                WHERE r.object = ? AND r.reason <> 'duplicate_primary_key' AND r.modified_at > l.latest""",
+            [obj.name]).fetchone()
+    return counts
 
 
 def location_counts(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -90,15 +98,16 @@ def _markdown(frame: pl.DataFrame) -> str:
                        description="Fails when an object landed nothing although the source reports rows."),
         AssetCheckSpec("every_source_record_accounted_for", asset=RECORD_COUNTS, blocking=True,
                        description="source count = records landed + rows rejected, for every object."),
+        AssetCheckSpec("no_landed_record_has_a_newer_rejected_version", asset=RECORD_COUNTS, blocking=True,
+                       description="Fails when a record changed at the source and its new version was rejected: "
+                                   "raw would otherwise migrate the stale copy."),
     ],
 )
-def inventory(context: AssetExecutionContext, sensei: SenseiSource, store: DuckDBResource) -> Iterator:
-    rows = []
+def inventory(context: AssetExecutionContext, sensei: SenseiSource,
+              store: DuckDBResource) -> Iterator[Output | AssetCheckResult]:
     with store.get_connection() as conn:
-        for obj in REGISTRY:
-            records, versions, rejected = landed_counts(conn, obj)
-            rows.append({"object": obj.name, "source_count": sensei.count(obj), "records": records,
-                         "row_versions": versions, "rejected": rejected})
+        rows = [{"object": obj.name, "source_count": sensei.count(obj), **landed_counts(conn, obj)}
+                for obj in REGISTRY]
         by_location = location_counts(conn)
     counts = pl.DataFrame(rows).with_columns(
         unaccounted=pl.col("source_count") - pl.col("records") - pl.col("rejected"))
@@ -124,3 +133,12 @@ def inventory(context: AssetExecutionContext, sensei: SenseiSource, store: DuckD
         severity=AssetCheckSeverity.ERROR,
         metadata={"objects_off": MetadataValue.json(off["object"].to_list()),
                   "details": MetadataValue.md(_markdown(off) if off.height else "all objects add up")})
+    stale = counts.filter(pl.col("newer_version_rejected") > 0)
+    yield AssetCheckResult(
+        check_name="no_landed_record_has_a_newer_rejected_version", asset_key=RECORD_COUNTS,
+        passed=stale.is_empty(), severity=AssetCheckSeverity.ERROR,
+        metadata={"objects": MetadataValue.json(stale["object"].to_list()),
+                  "details": MetadataValue.md(
+                      _markdown(stale.select("object", "newer_version_rejected"))
+                      + f"\n\nThe rejected versions are in `{REJECTS_TABLE}` (reason and line/page)."
+                      if stale.height else "none")})

@@ -252,3 +252,21 @@ def test_delta_window_picks_up_changes_boundaries_and_future_rows(tenant, sensei
         assert conn.execute("SELECT count(*) FROM raw._rejects").fetchone() == (1,)
         assert conn.execute("SELECT records FROM inventory.record_counts WHERE object = 'patient'").fetchone() == (
             read_manifest(tenant).counts["patient"],)
+
+
+def test_inventory_blocks_when_a_newer_version_was_rejected(tenant, sensei_url, instance, tmp_path):
+    database = tmp_path / "db.duckdb"
+    assert extract(database, sensei_url, HISTORY_START.isoformat(), LAST_DAY, instance).success
+    broken = source_rows(tenant, "patients")[5]["id"]
+    later = day_two(tenant, tmp_path / "day2", {
+        broken: {"updated_at": "2026-11-22T09:00:00Z", "date_of_birth": "31/02/1980"}})
+    with serve(SenseiSimulator(later, rate_limit=None)) as url:
+        assert extract(database, url, "2026-11-22", LAST_DAY, instance).success
+        result = materialize([inventory], resources=resources(database, url), instance=instance,
+                             raise_on_error=False)
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"no_object_empty_when_source_has_rows": True, "every_source_record_accounted_for": True,
+                      "no_landed_record_has_a_newer_rejected_version": False}
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT newer_version_rejected FROM inventory.record_counts WHERE object = 'patient'"
+                            ).fetchone() == (1,)
