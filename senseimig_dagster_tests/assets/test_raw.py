@@ -246,8 +246,13 @@ def test_delta_window_picks_up_changes_boundaries_and_future_rows(tenant, sensei
         assert future_rejects == [("modified_outside_window",)]
         # Re-running the delta changes nothing: same rows, same rejects.
         assert extract(database, url, "2026-11-20", LAST_DAY, instance).success
-        result = materialize([inventory], resources=resources(database, url), instance=instance)
-    assert all(c.passed for c in result.get_asset_check_evaluations())
+        result = materialize([inventory], resources=resources(database, url), instance=instance,
+                             raise_on_error=False)
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    # Every record is accounted for, but the future-dated version could not land: raw holds the older copy of
+    # that patient, and the inventory says so before anything is migrated.
+    assert checks == {"no_object_empty_when_source_has_rows": True, "every_source_record_accounted_for": True,
+                      "no_landed_record_has_a_newer_rejected_version": False}
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM raw._rejects").fetchone() == (1,)
         assert conn.execute("SELECT records FROM inventory.record_counts WHERE object = 'patient'").fetchone() == (
