@@ -1,0 +1,26 @@
+"""Dataverse emulator: metadata model and write validation (DESIGN §5, issue 3).
+
+catalog = Catalog.load()                       # Microsoft's standard tables
+catalog.add_lookup("contact", "smig_PatientId", "account")
+record = validate_write(catalog, "contact", body, operation="create")
+"""
+
+from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Column, Lookup, Table
+from senseimig_dagster.sandbox.dataverse_emulator.validation import (
+    BindTarget,
+    NormalizedRecord,
+    validate_write,
+)
+
+__all__ = [
+    "AlternateKey",
+    "BindTarget",
+    "Catalog",
+    "Column",
+    "DataverseError",
+    "Lookup",
+    "NormalizedRecord",
+    "Table",
+    "validate_write",
+]
