@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from senseimig_dagster.sandbox.sensei_sim.server import _RequestHandler, _Server
+from senseimig_dagster.sandbox.http_server import KeepAliveRequestHandler, ThreadingWSGIServer, run_in_thread
 
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -108,7 +107,7 @@ def make_local_ca(directory: Path, hosts: Sequence[str] = ("127.0.0.1", "localho
     return files
 
 
-class _TLSRequestHandler(_RequestHandler):
+class _TLSRequestHandler(KeepAliveRequestHandler):
     def setup(self) -> None:
         # The handshake runs here, in the connection's own thread, so a slow or plain-http client cannot stall
         # the accept loop.
@@ -117,7 +116,7 @@ class _TLSRequestHandler(_RequestHandler):
         super().setup()
 
 
-class _TLSServer(_Server):
+class _TLSServer(ThreadingWSGIServer):
     def __init__(self, address: tuple[str, int], context: ssl.SSLContext):
         self._context = context
         super().__init__(address)
@@ -137,15 +136,6 @@ def serve_wsgi(app: Callable, host: str = "127.0.0.1", port: int = 0, tls: TLSFi
                name: str = "sandbox-wsgi") -> Iterator[str]:
     """Serve a WSGI ``app`` on ``host:port`` (0 = a free port) in a background thread, over TLS when ``tls`` is
     given; yields the base URL (``https://...`` or ``http://...``). Threaded, HTTP/1.1 keep-alive."""
-    server = _TLSServer((host, port), tls.server_context()) if tls else _Server((host, port))
-    server.set_app(app)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True)
-    thread.start()
-    netloc = f"[{host}]" if ":" in host else host
-    try:
-        yield f"{'https' if tls else 'http'}://{netloc}:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        thread.join()
+    server = _TLSServer((host, port), tls.server_context()) if tls else ThreadingWSGIServer((host, port))
+    with run_in_thread(server, app, name, "https" if tls else "http") as url:
+        yield url

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from senseimig_dagster.objects import BY_ENDPOINT, SenseiObject
+from senseimig_dagster.sandbox.http_server import ABORT_KEY
 from senseimig_dagster.sandbox.sensei_sim.faults import DATA_FAULTS, Faults, corrupt
 from senseimig_dagster.sandbox.sensei_sim.ratelimit import RateLimit, RateLimiter
 from senseimig_dagster.sandbox.sensei_sim.store import TenantStore, Window
@@ -31,7 +32,6 @@ DEFAULT_PAGE_SIZE = 500
 # when many clients share a key (parallel extraction), as it would on the real service.
 DEFAULT_RATE_LIMIT = RateLimit(requests_per_second=100.0, burst=200)
 CONTENT_CHUNK = 256 * 1024
-ABORT_KEY = "senseimig.abort"  # environ hook the HTTP server provides to reset the connection (fault injection)
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 404: "404 Not Found",
            405: "405 Method Not Allowed", 429: "429 Too Many Requests", 500: "500 Internal Server Error"}
 
