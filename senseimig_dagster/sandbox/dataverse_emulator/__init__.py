@@ -3,10 +3,13 @@
 catalog = Catalog.load()                       # Microsoft's standard tables
 catalog.add_lookup("contact", "smig_PatientId", "account")
 record = validate_write(catalog, "contact", body, operation="create")
+app = DataverseEmulator(catalog, RecordStore("dv.sqlite", catalog))   # WSGI at /api/data/v9.2/
 """
 
+from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Column, Lookup, Table
+from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore, StoredRecord
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     NormalizedRecord,
@@ -18,9 +21,12 @@ __all__ = [
     "BindTarget",
     "Catalog",
     "Column",
+    "DataverseEmulator",
     "DataverseError",
     "Lookup",
     "NormalizedRecord",
+    "RecordStore",
+    "StoredRecord",
     "Table",
     "validate_write",
 ]

@@ -1,0 +1,229 @@
+"""The Dataverse Web API record endpoints as a plain WSGI app (in-process via ``httpx.WSGITransport`` or served
+by ``sandbox.tls.serve_wsgi``). Semantics from reference/dataverse.md §2 (CRUD, upsert, conditional headers,
+keys, paging) and §11 (error bodies); every error is ``{"error":{"code","message"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from senseimig_dagster.sandbox.dataverse_emulator import errors, odata
+from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator.metadata import Catalog, Table
+from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore, StoredRecord, not_found
+
+BASE_PATH = "/api/data/v9.2"
+JSON_TYPE = "application/json; odata.metadata=minimal"
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+            404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed", 500: "Internal Server Error"}
+
+StartResponse = Callable[..., object]
+TokenValidator = Callable[[str], object | None]  # e.g. EntraStandIn.token_info: None = unknown or expired
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+class DataverseEmulator:
+    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth."""
+
+    def __init__(self, catalog: Catalog, store: RecordStore, *, token_validator: TokenValidator | None = None,
+                 tenant: str = "00000000-0000-0000-0000-000000000000") -> None:
+        self.catalog = catalog
+        self.store = store
+        self.token_validator = token_validator
+        self.tenant = tenant
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            status, headers, body = self._handle(environ)
+        except DataverseError as e:
+            status, headers, body = e.status, [("Content-Type", JSON_TYPE)], json.dumps(e.to_json()).encode()
+            if e.status == 401:
+                # Dataverse's challenge names the tenant's authority ([community]: observed
+                # "Bearer authorization_uri=https://login.microsoftonline.com/<tenant>/oauth2/authorize").
+                headers.append(("WWW-Authenticate", "Bearer authorization_uri="
+                                f"https://login.microsoftonline.com/{self.tenant}/oauth2/authorize"))
+        headers = [*headers, ("OData-Version", "4.0"), ("Content-Length", str(len(body)))]
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+        return [body]
+
+    # -- dispatch ------------------------------------------------------------------------------------------
+    def _handle(self, environ: dict) -> Response:
+        self._authenticate(environ)
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(BASE_PATH + "/"):
+            raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
+        resource = odata.parse_resource(path[len(BASE_PATH):])
+        table = self.catalog.table_by_entity_set(resource.entity_set)
+        if table is None:
+            # OData's text for an unknown segment; code unverified.
+            raise DataverseError(404, "0x8006088a", f"Resource not found for the segment '{resource.entity_set}'.")
+        params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        prefs = odata.parse_prefer(environ.get("HTTP_PREFER"))
+        method = environ.get("REQUEST_METHOD", "GET")
+        if resource.count:
+            if method != "GET":
+                raise _method_not_allowed(method)
+            return self._count(table, params)
+        if not resource.addresses_record:
+            if method == "GET":
+                return self._list(environ, table, params, prefs)
+            if method == "POST":
+                return self._create(environ, table, params, prefs)
+            raise _method_not_allowed(method)
+        if method == "GET":
+            return self._retrieve(environ, table, resource, params)
+        if method == "PATCH":
+            return self._upsert(environ, table, resource, params, prefs)
+        if method == "DELETE":
+            existing = self._locate(table, resource)
+            if existing is None:
+                raise not_found(table.logical_name, resource.id or "")
+            self.store.delete(table.logical_name, existing.id, if_match=environ.get("HTTP_IF_MATCH"))
+            return 204, [], b""
+        raise _method_not_allowed(method)
+
+    def _authenticate(self, environ: dict) -> None:
+        if self.token_validator is None:
+            return
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or self.token_validator(token.strip()) is None:
+            # 401 on a missing/invalid/expired token (reference §1, §11). Dataverse's body for this is
+            # unverified; code and text are AccessTokenExpired's from L/reference/web-service-error-codes.
+            raise DataverseError(401, "0x8005F101", "The requested resource requires authentication.")
+
+    # -- operations ----------------------------------------------------------------------------------------
+    def _create(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
+        record = self.store.create(table.logical_name, _read_json(environ))
+        if prefs.get("return") == "representation":
+            # Reference §2: 201 + body + Preference-Applied, and no OData-EntityId.
+            body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
+            return 201, [("Content-Type", JSON_TYPE), ("Preference-Applied", "return=representation")], body
+        return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
+
+    def _retrieve(self, environ: dict, table: Table, resource: odata.Resource, params: dict[str, str]) -> Response:
+        record = self._locate(table, resource)
+        if record is None:
+            if resource.id is not None:
+                raise not_found(table.logical_name, resource.id)
+            raise DataverseError(404, "0x80060891",  # reference §11 [community]; text unverified
+                                 f"A record with the specified key values does not exist in {table.logical_name} entity")
+        select = odata.parse_select(params.get("$select"))
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        if if_none_match and if_none_match == record.etag:
+            return 304, [("ETag", record.etag)], b""
+        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], self._entity(environ, table, record, select)
+
+    def _upsert(self, environ: dict, table: Table, resource: odata.Resource, params: dict[str, str],
+                prefs: dict[str, str]) -> Response:
+        key = None
+        if resource.key is not None:
+            key = dict(resource.key)
+            self.store.key_for(table.logical_name, [k for k, _ in resource.key])
+        record, _created = self.store.upsert(
+            table.logical_name, _read_json(environ), id=resource.id, key=key,
+            if_match=environ.get("HTTP_IF_MATCH"), if_none_match=environ.get("HTTP_IF_NONE_MATCH"))
+        if prefs.get("return") == "representation":
+            body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
+            return 200, [("Content-Type", JSON_TYPE), ("Preference-Applied", "return=representation")], body
+        return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
+
+    def _list(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
+        if "$skip" in params:
+            # Reference §2: $skip is not supported; page with nextLink. Code/text unverified.
+            raise odata.bad_request("The query parameter $skip is not supported.")
+        filter_text, order_text = params.get("$filter", ""), params.get("$orderby", "")
+        filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
+        orderby = [(self._column(table, c), d) for c, d in odata.parse_orderby(order_text)]
+        select = odata.parse_select(params.get("$select"))
+        for name in select or ():
+            self._column(table, name)
+        max_page = odata.page_size(prefs)
+        top = params.get("$top")
+        if top is not None and (not top.isdigit() or int(top) < 1):
+            raise odata.bad_request(f"Invalid value '{top}' for $top query option.")
+        # Reference §2: $top is ignored when odata.maxpagesize is also sent.
+        paged = max_page is not None or top is None
+        limit = max_page or (odata.MAX_PAGE_SIZE if top is None else min(int(top), odata.MAX_PAGE_SIZE))
+        offset = 0
+        if "$skiptoken" in params:
+            offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text)
+        rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
+        body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
+        if params.get("$count") == "true":
+            # Reference §2: @odata.count is capped at 5000.
+            body["@odata.count"] = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)
+        body["value"] = [self._shape(environ, table, r, select) for r in rows[:limit]]
+        if len(rows) > limit and paged:
+            token = odata.encode_skiptoken(table.entity_set, filter_text, order_text, offset + limit)
+            query = {k: v for k, v in params.items() if k != "$skiptoken"} | {"$skiptoken": token}
+            body["@odata.nextLink"] = (f"{self._base(environ)}/{table.entity_set}?"
+                                       f"{urlencode(query, quote_via=quote, safe='$,')}")
+        headers = [("Content-Type", JSON_TYPE)]
+        if max_page is not None:
+            headers.append(("Preference-Applied", f"odata.maxpagesize={max_page}"))
+        return 200, headers, json.dumps(body).encode()
+
+    def _count(self, table: Table, params: dict[str, str]) -> Response:
+        filters = [(self._column(table, c), v) for c, v in odata.parse_filter(params.get("$filter"))]
+        n = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)  # capped like $count=true
+        return 200, [("Content-Type", "text/plain")], str(n).encode()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _locate(self, table: Table, resource: odata.Resource) -> StoredRecord | None:
+        if resource.id is not None:
+            return self.store.retrieve(table.logical_name, resource.id)
+        return self.store.find_by_key(table.logical_name, dict(resource.key or ()))
+
+    @staticmethod
+    def _column(table: Table, name: str) -> str:
+        """A column in a query option: logical name, or ``_<lookup>_value`` for a lookup's GUID."""
+        if name.startswith("_") and name.endswith("_value") and name[1:-6] in table.columns:
+            return name[1:-6]
+        if name in table.columns and table.columns[name].type not in ("Lookup", "Customer", "Owner"):
+            return name
+        raise DataverseError(400, "0x80060888",  # reference §11 [memory]
+                             f"Could not find a property named '{name}' on type "
+                             f"'Microsoft.Dynamics.CRM.{table.logical_name}'.")
+
+    def _shape(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"@odata.etag": record.etag}
+        wanted = None if select is None else {self._column(table, c) for c in select} | {table.primary_id}
+        for name, value in record.values.items():
+            if wanted is not None and name not in wanted:
+                continue
+            column = table.columns.get(name)
+            is_lookup = column is not None and column.type in ("Lookup", "Customer", "Owner")
+            out[f"_{name}_value" if is_lookup else name] = value  # reference §3: lookups read as _x_value
+        return out
+
+    def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> bytes:
+        body = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}/$entity",
+                **self._shape(environ, table, record, select)}
+        return json.dumps(body).encode()
+
+    @staticmethod
+    def _base(environ: dict) -> str:
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+        return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{BASE_PATH}"
+
+    def _record_url(self, environ: dict, table: Table, record_id: str) -> str:
+        return f"{self._base(environ)}/{table.entity_set}({record_id})"
+
+
+def _method_not_allowed(method: str) -> DataverseError:
+    return DataverseError(405, errors.INVALID_ARGUMENT, f"The HTTP method '{method}' is not allowed here.")
+
+
+def _read_json(environ: dict) -> dict[str, Any]:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise odata.bad_request("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise odata.bad_request("The request body must be a JSON object.")
+    return body

@@ -1,0 +1,177 @@
+"""OData URL pieces of the emulator: resource paths, key segments, query options, Prefer and paging tokens.
+
+Grammar kept deliberately small (reference/dataverse.md §2): ``$filter`` accepts only ``col eq literal`` joined by
+``and``; anything else is refused with 400 rather than guessed at, so a client never relies on leniency.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from senseimig_dagster.sandbox.dataverse_emulator import errors
+from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+
+MAX_PAGE_SIZE = 5000  # default and maximum of odata.maxpagesize (L/webapi/query/page-results)
+# Characters that break retrieval/upsert by alternate key (L/use-alternate-key-reference-record, reference §2).
+KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
+
+_RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
+_PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^']|'')*)'|([^,']*))\s*(?:,|$)", re.S)
+_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$", re.S)
+
+
+def bad_request(message: str) -> DataverseError:
+    # Query syntax faults: Dataverse answers 400; the exact code per fault is unverified (INVALID_ARGUMENT).
+    return DataverseError(400, errors.INVALID_ARGUMENT, message)
+
+
+@dataclass(frozen=True)
+class Resource:
+    entity_set: str
+    id: str | None = None
+    key: tuple[tuple[str, Any], ...] | None = None  # alternate-key pairs, in URL order
+    count: bool = False
+
+    @property
+    def addresses_record(self) -> bool:
+        return self.id is not None or self.key is not None
+
+
+def is_guid(text: str) -> bool:
+    try:
+        return len(text) == 36 and str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
+
+
+def parse_literal(text: str) -> Any:
+    """An OData primitive literal: 'string' (with '' escaping), integer, decimal, true/false/null or a GUID."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    if is_guid(text):
+        return text.lower()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise bad_request(f"Syntax error: '{text}' is not a valid literal.") from None
+
+
+def parse_resource(path: str) -> Resource:
+    """``/<set>``, ``/<set>(<guid>)``, ``/<set>(col='v',...)`` or ``/<set>/$count`` (path below the base URL)."""
+    match = _RESOURCE.match(path)
+    if match is None:
+        raise bad_request(f"Resource not found for the segment '{path.lstrip('/')}'.")
+    key_text = match["key"]
+    if key_text is None:
+        return Resource(match["set"], count=bool(match["count"]))
+    if match["count"]:
+        raise bad_request("$count is only supported on a collection.")
+    if is_guid(key_text.strip()):
+        return Resource(match["set"], id=key_text.strip().lower())
+    pairs, pos = [], 0
+    for m in _PAIR.finditer(key_text):
+        if m.start() != pos or m.end() == m.start():
+            break
+        raw = m[2].replace("''", "'") if m[2] is not None else parse_literal(m[3])
+        pairs.append((m[1], raw))
+        pos = m.end()
+    if not pairs or pos != len(key_text) or key_text.rstrip().endswith(","):
+        raise bad_request(f"Bad Request - Error in query syntax: key '{key_text}' is not valid.")
+    for _, value in pairs:
+        # Reference §2: such values make GET and PATCH by key fail. Status 400 and this text are unverified.
+        if isinstance(value, str) and KEY_FORBIDDEN.intersection(value):
+            raise bad_request(
+                "Bad Request - Error in query syntax: alternate key values must not contain any of "
+                "'/', '<', '>', '*', '%', '&', ':', '\\', '?', '+'."
+            )
+    return Resource(match["set"], key=tuple(pairs))
+
+
+def parse_select(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def parse_filter(text: str | None) -> list[tuple[str, Any]]:
+    """``a eq 'x' and b eq 3`` -> [("a", "x"), ("b", 3)]. Only ``eq`` joined by ``and`` is supported."""
+    if not text:
+        return []
+    conditions = []
+    for part in re.split(r"\s+and\s+", text.strip()):
+        m = _COND.match(part)
+        if m is None:
+            raise bad_request(f"The emulator supports only 'column eq literal' joined by 'and' in $filter: '{part}'.")
+        conditions.append((m[1], parse_literal(m[2])))
+    return conditions
+
+
+def parse_orderby(text: str | None) -> list[tuple[str, bool]]:
+    """``a desc,b`` -> [("a", True), ("b", False)] (True = descending)."""
+    if not text:
+        return []
+    out = []
+    for part in text.split(","):
+        bits = part.split()
+        if not bits or len(bits) > 2 or (len(bits) == 2 and bits[1] not in ("asc", "desc")):
+            raise bad_request(f"Invalid $orderby clause '{part.strip()}'.")
+        out.append((bits[0], len(bits) == 2 and bits[1] == "desc"))
+    return out
+
+
+def parse_prefer(header: str | None) -> dict[str, str]:
+    """``return=representation,odata.maxpagesize=10`` -> {"return": "representation", "odata.maxpagesize": "10"}."""
+    prefs: dict[str, str] = {}
+    for item in (header or "").split(","):
+        name, _, value = item.strip().partition("=")
+        if name:
+            prefs[name.strip().lower()] = value.strip().strip('"')
+    return prefs
+
+
+def page_size(prefs: dict[str, str]) -> int | None:
+    """The odata.maxpagesize asked for, capped at 5000; None when not sent."""
+    raw = prefs.get("odata.maxpagesize")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise bad_request(f"The value '{raw}' of odata.maxpagesize is not valid.")
+    return min(int(raw), MAX_PAGE_SIZE)
+
+
+def _query_fingerprint(entity_set: str, filter_text: str, orderby_text: str) -> str:
+    return hashlib.sha256(f"{entity_set}\0{filter_text}\0{orderby_text}".encode()).hexdigest()[:16]
+
+
+def encode_skiptoken(entity_set: str, filter_text: str, orderby_text: str, offset: int) -> str:
+    """An opaque token (Dataverse uses an XML paging cookie; clients must follow nextLink unchanged)."""
+    raw = json.dumps({"q": _query_fingerprint(entity_set, filter_text, orderby_text), "o": offset})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str) -> int:
+    """The offset a token stands for; a token from another query or a forged one is 400."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset = int(data["o"])
+        same = data["q"] == _query_fingerprint(entity_set, filter_text, orderby_text)
+    except (ValueError, KeyError, TypeError):
+        raise bad_request("The $skiptoken value is not valid.") from None
+    if not same or offset < 0:
+        raise bad_request("The $skiptoken value is not valid for this query.")
+    return offset

@@ -1,0 +1,335 @@
+"""Persistent record store of the emulator: one SQLite file, records as JSON, plus an alternate-key index.
+
+Every write is validated against the catalog (``validate_write``) and applied under one lock in one transaction,
+so concurrent requests see Dataverse's all-or-nothing single-record semantics (reference/dataverse.md §2, §3, §11).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from senseimig_dagster.sandbox.dataverse_emulator import errors
+from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
+from senseimig_dagster.sandbox.dataverse_emulator.validation import BindTarget, validate_write
+
+DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey, 412 (reference §11)
+DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key (reference §11)
+NOT_FOUND = "0x80040217"  # ObjectDoesNotExist; code from memory per reference §11
+KEY_NOT_FOUND = "0x80060891"  # reference §11 [community]
+KEY_NOT_DEFINED = "0x80060890"  # reference §11
+VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch: code unverified, status 412 documented
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    tbl TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,
+    createdon TEXT NOT NULL, modifiedon TEXT NOT NULL, versionnumber INTEGER NOT NULL,
+    PRIMARY KEY (tbl, id));
+CREATE TABLE IF NOT EXISTS key_index (
+    tbl TEXT NOT NULL, keyname TEXT NOT NULL, keyvalue TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY (tbl, keyname, keyvalue));
+CREATE INDEX IF NOT EXISTS key_index_by_id ON key_index (tbl, id);
+CREATE TABLE IF NOT EXISTS keys_built (tbl TEXT NOT NULL, keyname TEXT NOT NULL, PRIMARY KEY (tbl, keyname));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    table: str
+    id: str
+    values: dict[str, Any]  # all columns incl. primary key, createdon, modifiedon, versionnumber
+    version: int
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'  # reference §2: "@odata.etag":"W/\"123\""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def not_found(table: str, record_id: str) -> DataverseError:
+    # Message documented (reference §2 conditional table, §11); code from memory.
+    return DataverseError(404, NOT_FOUND, f"{table} With Id = {record_id} Does Not Exist")
+
+
+class RecordStore:
+    """Records of every table of ``catalog`` in the SQLite file ``path`` (created if missing)."""
+
+    def __init__(self, path: str | Path, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def retrieve(self, table: str, record_id: str) -> StoredRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT data, versionnumber FROM records WHERE tbl=? AND id=?", (table, record_id.lower())
+            ).fetchone()
+        return None if row is None else StoredRecord(table, record_id.lower(), json.loads(row[0]), row[1])
+
+    def key_for(self, table: str, columns: list[str]) -> AlternateKey:
+        """The defined key with exactly these columns, refused when there is none or its index isn't Active."""
+        meta = self.catalog.table(table)
+        key = next((k for k in meta.keys if set(k.attributes) == set(columns)), None)
+        if key is None or len(columns) != len(set(columns)):
+            # Message of OData for a URL key (reference §2); code of "not a defined key" (reference §11).
+            t = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
+            raise DataverseError(
+                400,
+                KEY_NOT_DEFINED,
+                f"The key in the request URI is not valid for resource '{t}'. Ensure that the names and number "
+                f"of key properties match the declared or alternate key properties for the resource '{t}'.",
+            )
+        if key.status != "Active":
+            # Reference §7: wait for Active before using a key. Status and text unverified.
+            raise DataverseError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"The entity key '{key.schema_name}' of entity '{meta.logical_name}' is not active "
+                f"(EntityKeyIndexStatus: {key.status}).",
+            )
+        return key
+
+    def find_by_key(self, table: str, pairs: dict[str, Any]) -> StoredRecord | None:
+        key = self.key_for(table, list(pairs))
+        value = json.dumps([pairs[a] for a in key.attributes])
+        with self._lock:
+            self._build_key_index(self.catalog.table(table))
+            row = self._conn.execute(
+                "SELECT id FROM key_index WHERE tbl=? AND keyname=? AND keyvalue=?",
+                (table, key.schema_name, value),
+            ).fetchone()
+        return None if row is None else self.retrieve(table, row[0])
+
+    def query(
+        self,
+        table: str,
+        filters: list[tuple[str, Any]] = (),  # type: ignore[assignment]
+        orderby: list[tuple[str, bool]] = (),  # type: ignore[assignment]
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredRecord]:
+        """Records matching ``col = value`` filters, ordered (then by id, as Dataverse orders by primary key)."""
+        where, params = self._where(table, filters)
+        order = "".join(f"json_extract(data, ?) {'DESC' if d else 'ASC'}, " for _, d in orderby)
+        params += [f'$."{c}"' for c, _ in orderby]
+        sql = f"SELECT id, data, versionnumber FROM records WHERE {where} ORDER BY {order}id LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
+        return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
+
+    def count(self, table: str, filters: list[tuple[str, Any]] = ()) -> int:  # type: ignore[assignment]
+        where, params = self._where(table, filters)
+        with self._lock:
+            return self._conn.execute(f"SELECT COUNT(*) FROM records WHERE {where}", params).fetchone()[0]
+
+    @staticmethod
+    def _where(table: str, filters: Any) -> tuple[str, list[Any]]:
+        clauses, params = ["tbl=?"], [table]
+        for column, value in filters:
+            clauses.append(f"json_extract(data, ?) {'IS' if value is None else '='} ?")
+            params += [f'$."{column}"', value]
+        return " AND ".join(clauses), params
+
+    # -- writes --------------------------------------------------------------------------------------------
+    def create(self, table: str, body: dict[str, Any]) -> StoredRecord:
+        """POST: a new record with a new GUID, or the client's primary key (duplicate id -> 412)."""
+        with self._lock, self._tx():
+            return self._create(table, body, None)
+
+    def update(self, table: str, record_id: str, body: dict[str, Any], *, if_match: str | None = "*") -> StoredRecord:
+        """PATCH that may only update (If-Match ``*`` or a version): missing -> 404, stale version -> 412."""
+        return self.upsert(table, body, id=record_id, if_match=if_match)[0]
+
+    def upsert(
+        self,
+        table: str,
+        body: dict[str, Any],
+        *,
+        id: str | None = None,
+        key: dict[str, Any] | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> tuple[StoredRecord, bool]:
+        """PATCH by id or alternate key; returns (record, created). Conditional headers per reference §2."""
+        with self._lock, self._tx():
+            existing = self.retrieve(table, id) if id is not None else self.find_by_key(table, key or {})
+            if existing is None:
+                if if_match is not None:
+                    ref = id if id is not None else ",".join(f"{k}={v}" for k, v in (key or {}).items())
+                    raise not_found(table, ref)
+                seeded = dict(body)
+                if key:  # an upsert by key that creates sets the key columns (L/use-upsert-insert-update-record)
+                    seeded = {**key, **seeded}
+                return self._create(table, seeded, id), True
+            if if_none_match == "*":
+                # Reference §2/§11: 412 with an empty code.
+                raise DataverseError(412, "", "A record with matching key values already exists.")
+            if if_match not in (None, "*") and if_match != existing.etag:
+                raise DataverseError(
+                    412,
+                    VERSION_MISMATCH,
+                    "The version of the existing record doesn't match the RowVersion property provided.",
+                )
+            return self._update(existing, body), False
+
+    def delete(self, table: str, record_id: str, *, if_match: str | None = None) -> None:
+        with self._lock, self._tx():
+            existing = self.retrieve(table, record_id)
+            if existing is None:
+                raise not_found(table, record_id)
+            if if_match not in (None, "*") and if_match != existing.etag:
+                raise DataverseError(
+                    412,
+                    VERSION_MISMATCH,
+                    "The version of the existing record doesn't match the RowVersion property provided.",
+                )
+            self._conn.execute("DELETE FROM records WHERE tbl=? AND id=?", (table, existing.id))
+            self._conn.execute("DELETE FROM key_index WHERE tbl=? AND id=?", (table, existing.id))
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    def _next_version(self) -> int:
+        # One counter for the whole store, like SQL rowversion: ETags never repeat after a delete.
+        self._conn.execute(
+            "INSERT INTO counters(name, value) VALUES ('version', 1000) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1"
+        )
+        return self._conn.execute("SELECT value FROM counters WHERE name='version'").fetchone()[0]
+
+    def _resolve_binds(self, meta: Table, binds: dict[str, BindTarget | None]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for nav, target in binds.items():
+            attribute = meta.lookups[nav].attribute
+            if target is None:
+                out[attribute] = None
+                continue
+            if target.id is not None:
+                found = self.retrieve(target.table, target.id)
+                if found is None:
+                    # Reference §5 "a bind to a missing record fails"; 404 + this text per §11 (status unclear).
+                    raise not_found(target.table, target.id)
+            else:
+                pairs = dict(target.alternate_key or ())
+                found = self.find_by_key(target.table, pairs)
+                if found is None:
+                    raise DataverseError(
+                        404,
+                        KEY_NOT_FOUND,  # message unverified
+                        f"A record with the specified key values does not exist in {target.table} entity",
+                    )
+            out[attribute] = found.id
+        return out
+
+    def _create(self, table: str, body: dict[str, Any], record_id: str | None) -> StoredRecord:
+        meta = self.catalog.table(table)
+        if record_id is not None:
+            body = {**body, meta.primary_id: record_id}
+        record = validate_write(self.catalog, table, body, operation="create")
+        values = {**record.values, **self._resolve_binds(meta, record.binds)}
+        rid = str(values.get(meta.primary_id) or uuid.uuid4()).lower()
+        if self.retrieve(table, rid) is not None:
+            raise DataverseError(412, DUPLICATE_RECORD, "Operation failed due to a SQL integrity violation.")
+        now = _now()
+        version = self._next_version()
+        created = values.pop("overriddencreatedon", None)
+        values.update({meta.primary_id: rid, "createdon": created or now, "modifiedon": now, "versionnumber": version})
+        if created:  # L/.../import-data: createdon takes the supplied date, overriddencreatedon the import time
+            values["overriddencreatedon"] = now
+        self._index_keys(meta, rid, values)
+        self._conn.execute(
+            "INSERT INTO records(tbl, id, data, createdon, modifiedon, versionnumber) VALUES (?,?,?,?,?,?)",
+            (table, rid, json.dumps(values), values["createdon"], now, version),
+        )
+        return StoredRecord(table, rid, values, version)
+
+    def _update(self, existing: StoredRecord, body: dict[str, Any]) -> StoredRecord:
+        meta = self.catalog.table(existing.table)
+        record = validate_write(self.catalog, existing.table, body, operation="update")
+        changes = {**record.values, **self._resolve_binds(meta, record.binds)}
+        values = {**existing.values, **changes}
+        version = self._next_version()
+        values.update({"modifiedon": _now(), "versionnumber": version})
+        self._index_keys(meta, existing.id, values)
+        self._conn.execute(
+            "UPDATE records SET data=?, modifiedon=?, versionnumber=? WHERE tbl=? AND id=?",
+            (json.dumps(values), values["modifiedon"], version, existing.table, existing.id),
+        )
+        return StoredRecord(existing.table, existing.id, values, version)
+
+    def _build_key_index(self, meta: Table) -> None:
+        """Index existing records for keys added after they were written (the server's index job)."""
+        for key in meta.keys:
+            done = self._conn.execute(
+                "SELECT 1 FROM keys_built WHERE tbl=? AND keyname=?", (meta.logical_name, key.schema_name)
+            ).fetchone()
+            if done:
+                continue
+            rows = self._conn.execute("SELECT id, data FROM records WHERE tbl=?", (meta.logical_name,))
+            for rid, data in rows.fetchall():
+                value = _key_value(key, json.loads(data))
+                if value is not None:
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO key_index VALUES (?,?,?,?)",
+                        (meta.logical_name, key.schema_name, value, rid),
+                    )
+            self._conn.execute("INSERT INTO keys_built VALUES (?,?)", (meta.logical_name, key.schema_name))
+
+    def _index_keys(self, meta: Table, rid: str, values: dict[str, Any]) -> None:
+        self._build_key_index(meta)
+        self._conn.execute("DELETE FROM key_index WHERE tbl=? AND id=?", (meta.logical_name, rid))
+        for key in meta.keys:
+            value = _key_value(key, values)
+            if value is None:
+                continue
+            try:
+                self._conn.execute(
+                    "INSERT INTO key_index VALUES (?,?,?,?)", (meta.logical_name, key.schema_name, value, rid)
+                )
+            except sqlite3.IntegrityError:
+                # Reference §11: DuplicateRecordEntityKey, 412 (text after "already exists." elided there).
+                raise DataverseError(
+                    412,
+                    DUPLICATE_KEY,
+                    f"Entity Key {key.schema_name} violated. A record with the same value for "
+                    f"{', '.join(key.attributes)} already exists.",
+                ) from None
+
+
+def _key_value(key: AlternateKey, values: dict[str, Any]) -> str | None:
+    parts = [values.get(a) for a in key.attributes]
+    return None if any(p is None for p in parts) else json.dumps(parts)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises (the caller holds the store lock)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,220 @@
+"""Web API surface of the emulator; each test fails if it were more lenient than Dataverse (reference §2, §11)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from senseimig_dagster.sandbox.dataverse_emulator import Catalog
+from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
+from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
+from senseimig_dagster.sandbox.entra import EntraStandIn
+from senseimig_dagster.sandbox.tls import serve_wsgi
+
+BASE = "http://dv.test/api/data/v9.2"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
+    catalog = Catalog.load()
+    catalog.add_column("contact", "smig_SourceId", "String", max_length=100)
+    catalog.add_alternate_key("contact", "smig_sourceid_key", ["smig_sourceid"])
+    catalog.set_key_status("contact", "smig_sourceid_key", "Active")
+    catalog.add_alternate_key("contact", "smig_name_mail_key", ["firstname", "emailaddress1"])
+    catalog.set_key_status("contact", "smig_name_mail_key", "Active")
+    store = RecordStore(tmp_path / "dv.sqlite", catalog)
+    yield DataverseEmulator(catalog, store)
+    store.close()
+
+
+@pytest.fixture
+def client(emulator: DataverseEmulator) -> Iterator[httpx.Client]:
+    with httpx.Client(transport=httpx.WSGITransport(app=emulator), base_url=BASE) as c:
+        yield c
+
+
+def error_of(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json; odata.metadata=minimal"
+    assert r.headers["odata-version"] == "4.0"
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    return body["error"]
+
+
+def create(client: httpx.Client, body: dict) -> str:
+    r = client.post("/contacts", json=body)
+    assert r.status_code == 204, r.text
+    return re.fullmatch(rf"{BASE}/contacts\((.+)\)", r.headers["odata-entityid"])[1]
+
+
+def test_plain_create_is_204_with_entity_id_and_no_body(client: httpx.Client) -> None:
+    r = client.post("/contacts", json={"lastname": "Ng"})
+    assert r.status_code == 204 and r.content == b"" and "preference-applied" not in r.headers
+    assert uuid.UUID(re.search(r"\((.+)\)", r.headers["odata-entityid"])[1])
+
+
+def test_create_with_representation_is_201_with_etag_and_no_entity_id(client: httpx.Client) -> None:
+    r = client.post("/contacts?$select=lastname", json={"lastname": "Ng"},
+                    headers={"Prefer": "return=representation"})
+    assert r.status_code == 201 and "odata-entityid" not in r.headers
+    assert r.headers["preference-applied"] == "return=representation"
+    body = r.json()
+    assert re.fullmatch(r'W/"\d+"', body["@odata.etag"]) and body["lastname"] == "Ng" and "contactid" in body
+    assert "firstname" not in body
+
+
+def test_retrieve_by_id_and_by_keys_with_select(client: httpx.Client) -> None:
+    rid = create(client, {"lastname": "Ng", "firstname": "Al", "emailaddress1": "a@b.com", "smig_sourceid": "P-1"})
+    r = client.get(f"/contacts({rid})", params={"$select": "lastname"})
+    assert r.status_code == 200 and r.json()["lastname"] == "Ng" and "firstname" not in r.json()
+    assert client.get("/contacts(smig_sourceid='P-1')").json()["contactid"] == rid
+    assert client.get("/contacts(firstname='Al',emailaddress1='a@b.com')").json()["contactid"] == rid
+    assert error_of(client.get("/contacts(smig_sourceid='nope')"), 404)["code"] == "0x80060891"
+    missing = str(uuid.uuid4())
+    assert error_of(client.get(f"/contacts({missing})"), 404)["message"] == f"contact With Id = {missing} Does Not Exist"
+
+
+def test_non_key_columns_in_url_are_400(client: httpx.Client) -> None:
+    assert "not valid for resource" in error_of(client.get("/contacts(lastname='Ng')"), 400)["message"]
+    error_of(client.get("/contacts(firstname='Al')"), 400)  # half of a two-column key
+
+
+@pytest.mark.parametrize("char", list("/<>*%&:\\?+"))
+def test_key_values_with_reserved_characters_fail(client: httpx.Client, char: str) -> None:
+    client.post("/contacts", json={"lastname": "X", "smig_sourceid": f"A{char}B"})
+    value = quote(f"A{char}B", safe="")
+    assert "must not contain" in error_of(client.get(f"/contacts(smig_sourceid='{value}')"), 400)["message"]
+    error_of(client.patch(f"/contacts(smig_sourceid='{value}')", json={"lastname": "Y"}), 400)
+
+
+def test_patch_upserts_and_honours_conditional_headers(client: httpx.Client) -> None:
+    r = client.patch("/contacts(smig_sourceid='P-7')", json={"lastname": "A"})
+    assert r.status_code == 204 and "odata-entityid" in r.headers
+    r = client.patch("/contacts(smig_sourceid='P-7')", json={"lastname": "B"})
+    assert r.status_code == 204
+    assert client.get("/contacts/$count").text == "1"
+    missing = str(uuid.uuid4())
+    err = error_of(client.patch(f"/contacts({missing})", json={"lastname": "C"}, headers={"If-Match": "*"}), 404)
+    assert err["message"] == f"contact With Id = {missing} Does Not Exist"
+    err = error_of(client.patch("/contacts(smig_sourceid='P-7')", json={"lastname": "C"},
+                                headers={"If-None-Match": "*"}), 412)
+    assert err["message"] == "A record with matching key values already exists."
+    current = client.get("/contacts(smig_sourceid='P-7')").json()
+    err = error_of(client.patch(f"/contacts({current['contactid']})", json={"lastname": "D"},
+                                headers={"If-Match": 'W/"1"'}), 412)
+    assert err["message"] == "The version of the existing record doesn't match the RowVersion property provided."
+    r = client.patch(f"/contacts({current['contactid']})", json={"lastname": "E"},
+                     headers={"If-Match": current["@odata.etag"], "Prefer": "return=representation"})
+    assert r.status_code == 200 and r.json()["lastname"] == "E"
+
+
+def test_duplicate_key_on_post_is_412_not_409(client: httpx.Client) -> None:
+    create(client, {"lastname": "A", "smig_sourceid": "P-1"})
+    assert error_of(client.post("/contacts", json={"lastname": "B", "smig_sourceid": "P-1"}), 412)["code"] == (
+        "0x80060892")
+
+
+def test_delete_is_204_then_404(client: httpx.Client) -> None:
+    rid = create(client, {"lastname": "A"})
+    assert client.delete(f"/contacts({rid})").status_code == 204
+    assert error_of(client.delete(f"/contacts({rid})"), 404)["message"].endswith("Does Not Exist")
+
+
+def test_validation_and_bind_errors_come_back_as_error_bodies(client: httpx.Client) -> None:
+    assert error_of(client.post("/contacts", json={"nickname2": "x"}), 400)["code"] == "0x80048d19"
+    missing = str(uuid.uuid4())
+    body = {"lastname": "A", "parentcustomerid_account@odata.bind": f"/accounts({missing})"}
+    assert error_of(client.post("/contacts", json=body), 404)["code"] == "0x80040217"
+    assert client.get("/contacts/$count").text == "0"
+    error_of(client.get("/nosuchthings"), 404)
+
+
+def test_paging_with_maxpagesize_nextlink_and_count(client: httpx.Client) -> None:
+    for i in range(7):
+        create(client, {"lastname": "Pg", "firstname": f"{i:02d}"})
+    create(client, {"lastname": "Other"})
+    headers = {"Prefer": "odata.maxpagesize=3"}
+    r = client.get("/contacts", params={"$filter": "lastname eq 'Pg'", "$orderby": "firstname desc",
+                                        "$select": "firstname", "$count": "true", "$top": "1"}, headers=headers)
+    assert r.status_code == 200 and r.headers["preference-applied"] == "odata.maxpagesize=3"
+    body = r.json()
+    assert body["@odata.count"] == 7 and len(body["value"]) == 3  # $top ignored with maxpagesize
+    seen = [v["firstname"] for v in body["value"]]
+    while "@odata.nextLink" in body:
+        assert "$skiptoken=" in body["@odata.nextLink"]
+        body = client.get(body["@odata.nextLink"], headers=headers).json()
+        seen += [v["firstname"] for v in body["value"]]
+    assert seen == [f"{i:02d}" for i in reversed(range(7))]
+    assert len(client.get("/contacts", params={"$top": "2"}).json()["value"]) == 2
+
+
+def test_maxpagesize_is_capped_and_skip_is_rejected(client: httpx.Client) -> None:
+    r = client.get("/contacts", headers={"Prefer": "odata.maxpagesize=9000"})
+    assert r.headers["preference-applied"] == "odata.maxpagesize=5000"
+    error_of(client.get("/contacts", params={"$skip": "5"}), 400)
+    error_of(client.get("/contacts", params={"$skiptoken": "forged"}), 400)
+    error_of(client.get("/contacts", params={"$filter": "contains(lastname,'x')"}), 400)
+    error_of(client.get("/contacts", params={"$select": "nosuchcolumn"}), 400)
+
+
+def test_count_is_capped_at_5000(emulator: DataverseEmulator, client: httpx.Client) -> None:
+    with emulator.store._lock:  # bulk-seed directly: 5001 creates through HTTP would dominate the test time
+        for i in range(5001):
+            emulator.store.create("contact", {"lastname": f"C{i}"})
+    r = client.get("/contacts/$count")
+    assert r.headers["content-type"].startswith("text/plain") and r.text == "5000"
+    assert client.get("/contacts", params={"$count": "true", "$select": "lastname"}).json()["@odata.count"] == 5000
+
+
+def test_bearer_token_required_when_validator_given(emulator: DataverseEmulator) -> None:
+    now = [1_000_000.0]
+    entra = EntraStandIn(clock=lambda: now[0])
+    emulator.token_validator = entra.token_info
+    with httpx.Client(transport=httpx.WSGITransport(app=entra), base_url="https://login.test") as login:
+        token = login.post(f"/{entra.tenant}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret",
+            "scope": "https://org.crm.dynamics.com/.default"}).json()["access_token"]
+    with serve_wsgi(emulator) as url, httpx.Client(base_url=url + "/api/data/v9.2") as c:
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic abc"}):
+            r = c.get("/contacts", headers=headers)
+            error_of(r, 401)
+            assert r.headers["www-authenticate"].startswith("Bearer authorization_uri=https://login.microsoftonline")
+        assert c.get("/contacts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        now[0] += 2 * 3600  # past the 60-90 minute lifetime
+        error_of(c.get("/contacts", headers={"Authorization": f"Bearer {token}"}), 401)
+
+
+def test_real_http_create_and_read_back(emulator: DataverseEmulator) -> None:
+    with serve_wsgi(emulator) as url, httpx.Client(base_url=url + "/api/data/v9.2") as c:
+        r = c.post("/contacts", json={"lastname": "Http"})
+        assert r.status_code == 204 and r.headers["odata-entityid"].startswith(url + "/api/data/v9.2/contacts(")
+        assert c.get(r.headers["odata-entityid"]).json()["lastname"] == "Http"
+
+
+def test_concurrent_http_writes_from_8_threads_land_exactly_once(emulator: DataverseEmulator) -> None:
+    failures: list[str] = []
+    with serve_wsgi(emulator) as url:
+        def worker(n: int) -> None:
+            with httpx.Client(base_url=url + "/api/data/v9.2") as c:
+                for i in range(10):
+                    r1 = c.patch(f"/contacts(smig_sourceid='K-{i}')", json={"lastname": f"T{n}"})
+                    r2 = c.post("/contacts", json={"lastname": "U", "smig_sourceid": f"U-{n}-{i}"})
+                    failures.extend(r.text for r in (r1, r2) if r.status_code != 204)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    rows = emulator.store.query("contact")
+    assert sorted(r.values["smig_sourceid"] for r in rows) == sorted(
+        [f"K-{i}" for i in range(10)] + [f"U-{n}-{i}" for n in range(8) for i in range(10)])
