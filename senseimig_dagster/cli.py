@@ -77,6 +77,22 @@ def _cmd_sensei(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataverse(args: argparse.Namespace) -> int:
+    from senseimig_dagster.sandbox.dataverse_emulator.server import run_dataverse_server
+
+    entra_port = args.entra_port if args.entra_port is not None else (args.port + 1 if args.port else 0)
+    run_dataverse_server(Path(args.db), args.host, args.port, tls=args.tls, limits_enabled=args.limits == "on",
+                         time_scale=args.time_scale, entra_port=entra_port)
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from senseimig_dagster.sandbox.export_writer import write_export
 
@@ -101,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="senseimig", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sandbox = sub.add_parser("sandbox", help="local stand-ins for Sensei Cloud").add_subparsers(
+    sandbox = sub.add_parser("sandbox", help="local stand-ins for Sensei Cloud and Dataverse").add_subparsers(
         dest="sandbox_command", required=True)
     gen = sandbox.add_parser("generate", help="write a deterministic synthetic Sensei tenant")
     gen.add_argument("--out", required=True)
@@ -116,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=settings.SANDBOX_SENSEI_PORT)
     sim.set_defaults(func=_cmd_sensei)
+    dv = sandbox.add_parser("dataverse", help="serve the Dataverse Web API emulator and its Entra ID stand-in",
+                            description="Serve the Dataverse Web API emulator, with records kept in --db, and an "
+                                        "Entra ID stand-in issuing its tokens (client-credentials flow; sandbox "
+                                        "client id and secret). Prints the URLs, tenant and client id.")
+    dv.add_argument("--host", default="127.0.0.1")
+    dv.add_argument("--port", type=int, default=8766, help="0 picks a free port")
+    dv.add_argument("--entra-port", type=int, default=None,
+                    help="port of the token endpoint (default: --port + 1, or a free port when --port is 0)")
+    dv.add_argument("--db", required=True, help="SQLite file holding the records (created if missing)")
+    dv.add_argument("--tls", action="store_true", help="serve HTTPS with a freshly generated local CA (path printed)")
+    dv.add_argument("--limits", choices=["on", "off"], default="on", help="service protection limits")
+    dv.add_argument("--time-scale", type=_positive_float, default=1.0,
+                    help="compress the 300 s window and modelled execution times by this factor")
+    dv.set_defaults(func=_cmd_dataverse)
     exp = sandbox.add_parser("export", help="write a tenant as Sensei's CSV Data Export")
     exp.add_argument("--data", required=True)
     exp.add_argument("--out", required=True)

@@ -3,11 +3,14 @@
 catalog = Catalog.load()                       # Microsoft's standard tables
 catalog.add_lookup("contact", "smig_PatientId", "account")
 record = validate_write(catalog, "contact", body, operation="create")
-app = DataverseEmulator(catalog, RecordStore("dv.sqlite", catalog))   # WSGI at /api/data/v9.2/
+app = DataverseEmulator(catalog, RecordStore("dv.sqlite", catalog),   # WSGI at /api/data/v9.2/
+                        protection=ServiceProtection(Limits(time_scale=60), servers=4))
+server.run_dataverse_server(Path("dv.sqlite"), port=8766, tls=True)   # `senseimig sandbox dataverse` (.server)
 """
 
 from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator.limits import Limits, ServiceProtection
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Column, Lookup, Table
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore, StoredRecord
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
@@ -23,9 +26,11 @@ __all__ = [
     "Column",
     "DataverseEmulator",
     "DataverseError",
+    "Limits",
     "Lookup",
     "NormalizedRecord",
     "RecordStore",
+    "ServiceProtection",
     "StoredRecord",
     "Table",
     "validate_write",

@@ -1,24 +1,39 @@
 """The Dataverse Web API record endpoints as a plain WSGI app (in-process via ``httpx.WSGITransport`` or served
 by ``sandbox.tls.serve_wsgi``). Semantics from reference/dataverse.md §2 (CRUD, upsert, conditional headers,
 keys, paging) and §11 (error bodies); every error is ``{"error":{"code","message"}}``.
+
+With ``protection`` (a :class:`~.limits.ServiceProtection`) every request is admitted under the service protection
+limits of reference §6: the user is the bearer token's client id (``"anonymous"`` without auth), the simulated web
+server comes from the ``ARRAffinity`` cookie (set on the response when the request didn't carry it), a refused
+request gets 429 with ``Retry-After`` and Dataverse's body, and every response carries ``x-ms-dop-hint``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from senseimig_dagster.sandbox.dataverse_emulator import errors, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator.limits import (
+    AFFINITY_COOKIE,
+    DOP_HINT_HEADER,
+    Admission,
+    ServiceProtection,
+    Throttled,
+)
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import Catalog, Table
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore, StoredRecord, not_found
 
 BASE_PATH = "/api/data/v9.2"
 JSON_TYPE = "application/json; odata.metadata=minimal"
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
-            404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed", 500: "Internal Server Error"}
+            404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed", 429: "Too Many Requests",
+            500: "Internal Server Error"}
+ANONYMOUS = "anonymous"  # the service-protection user when there is no token validator
 
 StartResponse = Callable[..., object]
 TokenValidator = Callable[[str], object | None]  # e.g. EntraStandIn.token_info: None = unknown or expired
@@ -26,18 +41,30 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 
 
 class DataverseEmulator:
-    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth."""
+    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth,
+    ``protection`` service protection limits."""
 
     def __init__(self, catalog: Catalog, store: RecordStore, *, token_validator: TokenValidator | None = None,
-                 tenant: str = "00000000-0000-0000-0000-000000000000") -> None:
+                 tenant: str = "00000000-0000-0000-0000-000000000000",
+                 protection: ServiceProtection | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.token_validator = token_validator
         self.tenant = tenant
+        self.protection = protection
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        extra: list[tuple[str, str]] = []  # protection headers, on every response (errors and 429 included)
+        admission: Admission | None = None
         try:
-            status, headers, body = self._handle(environ)
+            user = self._authenticate(environ)
+            outcome = self._admit(environ, user, extra)
+            if isinstance(outcome, Throttled):
+                status, headers = outcome.status, [("Content-Type", JSON_TYPE), *outcome.headers().items()]
+                body = json.dumps(outcome.body()).encode()
+            else:
+                admission = outcome
+                status, headers, body = self._handle(environ)
         except DataverseError as e:
             status, headers, body = e.status, [("Content-Type", JSON_TYPE)], json.dumps(e.to_json()).encode()
             if e.status == 401:
@@ -45,13 +72,17 @@ class DataverseEmulator:
                 # "Bearer authorization_uri=https://login.microsoftonline.com/<tenant>/oauth2/authorize").
                 headers.append(("WWW-Authenticate", "Bearer authorization_uri="
                                 f"https://login.microsoftonline.com/{self.tenant}/oauth2/authorize"))
-        headers = [*headers, ("OData-Version", "4.0"), ("Content-Length", str(len(body)))]
+        finally:
+            if admission is not None:
+                admission.release()  # even when the handler raised something unexpected
+            if self.protection is not None:
+                extra.append((DOP_HINT_HEADER, str(self.protection.dop_hint())))
+        headers = [*headers, *extra, ("OData-Version", "4.0"), ("Content-Length", str(len(body)))]
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
         return [body]
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def _handle(self, environ: dict) -> Response:
-        self._authenticate(environ)
         path = environ.get("PATH_INFO", "")
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
@@ -85,14 +116,30 @@ class DataverseEmulator:
             return 204, [], b""
         raise _method_not_allowed(method)
 
-    def _authenticate(self, environ: dict) -> None:
+    def _authenticate(self, environ: dict) -> str:
+        """The calling user (the token's client id), or :data:`ANONYMOUS` without a token validator."""
         if self.token_validator is None:
-            return
+            return ANONYMOUS
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or self.token_validator(token.strip()) is None:
+        info = self.token_validator(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if info is None:
             # 401 on a missing/invalid/expired token (reference §1, §11). Dataverse's body for this is
             # unverified; code and text are AccessTokenExpired's from L/reference/web-service-error-codes.
             raise DataverseError(401, "0x8005F101", "The requested resource requires authentication.")
+        return str(getattr(info, "client_id", None) or ANONYMOUS)
+
+    def _admit(self, environ: dict, user: str, extra: list[tuple[str, str]]) -> Admission | Throttled | None:
+        """Route to a simulated web server (appending its affinity cookie to ``extra`` when the request didn't
+        carry it) and admit the request; ``None`` without protection. Every request counts as one record until
+        ``$batch``/bulk messages say how many they carry."""
+        if self.protection is None:
+            return None
+        sent = _cookie(environ, AFFINITY_COOKIE)
+        server, cookie = self.protection.route(sent)
+        if cookie != sent:
+            secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
+            extra.append(("Set-Cookie", f"{AFFINITY_COOKIE}={cookie}; Path=/; HttpOnly{secure}"))
+        return self.protection.admit(user, server, records=1)
 
     # -- operations ----------------------------------------------------------------------------------------
     def _create(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
@@ -122,12 +169,14 @@ class DataverseEmulator:
         if resource.key is not None:
             key = dict(resource.key)
             self.store.key_for(table.logical_name, [k for k, _ in resource.key])
-        record, _created = self.store.upsert(
+        record, created = self.store.upsert(
             table.logical_name, _read_json(environ), id=resource.id, key=key,
             if_match=environ.get("HTTP_IF_MATCH"), if_none_match=environ.get("HTTP_IF_NONE_MATCH"))
         if prefs.get("return") == "representation":
+            # OData 4.0 §11.4.2/§11.4.3: a PATCH that created answers 201 with the entity, one that updated 200.
             body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
-            return 200, [("Content-Type", JSON_TYPE), ("Preference-Applied", "return=representation")], body
+            return (201 if created else 200), [("Content-Type", JSON_TYPE),
+                                               ("Preference-Applied", "return=representation")], body
         return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
 
     def _list(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
@@ -211,6 +260,16 @@ class DataverseEmulator:
 
     def _record_url(self, environ: dict, table: Table, record_id: str) -> str:
         return f"{self._base(environ)}/{table.entity_set}({record_id})"
+
+
+def _cookie(environ: dict, name: str) -> str | None:
+    jar = SimpleCookie()
+    try:
+        jar.load(environ.get("HTTP_COOKIE", ""))
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return None if morsel is None else morsel.value
 
 
 def _method_not_allowed(method: str) -> DataverseError:

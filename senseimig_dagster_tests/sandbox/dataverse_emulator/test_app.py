@@ -116,6 +116,14 @@ def test_patch_upserts_and_honours_conditional_headers(client: httpx.Client) -> 
     assert r.status_code == 200 and r.json()["lastname"] == "E"
 
 
+def test_upsert_with_representation_says_whether_it_created(client: httpx.Client) -> None:
+    prefer = {"Prefer": "return=representation"}
+    created = client.patch("/contacts(smig_sourceid='P-8')", json={"lastname": "A"}, headers=prefer)
+    updated = client.patch("/contacts(smig_sourceid='P-8')", json={"lastname": "B"}, headers=prefer)
+    assert (created.status_code, updated.status_code) == (201, 200)
+    assert updated.json()["lastname"] == "B"
+
+
 def test_duplicate_key_on_post_is_412_not_409(client: httpx.Client) -> None:
     create(client, {"lastname": "A", "smig_sourceid": "P-1"})
     assert error_of(client.post("/contacts", json={"lastname": "B", "smig_sourceid": "P-1"}), 412)["code"] == (
