@@ -16,7 +16,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from senseimig_dagster.sandbox.dataverse_emulator import errors, odata
+from senseimig_dagster.sandbox.dataverse_emulator import batch, errors, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
     AFFINITY_COOKIE,
@@ -84,6 +84,8 @@ class DataverseEmulator:
     # -- dispatch ------------------------------------------------------------------------------------------
     def _handle(self, environ: dict) -> Response:
         path = environ.get("PATH_INFO", "")
+        if batch.is_batch(environ):
+            return batch.handle(self, environ)
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
         resource = odata.parse_resource(path[len(BASE_PATH):])
@@ -130,16 +132,18 @@ class DataverseEmulator:
 
     def _admit(self, environ: dict, user: str, extra: list[tuple[str, str]]) -> Admission | Throttled | None:
         """Route to a simulated web server (appending its affinity cookie to ``extra`` when the request didn't
-        carry it) and admit the request; ``None`` without protection. Every request counts as one record until
-        ``$batch``/bulk messages say how many they carry."""
-        if self.protection is None:
+        carry it) and admit the request; ``None`` without protection or for a ``$batch``'s inner request (the batch
+        is admitted once, as one request carrying its inner requests as records). Other requests are one record
+        until bulk messages say how many they carry."""
+        if self.protection is None or environ.get(batch.INNER_REQUEST):
             return None
         sent = _cookie(environ, AFFINITY_COOKIE)
         server, cookie = self.protection.route(sent)
         if cookie != sent:
             secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
             extra.append(("Set-Cookie", f"{AFFINITY_COOKIE}={cookie}; Path=/; HttpOnly{secure}"))
-        return self.protection.admit(user, server, records=1)
+        records = batch.count_requests(environ) if batch.is_batch(environ) else 1
+        return self.protection.admit(user, server, records=records)
 
     # -- operations ----------------------------------------------------------------------------------------
     def _create(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:

@@ -11,6 +11,8 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,13 @@ class RecordStore:
             self._conn.execute("DELETE FROM key_index WHERE tbl=? AND id=?", (table, existing.id))
 
     # -- internals -----------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Hold the lock and one SQLite transaction around several writes (a ``$batch`` change set): the writes
+        inside become savepoints of it, and an exception out of the block rolls all of them back."""
+        with self._lock, self._tx():
+            yield
+
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
 
@@ -323,13 +332,21 @@ def _key_value(key: AlternateKey, values: dict[str, Any]) -> str | None:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises (the caller holds the store lock)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises (the caller holds the store lock); inside an
+    open transaction (:meth:`RecordStore.transaction`) a SAVEPOINT instead, so one failed write undoes only itself."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._nested = False
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._nested = self._conn.in_transaction
+        self._conn.execute("SAVEPOINT write" if self._nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self._nested:
+            if exc_type:
+                self._conn.execute("ROLLBACK TO write")
+            self._conn.execute("RELEASE write")
+        else:
+            self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
