@@ -4,7 +4,8 @@ catalog = Catalog.load()                       # Microsoft's standard tables
 catalog.add_lookup("contact", "smig_PatientId", "account")
 record = validate_write(catalog, "contact", body, operation="create")
 app = DataverseEmulator(catalog, RecordStore("dv.sqlite", catalog),   # WSGI at /api/data/v9.2/
-                        protection=ServiceProtection(Limits(time_scale=60), servers=4))
+                        protection=ServiceProtection(Limits(time_scale=60), servers=4),
+                        bulk_unsupported={"contact"})   # CreateMultiple etc. refused, hidden in sdkmessagefilters
 server.run_dataverse_server(Path("dv.sqlite"), port=8766, tls=True)   # `senseimig sandbox dataverse` (.server)
 """
 

@@ -16,7 +16,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from senseimig_dagster.sandbox.dataverse_emulator import batch, errors, odata
+from senseimig_dagster.sandbox.dataverse_emulator import batch, bulk, errors, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
     AFFINITY_COOKIE,
@@ -42,12 +42,13 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 
 class DataverseEmulator:
     """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth,
-    ``protection`` service protection limits."""
+    ``protection`` service protection limits, ``bulk_unsupported`` the tables refusing bulk messages."""
 
     def __init__(self, catalog: Catalog, store: RecordStore, *, token_validator: TokenValidator | None = None,
                  tenant: str = "00000000-0000-0000-0000-000000000000",
-                 protection: ServiceProtection | None = None) -> None:
+                 protection: ServiceProtection | None = None, bulk_unsupported: Iterable[str] = ()) -> None:
         self.catalog = catalog
+        self.bulk_unsupported = set(bulk_unsupported)  # tables (logical names) without bulk messages (bulk.py)
         self.store = store
         self.token_validator = token_validator
         self.tenant = tenant
@@ -88,6 +89,9 @@ class DataverseEmulator:
             return batch.handle(self, environ)
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
+        routed = bulk.route(self, environ)  # bulk messages and the sdkmessagefilters support query
+        if routed is not None:
+            return routed
         resource = odata.parse_resource(path[len(BASE_PATH):])
         table = self.catalog.table_by_entity_set(resource.entity_set)
         if table is None:
@@ -134,7 +138,7 @@ class DataverseEmulator:
         """Route to a simulated web server (appending its affinity cookie to ``extra`` when the request didn't
         carry it) and admit the request; ``None`` without protection or for a ``$batch``'s inner request (the batch
         is admitted once, as one request carrying its inner requests as records). Other requests are one record
-        until bulk messages say how many they carry."""
+        except a bulk message, one request carrying its targets as records."""
         if self.protection is None or environ.get(batch.INNER_REQUEST):
             return None
         sent = _cookie(environ, AFFINITY_COOKIE)
@@ -142,7 +146,7 @@ class DataverseEmulator:
         if cookie != sent:
             secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
             extra.append(("Set-Cookie", f"{AFFINITY_COOKIE}={cookie}; Path=/; HttpOnly{secure}"))
-        records = batch.count_requests(environ) if batch.is_batch(environ) else 1
+        records = batch.count_requests(environ) if batch.is_batch(environ) else bulk.count_targets(environ)
         return self.protection.admit(user, server, records=records)
 
     # -- operations ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import httpx
 from senseimig_dagster.dataverse.auth import DataverseTokenProvider
 from senseimig_dagster.sandbox.entra import DEFAULT_APPS
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 90.0  # generous: CI machines are shared and the server builds a CA at start
 
 
 def free_port() -> int:
@@ -64,7 +64,7 @@ def dataverse_process(db: Path, port: int) -> Iterator[dict[str, str]]:
     finally:
         proc.terminate()  # SIGTERM: the server stops cleanly
         try:
-            assert proc.wait(timeout=10) == 0
+            assert proc.wait(timeout=60) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -74,8 +74,8 @@ def dataverse_process(db: Path, port: int) -> Iterator[dict[str, str]]:
 def client_for(info: dict[str, str]) -> tuple[DataverseTokenProvider, httpx.Client]:
     provider = DataverseTokenProvider(info["tenant"], info["client_id"], DEFAULT_APPS["sandbox-client"],
                                       environment_url=info["url"], authority_host=info["authority_host"],
-                                      verify=info["ca"], timeout=10)
-    client = httpx.Client(base_url=f"{info['url']}/api/data/v9.2", verify=info["ca"], timeout=10,
+                                      verify=info["ca"], timeout=60)
+    client = httpx.Client(base_url=f"{info['url']}/api/data/v9.2", verify=info["ca"], timeout=60,
                           headers={"Authorization": f"Bearer {provider.token()}"})
     return provider, client
 
