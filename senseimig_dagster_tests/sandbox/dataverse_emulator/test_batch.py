@@ -17,8 +17,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.limits import ServiceProtection
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
-
-BASE = "http://dv.test/api/data/v9.2"
+from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import BASE
 
 
 @pytest.fixture
@@ -27,12 +26,6 @@ def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     yield DataverseEmulator(catalog, store)
     store.close()
-
-
-@pytest.fixture
-def client(emulator: DataverseEmulator) -> Iterator[httpx.Client]:
-    with httpx.Client(transport=httpx.WSGITransport(app=emulator), base_url=BASE) as c:
-        yield c
 
 
 # -- building requests --------------------------------------------------------------------------------------
