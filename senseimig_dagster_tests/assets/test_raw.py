@@ -211,6 +211,13 @@ def test_first_extraction_that_fails_part_way_lands_nothing(tenant, instance, tm
     assert landed(database, "ledger_transaction") == []
 
 
+def inventory_checks(database: Path, base_url: str, instance: DagsterInstance) -> dict[str, bool]:
+    """Materialize the inventory; whether each of its checks passed."""
+    result = materialize([inventory], resources=resources(database, base_url), instance=instance,
+                         raise_on_error=False)
+    return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+
+
 def day_two(tenant: Path, out: Path, changes: dict[str, dict]) -> Path:
     """A copy of the tenant where some patients changed (by id): what Sensei holds after a day of cutover."""
     shutil.copytree(tenant, out)
@@ -246,9 +253,7 @@ def test_delta_window_picks_up_changes_boundaries_and_future_rows(tenant, sensei
         assert future_rejects == [("modified_outside_window",)]
         # Re-running the delta changes nothing: same rows, same rejects.
         assert extract(database, url, "2026-11-20", LAST_DAY, instance).success
-        result = materialize([inventory], resources=resources(database, url), instance=instance,
-                             raise_on_error=False)
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        checks = inventory_checks(database, url, instance)
     # Every record is accounted for, but the future-dated version could not land: raw holds the older copy of
     # that patient, and the inventory says so before anything is migrated.
     assert checks == {"no_object_empty_when_source_has_rows": True, "every_source_record_accounted_for": True,
@@ -267,9 +272,7 @@ def test_inventory_blocks_when_a_newer_version_was_rejected(tenant, sensei_url, 
         broken: {"updated_at": "2026-11-22T09:00:00Z", "date_of_birth": "31/02/1980"}})
     with serve(SenseiSimulator(later, rate_limit=None)) as url:
         assert extract(database, url, "2026-11-22", LAST_DAY, instance).success
-        result = materialize([inventory], resources=resources(database, url), instance=instance,
-                             raise_on_error=False)
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        checks = inventory_checks(database, url, instance)
     assert checks == {"no_object_empty_when_source_has_rows": True, "every_source_record_accounted_for": True,
                       "no_landed_record_has_a_newer_rejected_version": False}
     with duckdb.connect(str(database), read_only=True) as conn:

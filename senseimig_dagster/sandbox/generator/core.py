@@ -120,16 +120,9 @@ class Ctx:
         row["updated_at"] = min(max(updated, created), as_of)
         row["is_deleted"] = rng.random() < SOFT_DELETE_RATE
 
-    def defect(
-        self,
-        kind: str,
-        obj: str,
-        id_: str,
-        field: str | None = None,
-        detail: str | None = None,
-        of: str | None = None,
-    ) -> None:
-        self.writer.defect(kind, obj, id_, field=field, detail=detail, of=of)
+    def defect(self, kind: str, obj: str, id_: str, **details: str | None) -> None:
+        """Record an injected defect (``field``, ``detail``, ``of``: see ``TenantWriter.defect``)."""
+        self.writer.defect(kind, obj, id_, **details)
 
     def next_number(self, series: str) -> int:
         self._numbers[series] += 1
