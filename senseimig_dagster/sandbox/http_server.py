@@ -67,9 +67,23 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return
         environ = self.get_environ()
         environ[ABORT_KEY] = self._abort
-        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), environ, multithread=True)
+        try:
+            length = max(int(self.headers.get("Content-Length") or 0), 0)
+        except ValueError:
+            self.send_error(400, "invalid Content-Length")
+            self.close_connection = True
+            return
+        body = _Body(self.rfile, length)
+        handler = _ServerHandler(body, self.wfile, self.get_stderr(), environ, multithread=True)
         handler.request_handler = self
         handler.run(self.server.get_app())
+        # An app that answered without reading the body (a 401, a 429) must not leave it on a keep-alive
+        # connection, where it would be parsed as the next request line.
+        if not self.close_connection:
+            try:
+                body.drain()
+            except OSError:
+                self.close_connection = True
 
     def _abort(self) -> None:
         """Close with SO_LINGER 0, so the client sees a TCP reset rather than a clean end of stream."""
@@ -79,6 +93,35 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+class _Body:
+    """``wsgi.input`` limited to this request's Content-Length, so what the app leaves unread can be drained."""
+
+    def __init__(self, stream, length: int):
+        self._stream, self._left = stream, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._stream.read(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._stream.readline(size) if size else b""
+        self._left -= len(data)
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def drain(self) -> None:
+        while self._left > 0 and self.read(min(self._left, 1 << 16)):
+            pass
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
