@@ -81,8 +81,9 @@ def _cmd_dataverse(args: argparse.Namespace) -> int:
     from senseimig_dagster.sandbox.dataverse_emulator.server import run_dataverse_server
 
     entra_port = args.entra_port if args.entra_port is not None else (args.port + 1 if args.port else 0)
+    seed = {"seed": Path(args.seed)} if args.seed else {}  # default: the packaged seed file
     run_dataverse_server(Path(args.db), args.host, args.port, tls=args.tls, limits_enabled=args.limits == "on",
-                         time_scale=args.time_scale, entra_port=entra_port)
+                         time_scale=args.time_scale, entra_port=entra_port, **seed)
     return 0
 
 
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--db", required=True, help="SQLite file holding the records (created if missing)")
     dv.add_argument("--tls", action="store_true", help="serve HTTPS with a freshly generated local CA (path printed)")
     dv.add_argument("--limits", choices=["on", "off"], default="on", help="service protection limits")
+    dv.add_argument("--seed", default=None, help="JSON or YAML seed file: organization, business unit, users, team, "
+                                                 "app registrations (default: the packaged sandbox seed)")
     dv.add_argument("--time-scale", type=_positive_float, default=1.0,
                     help="compress the 300 s window and modelled execution times by this factor")
     dv.set_defaults(func=_cmd_dataverse)

@@ -16,7 +16,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from senseimig_dagster.sandbox.dataverse_emulator import batch, bulk, errors, odata
+from senseimig_dagster.sandbox.dataverse_emulator import batch, bulk, errors, files, metadata_api, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
     AFFINITY_COOKIE,
@@ -90,6 +90,9 @@ class DataverseEmulator:
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
         routed = bulk.route(self, environ)  # bulk messages and the sdkmessagefilters support query
+        routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc. (reference §7)
+        if routed is None:
+            routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is not None:
             return routed
         resource = odata.parse_resource(path[len(BASE_PATH):])
@@ -151,7 +154,7 @@ class DataverseEmulator:
 
     # -- operations ----------------------------------------------------------------------------------------
     def _create(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
-        record = self.store.create(table.logical_name, _read_json(environ))
+        record = self.store.create(table.logical_name, odata.read_json(environ))
         if prefs.get("return") == "representation":
             # Reference §2: 201 + body + Preference-Applied, and no OData-EntityId.
             body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
@@ -178,7 +181,7 @@ class DataverseEmulator:
             key = dict(resource.key)
             self.store.key_for(table.logical_name, [k for k, _ in resource.key])
         record, created = self.store.upsert(
-            table.logical_name, _read_json(environ), id=resource.id, key=key,
+            table.logical_name, odata.read_json(environ), id=resource.id, key=key,
             if_match=environ.get("HTTP_IF_MATCH"), if_none_match=environ.get("HTTP_IF_NONE_MATCH"))
         if prefs.get("return") == "representation":
             # OData 4.0 §11.4.2/§11.4.3: a PATCH that created answers 201 with the entity, one that updated 200.
@@ -282,15 +285,3 @@ def _cookie(environ: dict, name: str) -> str | None:
 
 def _method_not_allowed(method: str) -> DataverseError:
     return DataverseError(405, errors.INVALID_ARGUMENT, f"The HTTP method '{method}' is not allowed here.")
-
-
-def _read_json(environ: dict) -> dict[str, Any]:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise odata.bad_request("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise odata.bad_request("The request body must be a JSON object.")
-    return body

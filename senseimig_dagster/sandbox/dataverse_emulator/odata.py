@@ -175,3 +175,16 @@ def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text
     if not same or offset < 0:
         raise bad_request("The $skiptoken value is not valid for this query.")
     return offset
+
+
+def read_json(environ: dict) -> dict[str, Any]:
+    """The request body as a JSON object, or 400 with Dataverse's error body."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return body

@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.sandbox.dataverse_emulator import errors
+from senseimig_dagster.sandbox.dataverse_emulator import errors, files
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
-from senseimig_dagster.sandbox.dataverse_emulator.validation import BindTarget, validate_write
+from senseimig_dagster.sandbox.dataverse_emulator.validation import (
+    BindTarget,
+    apply_state_rules,
+    check_owner,
+    validate_write,
+)
 
 DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey, 412 (reference §11)
 DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key (reference §11)
@@ -40,6 +45,7 @@ CREATE TABLE IF NOT EXISTS key_index (
 CREATE INDEX IF NOT EXISTS key_index_by_id ON key_index (tbl, id);
 CREATE TABLE IF NOT EXISTS keys_built (tbl TEXT NOT NULL, keyname TEXT NOT NULL, PRIMARY KEY (tbl, keyname));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS schema_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, change TEXT NOT NULL);
 """
 
 
@@ -74,10 +80,22 @@ class RecordStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        # The systemuser owning records created without an owner (the caller's application user; seed.py sets it).
+        self.default_owner: str | None = None
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    # -- custom schema (Catalog.journal; replayed at start by metadata_api.restore_custom_schema) ------------
+    def log_schema_change(self, change: dict[str, Any]) -> None:
+        with self._lock, self._tx():
+            self._conn.execute("INSERT INTO schema_changes(change) VALUES (?)", (json.dumps(change),))
+
+    def schema_changes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT change FROM schema_changes ORDER BY seq").fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     # -- reads ---------------------------------------------------------------------------------------------
     def retrieve(self, table: str, record_id: str) -> StoredRecord | None:
@@ -248,15 +266,44 @@ class RecordStore:
                         KEY_NOT_FOUND,  # message unverified
                         f"A record with the specified key values does not exist in {target.table} entity",
                     )
+            column = meta.columns.get(attribute)
+            if column is not None and column.type == "Owner":
+                check_owner(found.table, found.values)  # enabled users in a business unit, or teams (§10)
             out[attribute] = found.id
         return out
+
+    def _platform_rules(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+        """What the platform adds to a validated write: state/status pairs and closed activities (validation.py),
+        the default owner on create, the note size limit (files.py)."""
+        changes = apply_state_rules(meta, changes, existing)
+        owner = meta.columns.get("ownerid")
+        if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
+                and changes.get("ownerid") is None:
+            changes = {**changes, "ownerid": self.default_owner}
+        return files.check_document_size(self, meta, changes)
+
+    def put_system_record(self, table: str, values: dict[str, Any]) -> StoredRecord:
+        """Insert, unvalidated, a record the platform ships (organization, business unit, users, teams: seed.py);
+        the Web API can't create most of these. ``values`` must hold the primary key."""
+        meta = self.catalog.table(table)
+        with self._lock, self._tx():
+            rid = str(values[meta.primary_id]).lower()
+            now, version = _now(), self._next_version()
+            row = {**values, meta.primary_id: rid, "createdon": values.get("createdon") or now, "modifiedon": now,
+                   "versionnumber": version}
+            self._index_keys(meta, rid, row)
+            self._conn.execute(
+                "INSERT INTO records(tbl, id, data, createdon, modifiedon, versionnumber) VALUES (?,?,?,?,?,?)",
+                (table, rid, json.dumps(row), row["createdon"], now, version),
+            )
+        return StoredRecord(table, rid, row, version)
 
     def _create(self, table: str, body: dict[str, Any], record_id: str | None) -> StoredRecord:
         meta = self.catalog.table(table)
         if record_id is not None:
             body = {**body, meta.primary_id: record_id}
         record = validate_write(self.catalog, table, body, operation="create")
-        values = {**record.values, **self._resolve_binds(meta, record.binds)}
+        values = self._platform_rules(meta, {**record.values, **self._resolve_binds(meta, record.binds)}, None)
         rid = str(values.get(meta.primary_id) or uuid.uuid4()).lower()
         if self.retrieve(table, rid) is not None:
             raise DataverseError(412, DUPLICATE_RECORD, "Operation failed due to a SQL integrity violation.")
@@ -277,6 +324,7 @@ class RecordStore:
         meta = self.catalog.table(existing.table)
         record = validate_write(self.catalog, existing.table, body, operation="update")
         changes = {**record.values, **self._resolve_binds(meta, record.binds)}
+        changes = self._platform_rules(meta, changes, existing.values)
         values = {**existing.values, **changes}
         version = self._next_version()
         values.update({"modifiedon": _now(), "versionnumber": version})

@@ -115,3 +115,36 @@ def test_cli_options_reach_the_server(monkeypatch, tmp_path: Path) -> None:
         ((Path(db), "127.0.0.1", 8766), {"tls": False, "limits_enabled": False, "time_scale": 60.0, "entra_port": 8767}),
         ((Path(db), "127.0.0.1", 9000), {"tls": True, "limits_enabled": True, "time_scale": 1.0, "entra_port": 9001}),
     ]
+
+
+def test_msal_gets_a_token_from_the_emulators_own_port(tmp_path: Path, capsys) -> None:
+    """Issue 3 §1: the token endpoint at Entra's path on the emulator's port; msal's discovery and token calls go
+    there, and the token works for a record call (owned by the seed's application user)."""
+    from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
+    from senseimig_dagster.sandbox.dataverse_emulator.server import run_dataverse_server
+
+    stop = threading.Event()
+    server = threading.Thread(target=run_dataverse_server, args=(tmp_path / "dv.sqlite",), daemon=True,
+                              kwargs={"port": 0, "tls": True, "limits_enabled": False, "stop": stop})
+    server.start()
+    printed, deadline = "", time.monotonic() + READY_TIMEOUT
+    try:
+        while "Ctrl-C to stop" not in printed:
+            assert server.is_alive() and time.monotonic() < deadline, printed
+            time.sleep(0.05)
+            printed += capsys.readouterr().out
+        url = re.search(r"environment URL .*: (https://\S+)", printed)[1]
+        assert re.search(r"authority host (https://[^)\s]+)", printed)[1] == url
+        tenant, ca = re.search(r"tenant id: (\S+)", printed)[1], re.search(r"CA certificate .*: (\S+)", printed)[1]
+        provider = DataverseTokenProvider(tenant, "sandbox-client", DEFAULT_APPS["sandbox-client"],
+                                          environment_url=url, authority_host=url, verify=ca, timeout=60)
+        with provider, httpx.Client(base_url=f"{url}/api/data/v9.2", verify=ca, timeout=60) as client:
+            headers = {"Authorization": f"Bearer {provider.token()}"}
+            r = client.post("/contacts", json={"lastname": "Token"}, headers=headers)
+            assert r.status_code == 204, r.text
+            contact = re.search(r"\((.+)\)$", r.headers["odata-entityid"])[1]
+            r = client.get(f"/contacts({contact})", params={"$select": "_ownerid_value"}, headers=headers)
+        assert r.status_code == 200 and r.json()["_ownerid_value"] == load_seed().default_owner
+    finally:
+        stop.set()
+        server.join(timeout=30)

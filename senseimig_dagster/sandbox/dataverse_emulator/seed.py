@@ -1,0 +1,106 @@
+"""Seed data of the Dataverse emulator (issue 3 §1): the records every Dataverse environment ships with.
+
+An organization (``maxuploadfilesize`` 5 MB), a business unit, system users (enabled, disabled, non-interactive and
+one application user per app registration) and a team, plus the app registrations (client id and secret) the token
+endpoint accepts. The default is the package's ``seed.json``; ``senseimig sandbox dataverse --seed PATH`` takes
+another JSON or YAML file of the same shape. GUIDs come from the file, so tests and demos can name them.
+
+Seeding happens once per store: a store that already holds an organization record is left alone (restarts keep
+what the previous run wrote), but its default owner is always set from the seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
+
+DEFAULT_SEED_FILE = "seed.json"
+
+
+@dataclass(frozen=True)
+class Seed:
+    tenant: str
+    apps: dict[str, str]  # client id -> client secret (never logged or printed)
+    application_users: dict[str, str]  # client id -> systemuserid of its application user
+    organization: dict[str, Any]
+    businessunit: dict[str, Any]
+    systemusers: tuple[dict[str, Any], ...]
+    teams: tuple[dict[str, Any], ...]
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"Seed(tenant={self.tenant!r}, apps={sorted(self.apps)!r}, users={len(self.systemusers)})"
+
+    @property
+    def default_owner(self) -> str:
+        """The application user owning records created without an owner (the first app registration's)."""
+        return next(iter(self.application_users.values()))
+
+    def user(self, email: str) -> dict[str, Any]:
+        """A seeded system user by ``internalemailaddress`` (case-insensitive, like Dataverse's collation)."""
+        return next(u for u in self.systemusers if u["internalemailaddress"].lower() == email.lower())
+
+
+def load_seed(path: str | Path | None = None) -> Seed:
+    """Read a seed file (JSON, or YAML for ``.yaml``/``.yml``); ``None`` is the packaged default."""
+    if path is None:
+        raw = json.loads(resources.files(__package__).joinpath(DEFAULT_SEED_FILE).read_text("utf-8"))
+    else:
+        path = Path(path)
+        text = path.read_text("utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml  # PyYAML comes with dagster
+
+            raw = yaml.safe_load(text)
+        else:
+            raw = json.loads(text)
+    return _parse(raw)
+
+
+def _parse(raw: Any) -> Seed:
+    if not isinstance(raw, dict):
+        raise ValueError("seed file: the top level must be a mapping")
+    missing = [k for k in ("tenant", "applications", "organization", "businessunit", "systemusers") if k not in raw]
+    if missing:
+        raise ValueError(f"seed file: missing {', '.join(missing)}")
+    bu = dict(raw["businessunit"])
+    users = []
+    for user in raw["systemusers"]:
+        user = dict(user)
+        user.setdefault("businessunitid", bu["businessunitid"])  # explicit null: a user outside any business unit
+        user.setdefault("fullname", f"{user.get('firstname', '')} {user.get('lastname', '')}".strip())
+        user.setdefault("isdisabled", False)
+        users.append(user)
+    user_ids = {u["systemuserid"].lower() for u in users}
+    apps, app_users = {}, {}
+    for app in raw["applications"]:
+        client_id, secret, user_id = app.get("client_id"), app.get("client_secret"), app.get("systemuserid")
+        if not client_id or not secret or not user_id:
+            raise ValueError("seed file: each application needs client_id, client_secret and systemuserid")
+        if user_id.lower() not in user_ids:
+            raise ValueError(f"seed file: application {client_id}: systemuserid {user_id} is not a seeded user")
+        apps[client_id], app_users[client_id] = secret, user_id.lower()
+    if not apps:
+        raise ValueError("seed file: at least one application is needed")
+    teams = tuple({"businessunitid": bu["businessunitid"], **t} for t in raw.get("teams") or ())
+    return Seed(str(raw["tenant"]), apps, app_users, dict(raw["organization"]), bu, tuple(users), teams)
+
+
+def apply_seed(store: RecordStore, seed: Seed) -> bool:
+    """Write the seed's records into a fresh store (``True``), or leave a seeded one alone (``False``); either way
+    records created without an owner go to the seed's application user from now on."""
+    store.default_owner = seed.default_owner
+    if store.count("organization"):
+        return False
+    with store.transaction():  # all or nothing: a half-seeded store would never be completed
+        store.put_system_record("organization", seed.organization)
+        store.put_system_record("businessunit", seed.businessunit)
+        for user in seed.systemusers:
+            store.put_system_record("systemuser", user)
+        for team in seed.teams:
+            store.put_system_record("team", team)
+    return True
