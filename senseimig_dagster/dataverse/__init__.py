@@ -1,6 +1,8 @@
-"""Dataverse Web API client (auth: :mod:`.auth`, records and queries: :mod:`.client`, errors: :mod:`.errors`)."""
+"""Dataverse Web API client (auth: :mod:`.auth`, records and queries: :mod:`.client`, ``$batch``: :mod:`.batch`,
+the throughput engine: :mod:`.loader`, errors: :mod:`.errors`)."""
 
 from senseimig_dagster.dataverse.auth import BearerAuth, DataverseAuthError, DataverseTokenProvider
+from senseimig_dagster.dataverse.batch import BatchRequest, BatchResponse, BatchResult, ChangeSet
 from senseimig_dagster.dataverse.client import DataverseClient, key_segment, record_segment
 from senseimig_dagster.dataverse.errors import (
     DataverseConflict,
@@ -8,9 +10,15 @@ from senseimig_dagster.dataverse.errors import (
     DataverseNotFound,
     DataverseThrottled,
 )
+from senseimig_dagster.dataverse.loader import BulkLoader, LoadResult, RowFailure
 
 __all__ = [
+    "BatchRequest",
+    "BatchResponse",
+    "BatchResult",
     "BearerAuth",
+    "BulkLoader",
+    "ChangeSet",
     "DataverseAuthError",
     "DataverseClient",
     "DataverseConflict",
@@ -18,6 +26,8 @@ __all__ = [
     "DataverseNotFound",
     "DataverseThrottled",
     "DataverseTokenProvider",
+    "LoadResult",
+    "RowFailure",
     "key_segment",
     "record_segment",
 ]

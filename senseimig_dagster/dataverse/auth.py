@@ -69,13 +69,22 @@ class _MsalHttpClient:
 
 
 class DataverseTokenProvider:
-    """App-only tokens for one Dataverse environment, cached by msal (in memory, per provider)."""
+    """App-only tokens for one Dataverse environment, cached by msal (in memory, per provider).
 
-    def __init__(self, tenant_id: str, client_id: str, client_secret: str, environment_url: str,
+    Credential: ``client_secret``, or ``certificate={"private_key": <PEM>, "thumbprint": <SHA-1 hex>}`` (optionally
+    ``"public_certificate"`` for subject-name/issuer auth), passed to msal as its ``client_credential`` dict
+    (msal then signs a client assertion instead of sending a secret)."""
+
+    def __init__(self, tenant_id: str, client_id: str, client_secret: str | None, environment_url: str,
                  authority_host: str = DEFAULT_AUTHORITY_HOST, verify: bool | str = True,
-                 timeout: float = 30.0):
-        if not tenant_id or not client_id or not client_secret:
-            raise ValueError("tenant_id, client_id and client_secret are required")
+                 timeout: float = 30.0, *, certificate: Mapping[str, str] | None = None):
+        if not tenant_id or not client_id:
+            raise ValueError("tenant_id and client_id are required")
+        if bool(client_secret) == bool(certificate):
+            raise ValueError("give exactly one credential: client_secret or certificate")
+        if certificate and not (certificate.get("private_key") and certificate.get("thumbprint")):
+            raise ValueError("a certificate credential needs 'private_key' and 'thumbprint'")
+        self._certificate = dict(certificate) if certificate else None
         self.tenant_id, self.client_id = tenant_id, client_id
         self.environment_url = environment_url.rstrip("/")
         self.scope = f"{self.environment_url}/.default"
@@ -87,8 +96,12 @@ class DataverseTokenProvider:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
+        credential = "certificate='***'" if self._certificate else "client_secret='***'"
         return (f"DataverseTokenProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, "
-                f"client_secret='***', environment_url={self.environment_url!r}, authority={self.authority!r})")
+                f"{credential}, environment_url={self.environment_url!r}, authority={self.authority!r})")
+
+    def _credential(self) -> str | dict[str, str]:
+        return self._certificate if self._certificate is not None else self._secret
 
     def _application(self) -> msal.ConfidentialClientApplication:
         # Built on first use: msal fetches the authority's OpenID configuration in its constructor.
@@ -96,7 +109,7 @@ class DataverseTokenProvider:
             host = urlsplit(self.authority).hostname or ""
             try:
                 self._app = msal.ConfidentialClientApplication(
-                    self.client_id, client_credential=self._secret, authority=self.authority,
+                    self.client_id, client_credential=self._credential(), authority=self.authority,
                     http_client=_MsalHttpClient(self._verify, self._timeout),
                     # Instance discovery asks login.microsoftonline.com whether the authority host is known; a
                     # private authority (the sandbox) is known to us, not to Microsoft.
@@ -158,7 +171,10 @@ class DataverseTokenProvider:
         self.close()
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        for secret in (self._secret, (self._certificate or {}).get("private_key")):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 class BearerAuth(httpx.Auth):

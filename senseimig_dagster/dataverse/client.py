@@ -1,6 +1,7 @@
 """A synchronous Dataverse Web API client over httpx: record CRUD, upsert by alternate key, paged queries and
-``$count`` (reference/dataverse.md §1–2, §6, §11). The first slice of issue 3 §2; ``$batch``, bulk messages and
-the throughput engine build on :meth:`DataverseClient._request`.
+``$count`` (reference/dataverse.md §1–2, §6, §11), ``$batch`` (:meth:`DataverseClient.batch`, codec in
+:mod:`.batch`) and the bulk messages (``create_multiple``/``update_multiple``/``upsert_multiple``,
+``bulk_supported``, reference §4–5). The throughput engine is :mod:`.loader`.
 
 Wire rules followed (reference §1–2):
 
@@ -50,6 +51,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 import orjson
 
+from senseimig_dagster.dataverse import batch as batch_codec
 from senseimig_dagster.dataverse.errors import (
     DataverseConflict,
     DataverseError,
@@ -161,7 +163,7 @@ class DataverseClient:
     def __init__(self, environment_url: str, auth: httpx.Auth | None, *,
                  transport: httpx.BaseTransport | None = None, timeout: float = 120, max_retries: int = 8,
                  backoff_base: float = 0.5, backoff_max: float = 60, user_agent: str = "senseimig",
-                 affinity: bool = False, sleep: Callable[[float], object] | None = None):
+                 affinity: bool = False, sleep: Callable[[float], object] | None = None, pool_size: int = 64):
         parts = urlsplit(environment_url.rstrip("/"))
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ValueError("environment_url must be an absolute http(s) URL, e.g. https://org.crm.dynamics.com")
@@ -170,11 +172,15 @@ class DataverseClient:
         self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
         self.affinity = affinity
         self.dop_hint: int | None = None
+        # One httpx.Client is shared by every thread; its pool must hold as many connections as requests run in
+        # parallel, or the extra threads wait for (or churn) connections. BulkLoader checks this.
+        self.pool_size = pool_size
         # Without affinity, a jar whose policy accepts no cookie: the ARRAffinity cookie is never sent back.
         cookies = None if affinity else http.cookiejar.CookieJar(
             policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self._http = httpx.Client(
             base_url=self.base_url, auth=auth, transport=transport, cookies=cookies, follow_redirects=False,
+            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
             # Explicit timeouts: connecting should be quick; a long-running write may take up to ``timeout``.
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
             headers={"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0",
@@ -303,18 +309,95 @@ class DataverseClient:
                                  cause="response is not a number", request_id=_request_id(response))
         return int(text)
 
+    # -- $batch and bulk messages (reference §4-5) ------------------------------------------------------------
+
+    def batch(self, items: Sequence[batch_codec.BatchItem], *, continue_on_error: bool = False,
+              retry_throttled: bool = True) -> batch_codec.BatchResult:
+        """Send a ``$batch`` (requests and :class:`~.batch.ChangeSet` s, at most 1000 requests); the per-request
+        responses aligned with the requests. With ``continue_on_error`` every request runs and answers on its own;
+        without it Dataverse stops at the first failure (outer 400, only that part returned). Sent once unless
+        refused unexecuted (429/503): a batch of creates is not idempotent."""
+        content_type, body = batch_codec.encode(items, urlsplit(self.base_url).path)
+        headers = {"Prefer": "odata.continue-on-error"} if continue_on_error else None
+        response = self._request("POST", "$batch", "$batch", "batch", content=body, content_type=content_type,
+                                 headers=headers, retry_throttled=retry_throttled, ok_statuses=frozenset({400}))
+        try:
+            return batch_codec.decode(items, response.status_code, response.headers.get("Content-Type", ""),
+                                      response.content)
+        except ValueError as exc:
+            if response.status_code >= 400:  # a refusal of the whole batch (malformed, over the cap...)
+                raise self._error(response, "$batch", "batch") from None
+            raise DataverseError(response.status_code, None, None, "$batch", "batch", cause=str(exc),
+                                 request_id=_request_id(response)) from None
+
+    def create_multiple(self, entity_set: str, logical_name: str, rows: Sequence[Mapping[str, Any]], *,
+                        retry_throttled: bool = True) -> list[str]:
+        """``CreateMultiple``: the new ids (lower case) in row order. All-or-nothing on standard tables: one bad
+        row fails the request with that row's error and nothing is written."""
+        response = self._bulk(entity_set, "CreateMultiple", _targets(logical_name, rows), retry_throttled)
+        ids = self._json_object(response, entity_set, "CreateMultiple").get("Ids")
+        if not isinstance(ids, list) or len(ids) != len(rows) or not all(isinstance(i, str) for i in ids):
+            raise DataverseError(response.status_code, None, None, entity_set, "CreateMultiple",
+                                 cause="response has no Ids array matching the targets",
+                                 request_id=_request_id(response))
+        return [i.lower() for i in ids]
+
+    def update_multiple(self, entity_set: str, logical_name: str, rows: Sequence[Mapping[str, Any]], *,
+                        retry_throttled: bool = True) -> None:
+        """``UpdateMultiple``: every row carries its primary key column plus the changed columns only."""
+        self._bulk(entity_set, "UpdateMultiple", _targets(logical_name, rows), retry_throttled)
+
+    def upsert_multiple(self, entity_set: str, logical_name: str, rows: Sequence[Mapping[str, Any]],
+                        key_columns: Sequence[str], *, retry_throttled: bool = True) -> None:
+        """``UpsertMultiple`` by alternate key: each target is addressed by ``"@odata.id": "<set>(<key>)"`` built
+        from its ``key_columns`` (which leave the body, as in Microsoft's example). Answers 204 without ids
+        (L/webapi/reference/upsertmultiple). A key value Dataverse can't address raises :class:`ValueError`."""
+        _entity_set_path(entity_set)
+        targets = []
+        for row in rows:
+            key = {column: row[column] for column in key_columns}
+            target = {k: v for k, v in row.items() if k not in key}
+            target["@odata.id"] = entity_set + key_segment(key)
+            targets.append(target)
+        self._bulk(entity_set, "UpsertMultiple", _targets(logical_name, targets), retry_throttled)
+
+    def bulk_supported(self, logical_name: str, message: str = "CreateMultiple") -> bool:
+        """Whether ``message`` (CreateMultiple, UpdateMultiple, UpsertMultiple...) is available on the table: a
+        message filter exists for it (reference §5, the documented ``sdkmessagefilters`` query)."""
+        if not _NAME.fullmatch(logical_name) or not _NAME.fullmatch(message):
+            raise ValueError("invalid table or message name")
+        params = {"$select": "sdkmessagefilterid",
+                  "$filter": f"sdkmessageid/name eq '{message}' and primaryobjecttypecode eq '{logical_name}'"}
+        response = self._request("GET", "sdkmessagefilters", "sdkmessagefilters", f"{message} support",
+                                 params=params)
+        rows = self._json_object(response, "sdkmessagefilters", f"{message} support").get("value")
+        return isinstance(rows, list) and len(rows) > 0
+
+    def _bulk(self, entity_set: str, message: str, targets: list[dict[str, Any]],
+              retry_throttled: bool) -> httpx.Response:
+        if not targets:
+            raise ValueError(f"{message} needs at least one row")
+        path = f"{_entity_set_path(entity_set)}/Microsoft.Dynamics.CRM.{message}"
+        return self._request("POST", path, entity_set, message, json_body={"Targets": targets},
+                             retry_throttled=retry_throttled)
+
     # -- one request, with retries ----------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, entity_set: str, operation: str, *,
                  params: Mapping[str, str] | None = None, json_body: Mapping[str, Any] | None = None,
                  headers: Mapping[str, str] | None = None,
-                 not_found_ok_after_retry: bool = False) -> httpx.Response:
+                 not_found_ok_after_retry: bool = False, content: bytes | None = None,
+                 content_type: str = "application/json", retry_throttled: bool = True,
+                 ok_statuses: frozenset[int] = frozenset()) -> httpx.Response:
         """Send with retries; a 2xx response, or the typed error. ``url`` is relative to the API base or an
-        absolute link into it."""
-        content = None if json_body is None else orjson.dumps(json_body)
+        absolute link into it. ``content`` is a raw body (instead of ``json_body``) of ``content_type``. With
+        ``retry_throttled=False`` a 429 raises :class:`DataverseThrottled` at once, for a caller that paces every
+        sender of the user itself (:class:`~.loader.BulkLoader`)."""
+        if json_body is not None:
+            content = orjson.dumps(json_body)
         request_headers = dict(headers or {})
         if content is not None:
-            request_headers["Content-Type"] = "application/json"
+            request_headers["Content-Type"] = content_type
         if method == "GET":
             request_headers.setdefault("If-None-Match", "null")
         outcome_unknown = False  # an earlier attempt may have been executed by the server
@@ -325,16 +408,19 @@ class DataverseClient:
                 response = self._attempt(method, url, entity_set, operation, params, content, request_headers)
                 if response.status_code == 404 and not_found_ok_after_retry and outcome_unknown:
                     return response
+                if response.status_code in ok_statuses:
+                    return response
                 return self._check(response, method, entity_set, operation)
             except _Retry as retry:
                 error = retry.error
                 if error.status is None and retry.executed:
                     outcome_unknown = True
-                if attempt == self.max_retries:
+                if attempt == self.max_retries or (error.status == 429 and not retry_throttled):
                     if error.status == 429:
+                        cause = f"gave up after {attempt + 1} attempts" if retry_throttled else None
                         raise DataverseThrottled(429, error.code, error.message, entity_set, operation,
                                                  request_id=error.request_id, retry_after=error.retry_after,
-                                                 cause=f"gave up after {attempt + 1} attempts") from None
+                                                 cause=cause) from None
                     error.cause = (f"{error.cause}; " if error.cause else "") + \
                         f"gave up after {attempt + 1} attempts"
                     error.args = (error._text(),)
@@ -413,6 +499,14 @@ class DataverseClient:
                                  cause=f"response is not a JSON object ({len(response.content)} bytes)",
                                  request_id=_request_id(response))
         return body
+
+
+def _targets(logical_name: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with ``@odata.type`` (required on every bulk target, reference §5)."""
+    if not _NAME.fullmatch(logical_name):
+        raise ValueError(f"invalid table name {logical_name!r}")
+    odata_type = f"Microsoft.Dynamics.CRM.{logical_name}"
+    return [{"@odata.type": odata_type, **row} for row in rows]
 
 
 def _select(columns: Sequence[str]) -> str:
