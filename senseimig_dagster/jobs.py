@@ -24,4 +24,10 @@ inventory_job = define_asset_job(
     description="Count records per object and location and compare with what the source reports.",
 )
 
-all_jobs = [extract_job, inventory_job]
+schema_job = define_asset_job(
+    "setup_dataverse_schema",
+    selection=AssetSelection.assets(["dataverse", "schema"]),
+    description="Create (or complete) the migration's Dataverse schema; a no-op when it is already there.",
+)
+
+all_jobs = [extract_job, inventory_job, schema_job]

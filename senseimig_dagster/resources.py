@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import httpx
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field as ConfigField
 
 from senseimig_dagster import settings
+from senseimig_dagster.dataverse.auth import BearerAuth, DataverseTokenProvider
+from senseimig_dagster.dataverse.client import DataverseClient
+from senseimig_dagster.dataverse.schema import (
+    DEFAULT_OPTION_VALUE_PREFIX,
+    DEFAULT_PREFIX,
+    SchemaPlan,
+    default_plan,
+)
 from senseimig_dagster.objects import SenseiObject
 from senseimig_dagster.sensei.client import SenseiClient
 from senseimig_dagster.sensei.exports import export_count, extract_export
 from senseimig_dagster.sensei.records import Batch, Extraction
+
+if TYPE_CHECKING:
+    from senseimig_dagster.dataverse.metadata import DataverseMetadata
 
 
 class SenseiSource(ConfigurableResource):
@@ -64,3 +77,49 @@ def sensei_source_from_env() -> SenseiSource:
     api_key = EnvVar("SENSEI_API_KEY") if "SENSEI_API_KEY" in os.environ else settings.SANDBOX_API_KEY
     return SenseiSource(mode=settings.sensei_source(), base_url=settings.sensei_base_url(),  # type: ignore[arg-type]
                         api_key=api_key, export_dir=settings.sensei_export_dir())
+
+
+# The sandbox's app registration (sandbox/entra.py DEFAULT_APPS, DEFAULT_TENANT): not secrets.
+SANDBOX_TENANT, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET = "00000000-0000-4000-8000-00000000e17a", "sandbox-client", \
+    "sandbox-secret"
+
+
+class DataverseResource(ConfigurableResource):
+    """One Dataverse environment and the application user the migration writes as. Real environments take the
+    secret from ``EnvVar("AZURE_CLIENT_SECRET")``; the defaults point at the sandbox emulator."""
+
+    environment_url: str = ConfigField(default_factory=settings.dataverse_url)
+    tenant_id: str = SANDBOX_TENANT
+    client_id: str = SANDBOX_CLIENT_ID
+    client_secret: str = ConfigField(default=SANDBOX_CLIENT_SECRET, description="use EnvVar for real environments")
+    authority_host: str = ConfigField(default_factory=settings.azure_authority_host)
+    ca_bundle: str | None = ConfigField(default_factory=settings.dataverse_ca_bundle,
+                                        description="CA file to trust (the sandbox's local CA); None = system store")
+    prefix: str = ConfigField(default=DEFAULT_PREFIX, description="publisher customization prefix")
+    option_value_prefix: int = DEFAULT_OPTION_VALUE_PREFIX
+    dataverse_tier: Literal["professional", "enterprise"] = ConfigField(
+        default_factory=settings.dataverse_tier, description="professional allows 15 custom tables")
+    timeout_seconds: float = 120.0
+
+    def client(self) -> DataverseClient:
+        provider = DataverseTokenProvider(self.tenant_id, self.client_id, self.client_secret, self.environment_url,
+                                          authority_host=self.authority_host, verify=self.ca_bundle or True)
+        tls = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
+        return DataverseClient(self.environment_url, BearerAuth(provider), timeout=self.timeout_seconds,
+                               transport=httpx.HTTPTransport(verify=tls))
+
+    def metadata(self, client: DataverseClient) -> DataverseMetadata:
+        from senseimig_dagster.dataverse.metadata import DataverseMetadata
+
+        return DataverseMetadata(client)
+
+    def plan(self) -> SchemaPlan:
+        return default_plan(self.prefix, self.option_value_prefix)
+
+
+def dataverse_from_env() -> DataverseResource:
+    """The Dataverse resource as configured by environment; the secret stays an EnvVar."""
+    secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET
+    return DataverseResource(tenant_id=os.environ.get("AZURE_TENANT_ID", SANDBOX_TENANT),
+                             client_id=os.environ.get("AZURE_CLIENT_ID", SANDBOX_CLIENT_ID),
+                             client_secret=secret)  # type: ignore[arg-type]

@@ -34,3 +34,30 @@ def sensei_base_url() -> str:
 
 def sensei_export_dir() -> str:
     return os.environ.get("SENSEI_EXPORT_DIR", str(Path("data") / "export"))
+
+
+SANDBOX_DATAVERSE_PORT = 8766
+SANDBOX_DATAVERSE_DB = str(Path("data") / "dataverse.sqlite")
+
+
+def dataverse_url() -> str:
+    """The Dataverse environment URL; the sandbox emulator (started with ``--tls``: msal wants https) by default."""
+    return os.environ.get("DATAVERSE_URL", f"https://127.0.0.1:{SANDBOX_DATAVERSE_PORT}")
+
+
+def dataverse_ca_bundle() -> str | None:
+    """CA file to trust for the environment (the sandbox's local CA); None = the system's trust store."""
+    if "DATAVERSE_CA_BUNDLE" in os.environ:
+        return os.environ["DATAVERSE_CA_BUNDLE"] or None
+    return None if "DATAVERSE_URL" in os.environ else str(Path(f"{SANDBOX_DATAVERSE_DB}.tls") / "ca.pem")
+
+
+def dataverse_tier() -> str:
+    return os.environ.get("SENSEIMIG_DATAVERSE_TIER", "professional")
+
+
+def azure_authority_host() -> str:
+    """Where tokens come from: Entra ID, or the sandbox emulator's own token endpoint when nothing is set."""
+    if "AZURE_AUTHORITY_HOST" in os.environ:
+        return os.environ["AZURE_AUTHORITY_HOST"]
+    return "https://login.microsoftonline.com" if "DATAVERSE_URL" in os.environ else dataverse_url()
