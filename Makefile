@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PATIENTS ?= 2000
 DEMO_DIR ?= data/demo
 
-.PHONY: install demo test test-fast ui bench clean
+.PHONY: install demo test test-fast ui bench bench-load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ ui: install
 ## Throughput and memory figures (see benchmarks/README.md).
 bench: install
 	$(BIN)/python benchmarks/extract.py
+
+## Dataverse load figures: our loader against the ceiling, Microsoft's SDK and a naive loop (~5 minutes).
+bench-load: install
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) data .dagster_home .pytest_cache
