@@ -10,8 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import httpx
-from dagster import ConfigurableResource, EnvVar
+from dagster import Config, ConfigurableResource, EnvVar
 from pydantic import Field as ConfigField
 
 from senseimig_dagster import settings
@@ -84,6 +83,13 @@ SANDBOX_TENANT, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET = "00000000-0000-4000-8
     "sandbox-secret"
 
 
+class ApplicationUser(Config):
+    """An extra Entra app registration with its own Dataverse application user; secret via EnvVar."""
+
+    client_id: str
+    client_secret: str
+
+
 class DataverseResource(ConfigurableResource):
     """One Dataverse environment and the application user the migration writes as. Real environments take the
     secret from ``EnvVar("AZURE_CLIENT_SECRET")``; the defaults point at the sandbox emulator."""
@@ -100,13 +106,22 @@ class DataverseResource(ConfigurableResource):
     dataverse_tier: Literal["professional", "enterprise"] = ConfigField(
         default_factory=settings.dataverse_tier, description="professional allows 15 custom tables")
     timeout_seconds: float = 120.0
+    extra_users: list[ApplicationUser] = ConfigField(
+        default_factory=list, description="more application users to load with: limits are per user (reference §6)")
 
     def client(self) -> DataverseClient:
-        provider = DataverseTokenProvider(self.tenant_id, self.client_id, self.client_secret, self.environment_url,
+        """A client acting as the main application user."""
+        return self._client(self.client_id, self.client_secret)
+
+    def clients(self) -> list[DataverseClient]:
+        """One client per application user (the main one first), for :class:`~.dataverse.loader.BulkLoader`."""
+        return [self.client(), *(self._client(u.client_id, u.client_secret) for u in self.extra_users)]
+
+    def _client(self, client_id: str, secret: str) -> DataverseClient:
+        provider = DataverseTokenProvider(self.tenant_id, client_id, secret, self.environment_url,
                                           authority_host=self.authority_host, verify=self.ca_bundle or True)
         tls = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
-        return DataverseClient(self.environment_url, BearerAuth(provider), timeout=self.timeout_seconds,
-                               transport=httpx.HTTPTransport(verify=tls))
+        return DataverseClient(self.environment_url, BearerAuth(provider), timeout=self.timeout_seconds, verify=tls)
 
     def metadata(self, client: DataverseClient) -> DataverseMetadata:
         from senseimig_dagster.dataverse.metadata import DataverseMetadata

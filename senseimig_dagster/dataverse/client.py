@@ -42,6 +42,7 @@ import http.cookiejar
 import logging
 import random
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -163,7 +164,8 @@ class DataverseClient:
     def __init__(self, environment_url: str, auth: httpx.Auth | None, *,
                  transport: httpx.BaseTransport | None = None, timeout: float = 120, max_retries: int = 8,
                  backoff_base: float = 0.5, backoff_max: float = 60, user_agent: str = "senseimig",
-                 affinity: bool = False, sleep: Callable[[float], object] | None = None, pool_size: int = 64):
+                 affinity: bool = False, sleep: Callable[[float], object] | None = None, pool_size: int = 64,
+                 verify: ssl.SSLContext | bool = True):
         parts = urlsplit(environment_url.rstrip("/"))
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ValueError("environment_url must be an absolute http(s) URL, e.g. https://org.crm.dynamics.com")
@@ -180,7 +182,7 @@ class DataverseClient:
             policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self._http = httpx.Client(
             base_url=self.base_url, auth=auth, transport=transport, cookies=cookies, follow_redirects=False,
-            limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+            verify=verify, limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
             # Explicit timeouts: connecting should be quick; a long-running write may take up to ``timeout``.
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
             headers={"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0",

@@ -149,3 +149,28 @@ def test_refuses_an_over_limit_professional_plan_before_creating_anything(
         # Enterprise has no limit: the same environment takes the plan.
         enterprise = environment.with_tier("enterprise")
         assert _run(environment, tmp_path / "senseimig.duckdb", instance, enterprise).success
+
+
+def test_extra_application_users_each_get_a_client_with_their_own_token(
+        environment: Environment, tmp_path: Path) -> None:
+    from senseimig_dagster.resources import ApplicationUser
+
+    r = environment.resource
+    validator = environment.emulator.token_validator
+    assert validator is not None
+    entra: EntraStandIn = validator.__self__  # the stand-in whose token_info the emulator trusts
+    entra.add_app("loader-2", "second-secret")
+    resource = DataverseResource(environment_url=r.environment_url, authority_host=r.authority_host,
+                                 tenant_id=r.tenant_id, ca_bundle=r.ca_bundle,
+                                 extra_users=[ApplicationUser(client_id="loader-2", client_secret="second-secret")])
+    clients = resource.clients()
+    try:
+        assert len(clients) == 2
+        users = set()
+        for client in clients:
+            client.count("contacts")  # authenticated: 401 would raise
+            users.add(client._http.auth.provider.client_id)  # type: ignore[union-attr]
+        assert users == {"sandbox-client", "loader-2"}
+    finally:
+        for client in clients:
+            client.close()
