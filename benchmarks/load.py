@@ -15,10 +15,10 @@ Set-up, and why:
   Microsoft's bulk-operation samples (microsoft/PowerApps-Samples, CreateUpdateMultiple READMEs): CreateMultiple of
   100 records "Created 100 records in 1 seconds" (model: 1.05 s); 100 single creates one at a time "in 10 seconds"
   (model: 6 s of execution, the rest network round trips). Those outputs are rounded to whole seconds.
-* Held requests: the emulator counts each request's modelled execution time against the limits but answers as fast
-  as this machine can. Here every admitted request is held until its modelled time has passed (real processing
-  counts within it), as on Dataverse, where a 100-record CreateMultiple takes about a second. Without that, a
-  client's parallelism would not matter and the figures would measure this machine, not the limits.
+* Held requests (the emulator's ``Limits(hold=True)``, unless ``--no-hold``): every admitted request is held until
+  its modelled time has passed (real processing counts within it), as on Dataverse, where a 100-record
+  CreateMultiple takes about a second. Without that, a client's parallelism would not matter and the figures would
+  measure this machine, not the limits.
 * Time scale ``k`` compresses the 300 s window and every modelled time by ``k``; records/s are reported
   Dataverse-equivalent (wall-clock figures ÷ ``k``), so they don't depend on ``k`` while the machine keeps up.
 
@@ -158,34 +158,19 @@ def modelled_ceiling(limits: Limits, servers: int, chunk: int, users: int = 1) -
 # -- the emulator process ---------------------------------------------------------------------------------------------
 
 
-class HeldProtection(ServiceProtection):
-    """Service protection whose admitted requests last at least their modelled execution time (the response waits
-    until then, its concurrency slot held), and which counts what it admitted and refused."""
+class CountingProtection(ServiceProtection):
+    """Service protection that counts what it admitted and refused (holding is the emulator's ``Limits.hold``)."""
 
-    def __init__(self, limits: Limits, servers: int, hold: bool = True) -> None:
+    def __init__(self, limits: Limits, servers: int) -> None:
         super().__init__(limits, servers=servers)
-        self.hold = hold
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
 
     def admit(self, user: str, server: int = 0, records: int = 1) -> Admission | Throttled:
         outcome = super().admit(user, server, records)
         with self._stats_lock:
-            if isinstance(outcome, Throttled):
-                self.stats[f"429_{outcome.reason}"] += 1
-            else:
-                self.stats["admitted"] += 1
-        if isinstance(outcome, Throttled) or not self.hold:
-            return outcome
-        ends = time.monotonic() + outcome.modelled_seconds
-
-        def release() -> None:
-            remaining = ends - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)
-            outcome.release()
-
-        return Admission(user, server, outcome.execution_ms, outcome.modelled_seconds, release)
+            self.stats[f"429_{outcome.reason}" if isinstance(outcome, Throttled) else "admitted"] += 1
+        return outcome
 
 
 def serve_emulator(db: Path, tls_dir: Path, time_scale: float, hold: bool) -> None:
@@ -198,9 +183,9 @@ def serve_emulator(db: Path, tls_dir: Path, time_scale: float, hold: bool) -> No
     files = TLSFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server-key.pem")
     users = [bench_user(i) for i in range(MAX_USERS)]
     entra = EntraStandIn(apps={u: bench_user_secret(u) for u in users})
-    limits = Limits(time_scale=time_scale, cost=CostModel())  # Microsoft's default limits
+    limits = Limits(time_scale=time_scale, cost=CostModel(), hold=hold)  # Microsoft's default limits
     emulator = build_emulator(db, limits=limits, entra=entra, servers=SERVERS)
-    protection = HeldProtection(limits, SERVERS, hold=hold)
+    protection = CountingProtection(limits, SERVERS)
     emulator.protection = protection
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

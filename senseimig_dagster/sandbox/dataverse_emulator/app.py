@@ -16,7 +16,15 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-from senseimig_dagster.sandbox.dataverse_emulator import batch, bulk, errors, files, metadata_api, odata
+from senseimig_dagster.sandbox.dataverse_emulator import (
+    batch,
+    bulk,
+    errors,
+    file_columns,
+    files,
+    metadata_api,
+    odata,
+)
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
     AFFINITY_COOKIE,
@@ -30,8 +38,9 @@ from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore, Stor
 
 BASE_PATH = "/api/data/v9.2"
 JSON_TYPE = "application/json; odata.metadata=minimal"
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
-            404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed", 429: "Too Many Requests",
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 304: "Not Modified",
+            400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            412: "Precondition Failed", 413: "Request Entity Too Large", 429: "Too Many Requests",
             500: "Internal Server Error"}
 ANONYMOUS = "anonymous"  # the service-protection user when there is no token validator
 
@@ -93,6 +102,8 @@ class DataverseEmulator:
         routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc. (reference §7)
         if routed is None:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
+        if routed is None:
+            routed = file_columns.route(self, environ)  # PATCH/GET/DELETE of a record's File column
         if routed is not None:
             return routed
         resource = odata.parse_resource(path[len(BASE_PATH):])

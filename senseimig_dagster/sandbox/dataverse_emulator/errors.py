@@ -11,7 +11,7 @@ from typing import Any
 # Codes the emulator uses. Where Microsoft documents the code for a situation it is cited at the use site;
 # INVALID_ARGUMENT is used where no source gives the exact code (flagged "unverified" there).
 MAX_LENGTH_EXCEEDED = "0x80044331"  # L/reference/web-service-error-codes
-PAYLOAD_ERROR = "0x80048d19"  # L/webapi/web-api-client-errors ("Error identified in Payload")
+PAYLOAD_ERROR = "0x80048d19"  # ODataClientPayloadError ("Error identified in Payload"), web-service-error-codes
 OPTION_OUT_OF_RANGE = "0x8004431A"
 KEY_NAME_EXISTS = "0x80060893"  # EntityKeyNameExists, L/define-alternate-keys-entity
 KEY_ATTRIBUTES_EXIST = "0x80060894"  # EntityKeyWithSelectedAttributesExists

@@ -10,8 +10,8 @@
   ``POST /InitializeAnnotationBlocksDownload`` {Target} then ``POST /DownloadBlock`` {Offset, BlockLength,
   FileContinuationToken} -> {Data}.
 
-Upload sessions live in memory (a restart forgets them, like an expired token). File columns' chunked PATCH is not
-emulated: the product stores documents as notes or in SharePoint.
+Upload sessions live in memory (a restart forgets them, like an expired token). File columns (single and chunked
+PATCH, ``$value`` download) are in ``file_columns.py``.
 """
 
 from __future__ import annotations

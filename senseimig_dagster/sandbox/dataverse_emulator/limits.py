@@ -45,6 +45,11 @@ What is modelled, and how:
   parallelism for the environment" and gives no value. The default here is an inference: the execution-time budget
   (1,200,000 ms per 300,000 ms) sustains 4 requests executing at all times per server, so the hint is
   ``4 × servers``; set ``Limits.dop_hint`` to override.
+* Held requests (``Limits.hold``): by default the emulator books a request's modelled execution time against the
+  limits but answers at machine speed. With ``hold`` every admitted request keeps its concurrency slot until its
+  modelled (time-scaled) execution time has passed since admission, so a client's parallelism meets the
+  concurrency limit as on Dataverse (more than 52 in flight → the extra ones fail at once) and the figures measure
+  the limits, not this machine. The server CLI holds whenever limits are on; in-process tests only when asked.
 * Time scale: ``time_scale = k`` makes the window ``300/k`` wall seconds and every modelled execution time ``1/k``
   of its nominal value, so every ratio (requests per window, execution per window, ceilings in records per window)
   is unchanged and only the wall clock is compressed. Internally execution time is kept in nominal milliseconds
@@ -120,6 +125,7 @@ class Limits:
     time_scale: float = 1.0  # k > 1 compresses the window and modelled times by k
     cost: CostModel = field(default_factory=CostModel)
     dop_hint: int | None = None  # None → 4 per server (see module docstring)
+    hold: bool = False  # keep each admitted request (and its concurrency slot) for its modelled time
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.execution_ms <= 0 or self.window_s <= 0 or self.concurrency < 1:
@@ -324,7 +330,20 @@ class ServiceProtection:
             state.window.append((now, cost))
             state.execution_ms += cost
             state.in_flight += 1
-        return Admission(user, server, cost, modelled, lambda: self._release(key))
+        if not limits.hold:
+            return Admission(user, server, cost, modelled, lambda: self._release(key))
+        # Held: the request ends no sooner than its modelled execution time after admission (real processing
+        # counts within it), as on Dataverse, where a 100-record CreateMultiple takes about a second. Wall time,
+        # not the injectable window clock: the hold is real waiting.
+        ends = time.monotonic() + modelled
+
+        def release_when_done() -> None:
+            remaining = ends - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+            self._release(key)
+
+        return Admission(user, server, cost, modelled, release_when_done)
 
     def usage(self, user: str, server: int = 0) -> Usage:
         with self._lock:

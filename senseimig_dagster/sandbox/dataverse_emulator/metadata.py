@@ -55,6 +55,7 @@ class Column:
     format: str | None = None  # String FormatName / DateTime Format / Memo Format as created
     option_labels: tuple[str, ...] = ()  # labels of ``options``, same order (custom picklists)
     is_custom: bool = False
+    max_size_kb: int | None = None  # File columns: FileAttributeMetadata.MaxSizeInKB
 
     @property
     def writable(self) -> bool:

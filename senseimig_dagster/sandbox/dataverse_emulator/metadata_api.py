@@ -49,7 +49,7 @@ _CREATABLE = {"String": "StringAttributeMetadata", "Memo": "MemoAttributeMetadat
               "DateTime": "DateTimeAttributeMetadata", "Money": "MoneyAttributeMetadata",
               "Decimal": "DecimalAttributeMetadata", "Integer": "IntegerAttributeMetadata",
               "Boolean": "BooleanAttributeMetadata", "Picklist": "PicklistAttributeMetadata",
-              "Double": "DoubleAttributeMetadata"}
+              "Double": "DoubleAttributeMetadata", "File": "FileAttributeMetadata"}
 _CLASSES = {**_CREATABLE, "Lookup": "LookupAttributeMetadata", "Customer": "LookupAttributeMetadata",
             "Owner": "LookupAttributeMetadata", "State": "StateAttributeMetadata", "Status": "StatusAttributeMetadata",
             "Uniqueidentifier": "UniqueIdentifierAttributeMetadata", "BigInt": "BigIntAttributeMetadata",
@@ -74,7 +74,9 @@ _DERIVED_PROPS = {"String": ("MaxLength", "FormatName"), "Memo": ("MaxLength", "
                   "DateTime": ("Format", "DateTimeBehavior"), "Integer": ("MinValue", "MaxValue"),
                   "Decimal": ("MinValue", "MaxValue"), "Money": ("MinValue", "MaxValue"),
                   "Double": ("MinValue", "MaxValue"), "Lookup": ("Targets",), "Customer": ("Targets",),
-                  "Owner": ("Targets",)}
+                  "Owner": ("Targets",), "File": ("MaxSizeInKB",)}
+# FileAttributeMetadata.MaxSizeInKB: default 32768 (32 MB), maximum 10,485,760 (10 GB) (reference §8 [doc]).
+FILE_DEFAULT_KB, FILE_MAX_KB = 32_768, 10_485_760
 
 
 def restore_custom_schema(catalog: Catalog, store: RecordStore) -> int:
@@ -268,7 +270,17 @@ class _Call:
             attrs["min"], attrs["max"] = body.get("MinValue"), body.get("MaxValue")
         elif kind == "Picklist":
             attrs["options"], attrs["option_labels"] = _options(body, option_prefix)
-        return self.catalog.add_column(table, _required_text(body, "SchemaName"), kind, prefix=prefix, **attrs)
+        elif kind == "File":
+            attrs["max_size_kb"] = _max_size_kb(body)
+        schema = _required_text(body, "SchemaName")
+        column = self.catalog.add_column(table, schema, kind, prefix=prefix, **attrs)
+        if kind == "File":
+            # L/file-column-data "File name column": a read-only string column <SchemaName>_Name holds the file's
+            # name (its length is not documented; 255 as annotation.filename [inference]).
+            self.catalog.add_column(table, f"{schema}_Name", "String", prefix=prefix, max_length=255,
+                                    valid_for_create=False, valid_for_update=False,
+                                    visible_after=attrs["visible_after"], display_name=attrs["display_name"])
+        return column
 
     def _update_attribute(self, table: Table, column: Column) -> Response:
         body = odata.read_json(self.environ)
@@ -444,6 +456,10 @@ def _attribute_json(table: Table, column: Column) -> dict[str, Any]:
         row["MinValue"], row["MaxValue"] = column.min, column.max
     elif column.type in LOOKUP_TYPES:
         row["Targets"] = list(column.targets)
+    elif column.type == "File":
+        # A file column reads back as AttributeType Virtual with AttributeTypeName FileType [community, memory].
+        row["AttributeType"], row["AttributeTypeName"] = "Virtual", {"Value": "FileType"}
+        row["MaxSizeInKB"] = column.max_size_kb
     return row
 
 
@@ -518,6 +534,8 @@ def _attribute_type(body: dict[str, Any], default: str | None = None) -> str:
     """AttributeType, which must agree with ``@odata.type`` when both are sent."""
     odata_type = str(body.get("@odata.type") or "").lstrip("#")
     from_type = next((k for k, c in _CLASSES.items() if odata_type == NS + c), None)
+    if from_type == "File" and body.get("AttributeType") in (None, "Virtual", "File"):
+        return "File"  # FileAttributeMetadata's AttributeType is Virtual [community, memory]
     kind = body.get("AttributeType") or from_type or default
     if not isinstance(kind, str) or (odata_type and from_type is None and odata_type != f"{NS}AttributeMetadata") \
             or (from_type is not None and _CLASSES.get(kind) != _CLASSES[from_type]):
@@ -545,6 +563,13 @@ def _max_length(body: dict[str, Any], kind: str) -> int:
     value = body.get("MaxLength", 100 if kind == "String" else 2000)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_LENGTHS[kind]:
         raise odata.bad_request(f"MaxLength must be between 1 and {_MAX_LENGTHS[kind]} for a {kind} attribute.")
+    return value
+
+
+def _max_size_kb(body: dict[str, Any]) -> int:
+    value = body.get("MaxSizeInKB", FILE_DEFAULT_KB)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= FILE_MAX_KB:
+        raise odata.bad_request(f"MaxSizeInKB must be between 1 and {FILE_MAX_KB} for a File attribute.")
     return value
 
 

@@ -56,16 +56,20 @@ def build_emulator(db: Path, *, limits: Limits, entra: EntraStandIn,
 
 def run_dataverse_server(db: Path, host: str = "127.0.0.1", port: int = 8766, *, tls: bool = False,
                          limits_enabled: bool = True, time_scale: float = 1.0, entra_port: int = 0,
-                         seed: Path | None = None, stop: threading.Event | None = None) -> None:
+                         seed: Path | None = None, stop: threading.Event | None = None,
+                         hold_execution: bool | None = None) -> None:
     """Serve the emulator over ``db`` until Ctrl-C, SIGTERM or ``stop`` is set. ``port``/``entra_port`` 0 pick
     free ports; ``seed`` a seed file (default: the packaged one). The token endpoint answers on ``port`` too
-    (and on ``entra_port``). Prints the URLs, tenant, client id and CA path; never a secret."""
+    (and on ``entra_port``). ``hold_execution`` (default: whenever limits are on) holds each request for its
+    modelled execution time (``Limits.hold``). Prints the URLs, tenant, client id and CA path; never a secret."""
     db = Path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
     files = make_local_ca(db.parent / f"{db.name}.tls") if tls else None
     seeded = load_seed(seed)
     entra = EntraStandIn(apps=seeded.apps, tenant=seeded.tenant)  # the seed's app registrations
-    emulator = build_emulator(db, limits=Limits(enabled=limits_enabled, time_scale=time_scale), entra=entra)
+    hold = limits_enabled if hold_execution is None else hold_execution
+    emulator = build_emulator(db, limits=Limits(enabled=limits_enabled, time_scale=time_scale, hold=hold),
+                              entra=entra)
     apply_seed(emulator.store, seeded)  # a fresh store gets the organization, users and team; others are kept
     stop = stop or threading.Event()
 
@@ -78,7 +82,8 @@ def run_dataverse_server(db: Path, host: str = "127.0.0.1", port: int = 8766, *,
         with serve_entra(entra, host, entra_port, tls=files) as entra_url, \
                 serve_wsgi(single_port_app(entra, emulator), host, port, tls=files,
                            name="dataverse-emulator") as url:
-            limits = "off" if not limits_enabled else f"on (time scale {time_scale:g})"
+            limits = "off" if not limits_enabled else \
+                f"on (time scale {time_scale:g}, requests held for their modelled time: {'yes' if hold else 'no'})"
             lines = [
                 f"Dataverse emulator at {url}{BASE_PATH}/ (bearer token required; service protection {limits})",
                 f"  environment URL (token scope {url}/.default): {url}",

@@ -29,10 +29,11 @@ from senseimig_dagster.sandbox.dataverse_emulator.validation import (
 
 DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey, 412 (reference §11)
 DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key (reference §11)
-NOT_FOUND = "0x80040217"  # ObjectDoesNotExist; code from memory per reference §11
+NOT_FOUND = "0x80040217"  # ObjectDoesNotExist: verified in L/reference/web-service-error-codes (include file)
 KEY_NOT_FOUND = "0x80060891"  # reference §11 [community]
 KEY_NOT_DEFINED = "0x80060890"  # reference §11
-VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch: code unverified, status 412 documented
+# ConcurrencyVersionMismatch, code=-2147088254 = 0x80060882 (L/optimistic-concurrency, verified); status 412 [doc].
+VERSION_MISMATCH = "0x80060882"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -46,6 +47,9 @@ CREATE INDEX IF NOT EXISTS key_index_by_id ON key_index (tbl, id);
 CREATE TABLE IF NOT EXISTS keys_built (tbl TEXT NOT NULL, keyname TEXT NOT NULL, PRIMARY KEY (tbl, keyname));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS schema_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, change TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    tbl TEXT NOT NULL, id TEXT NOT NULL, col TEXT NOT NULL, fileid TEXT NOT NULL, name TEXT NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (tbl, id, col));
 """
 
 
@@ -66,7 +70,7 @@ def _now() -> str:
 
 
 def not_found(table: str, record_id: str) -> DataverseError:
-    # Message documented (reference §2 conditional table, §11); code from memory.
+    # Message documented (reference §2 conditional table, §11); code ObjectDoesNotExist (web-service-error-codes).
     return DataverseError(404, NOT_FOUND, f"{table} With Id = {record_id} Does Not Exist")
 
 
@@ -225,6 +229,39 @@ class RecordStore:
                 )
             self._conn.execute("DELETE FROM records WHERE tbl=? AND id=?", (table, existing.id))
             self._conn.execute("DELETE FROM key_index WHERE tbl=? AND id=?", (table, existing.id))
+            self._conn.execute("DELETE FROM files WHERE tbl=? AND id=?", (table, existing.id))
+
+    # -- file columns (file_columns.py): the bytes in `files`, the file id and name on the record ------------
+    def put_file(self, table: str, record_id: str, column: str, name: str, content: bytes) -> str:
+        """Store ``content`` as the record's file in ``column``; returns the new file id. The record then reads
+        ``column`` = file id and ``<column>_name`` = name (L/file-column-data "Behavior when retrieving")."""
+        file_id = str(uuid.uuid4())
+        with self._lock, self._tx():
+            self._set_file_columns(table, record_id, {column: file_id, f"{column}_name": name})
+            self._conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
+                               (table, record_id, column, file_id, name, content))
+        return file_id
+
+    def get_file(self, table: str, record_id: str, column: str) -> tuple[str, bytes] | None:
+        """(name, content) of the record's file in ``column``, or None when it has none."""
+        with self._lock:
+            row = self._conn.execute("SELECT name, data FROM files WHERE tbl=? AND id=? AND col=?",
+                                     (table, record_id, column)).fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def delete_file(self, table: str, record_id: str, column: str) -> None:
+        with self._lock, self._tx():
+            self._set_file_columns(table, record_id, {column: None, f"{column}_name": None})
+            self._conn.execute("DELETE FROM files WHERE tbl=? AND id=? AND col=?", (table, record_id, column))
+
+    def _set_file_columns(self, table: str, record_id: str, values: dict[str, Any]) -> None:
+        existing = self.retrieve(table, record_id)
+        if existing is None:
+            raise not_found(table, record_id)
+        version = self._next_version()
+        row = {**existing.values, **values, "modifiedon": _now(), "versionnumber": version}
+        self._conn.execute("UPDATE records SET data=?, modifiedon=?, versionnumber=? WHERE tbl=? AND id=?",
+                           (json.dumps(row), row["modifiedon"], version, table, existing.id))
 
     # -- internals -----------------------------------------------------------------------------------------
     @contextmanager

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from importlib import resources
 from typing import Any, Literal
 
-from senseimig_dagster.sandbox.dataverse_emulator import errors
+from senseimig_dagster.sandbox.dataverse_emulator import errors, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import LOOKUP_TYPES, Catalog, Column, Table
 
@@ -213,6 +213,7 @@ def parse_bind(catalog: Catalog, table: Table, nav: str, value: Any) -> BindTarg
             errors.INVALID_ARGUMENT,
             f"The value '{value}' of '{nav}@odata.bind' is not a valid entity reference URL.",
         )
+    odata.reject_reserved_key_values(pairs)  # a bind by key fails on these as a GET by key does (reference §2)
     return BindTarget(target.entity_set, target.logical_name, alternate_key=pairs)
 
 

@@ -219,3 +219,17 @@ def test_concurrent_http_writes_from_8_threads_land_exactly_once(emulator: Datav
     rows = emulator.store.query("contact")
     assert sorted(r.values["smig_sourceid"] for r in rows) == sorted(
         [f"K-{i}" for i in range(10)] + [f"U-{n}-{i}" for n in range(8) for i in range(10)])
+
+
+@pytest.mark.parametrize("char", ["/", "+", "%", ":"])
+def test_bind_by_key_with_reserved_characters_fails(emulator: DataverseEmulator, client: httpx.Client,
+                                                    char: str) -> None:
+    # Must-have 3: such key values break lookup by key, in an @odata.bind as in the URL (the account exists, so a
+    # lenient emulator would bind it).
+    emulator.catalog.add_alternate_key("account", "smig_accountnumber_key", ["accountnumber"])
+    emulator.catalog.set_key_status("account", "smig_accountnumber_key", "Active")
+    assert client.post("/accounts", json={"name": "Clinic", "accountnumber": f"A{char}1"}).status_code == 204
+    body = {"lastname": "Ng", "parentcustomerid_account@odata.bind": f"/accounts(accountnumber='A{char}1')"}
+    assert "must not contain" in error_of(client.post("/contacts", json=body), 400)["message"]
+    assert client.post("/contacts", json={**body, "parentcustomerid_account@odata.bind": "/accounts(accountnumber='A1')"}
+                       ).status_code == 404  # the check is on the characters, not on binds by key in general

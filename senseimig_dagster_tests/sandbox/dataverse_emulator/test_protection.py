@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
     AFFINITY_COOKIE,
+    CONCURRENCY_CODE,
     REQUESTS_CODE,
+    CostModel,
     Limits,
     ServiceProtection,
 )
@@ -164,3 +168,77 @@ def test_without_protection_no_protection_headers(tmp_path: Path) -> None:
         r = c.get("/contacts")
     assert r.status_code == 200 and "x-ms-dop-hint" not in r.headers and "set-cookie" not in r.headers
     app.store.close()
+
+
+def held_app(tmp_path: Path, *, hold: bool, hold_s: float) -> DataverseEmulator:
+    """One server, 3 concurrent requests, every request modelled at ``hold_s`` seconds."""
+    catalog = Catalog.load()
+    limits = Limits(concurrency=3, hold=hold, cost=CostModel(per_request_ms=hold_s * 1000, per_record_ms=0))
+    return DataverseEmulator(catalog, RecordStore(tmp_path / "dv.sqlite", catalog),
+                             protection=ServiceProtection(limits))
+
+
+def concurrent_gets(app: DataverseEmulator, n: int) -> list[tuple[int, str, float]]:
+    """``n`` requests released together: (status, error code or "", seconds taken) each."""
+    barrier, results = threading.Barrier(n), []
+
+    def one() -> None:
+        with client_for(app) as c:
+            barrier.wait()
+            started = time.monotonic()
+            r = c.get("/contacts/$count")
+            code = r.json()["error"]["code"] if r.status_code == 429 else ""
+            results.append((r.status_code, code, time.monotonic() - started))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return sorted(results)
+
+
+def test_held_requests_keep_their_slot_so_extra_concurrent_ones_fail_at_once(tmp_path: Path) -> None:
+    # Must-have 10 "over 52 concurrent fails at once" (here 3): admitted requests last their modelled 1.5 s, the
+    # fourth and fifth sent meanwhile get the concurrency 429 without waiting. Answering at machine speed (no hold)
+    # would admit them all, or answer the admitted ones in milliseconds.
+    app = held_app(tmp_path, hold=True, hold_s=1.5)
+    results = concurrent_gets(app, 5)
+    assert [(s, c) for s, c, _ in results] == [(200, "")] * 3 + [(429, CONCURRENCY_CODE)] * 2
+    assert all(took >= 1.4 for s, _, took in results if s == 200)
+    assert all(took < 1.0 for s, _, took in results if s == 429)
+    assert app.protection.usage("anonymous").in_flight == 0
+    app.store.close()
+
+
+def test_without_hold_requests_answer_at_machine_speed(tmp_path: Path) -> None:
+    app = held_app(tmp_path, hold=False, hold_s=5.0)
+    started = time.monotonic()
+    with client_for(app) as c:
+        assert c.get("/contacts/$count").status_code == 200
+    assert time.monotonic() - started < 2.0 and app.protection.usage("anonymous").execution_ms == 5000
+    app.store.close()
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize("limits_enabled, hold_execution, held", [(True, None, True), (False, None, False),
+                                                                   (True, False, False)])
+def test_server_holds_requests_by_default_when_limits_are_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             limits_enabled: bool, hold_execution: bool | None,
+                                                             held: bool) -> None:
+    from senseimig_dagster.sandbox.dataverse_emulator import server
+
+    seen: list[Limits] = []
+
+    def build(db: Path, *, limits: Limits, **kwargs: object) -> DataverseEmulator:
+        seen.append(limits)
+        raise _Built
+
+    monkeypatch.setattr(server, "build_emulator", build)
+    with pytest.raises(_Built):
+        server.run_dataverse_server(tmp_path / "dv.sqlite", limits_enabled=limits_enabled,
+                                    hold_execution=hold_execution)
+    assert seen[0].hold is held
