@@ -83,7 +83,8 @@ def _cmd_dataverse(args: argparse.Namespace) -> int:
     entra_port = args.entra_port if args.entra_port is not None else (args.port + 1 if args.port else 0)
     seed = {"seed": Path(args.seed)} if args.seed else {}  # default: the packaged seed file
     run_dataverse_server(Path(args.db), args.host, args.port, tls=args.tls, limits_enabled=args.limits == "on",
-                         time_scale=args.time_scale, entra_port=entra_port, **seed)
+                         time_scale=args.time_scale, entra_port=entra_port,
+                         hold_execution=None if args.hold is None else args.hold == "on", **seed)
     return 0
 
 
@@ -112,6 +113,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from senseimig_dagster.demo import run_demo
 
     return run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source)
+
+
+def _cmd_mapping(args: argparse.Namespace) -> int:
+    from senseimig_dagster import mapping
+
+    if args.mapping_command == "show" and args.default:
+        print(Path(mapping.default_map_path()).read_text(encoding="utf-8"), end="")
+        return 0
+    try:
+        if args.mapping_command == "confirm":
+            confirmation = mapping.confirm(args.path, args.by)
+            print(f"{args.path}: confirmed by {confirmation.by} at {confirmation.at} ({confirmation.hash})")
+            return 0
+        fmap = mapping.load_valid(args.path)
+    except (mapping.MapInvalid, mapping.NotConfirmable) as e:
+        print(e, file=sys.stderr)
+        return 1
+    if args.mapping_command == "validate":
+        print(f"{args.path}: valid ({len(fmap.objects)} objects)")
+        return 0
+    problems = mapping.check_confirmed(fmap)
+    for obj in fmap.objects.values():
+        written = sum(f.written for f in obj.fields.values())
+        print(f"{obj.name:<20} -> {'/'.join(obj.tables):<28} {obj.mode:<6} {written}/{len(obj.fields)} fields written")
+    print("gate: open (confirmed, unchanged)" if not problems else "gate: closed")
+    for p in problems:
+        print(f"  {p}")
+    return 0 if not problems else 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--db", required=True, help="SQLite file holding the records (created if missing)")
     dv.add_argument("--tls", action="store_true", help="serve HTTPS with a freshly generated local CA (path printed)")
     dv.add_argument("--limits", choices=["on", "off"], default="on", help="service protection limits")
+    dv.add_argument("--hold", choices=["on", "off"], default=None,
+                    help="keep each request for its modelled execution time (default: on when limits are on)")
     dv.add_argument("--seed", default=None, help="JSON or YAML seed file: organization, business unit, users, team, "
                                                  "app registrations (default: the packaged sandbox seed)")
     dv.add_argument("--time-scale", type=_positive_float, default=1.0,
@@ -165,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--source", choices=["api", "export"], default="api")
     demo.set_defaults(func=_cmd_demo)
+
+    maps = sub.add_parser("mapping", help="the field map: validate, review, confirm").add_subparsers(
+        dest="mapping_command", required=True)
+    val = maps.add_parser("validate", help="check a map file; every problem with its line and fix")
+    val.add_argument("path")
+    val.set_defaults(func=_cmd_mapping)
+    conf = maps.add_parser("confirm", help="record who confirmed the reviewed map (refused while fields are proposed)")
+    conf.add_argument("path")
+    conf.add_argument("--by", required=True, help="name of the person confirming")
+    conf.set_defaults(func=_cmd_mapping)
+    show = maps.add_parser("show", help="objects, targets and the gate's state (exit 2: gate closed)")
+    show.add_argument("path", nargs="?", default=os.environ.get("SENSEIMIG_MAPPING", "mapping.yaml"))
+    show.add_argument("--default", action="store_true", help="print the shipped default map instead")
+    show.set_defaults(func=_cmd_mapping)
     return parser
 
 

@@ -8,20 +8,22 @@ from dagster_duckdb import DuckDBResource
 from senseimig_dagster import settings
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.inventory import inventory
+from senseimig_dagster.assets.mapping import mapping_state
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.jobs import all_jobs
-from senseimig_dagster.resources import dataverse_from_env, sensei_source_from_env
+from senseimig_dagster.resources import MappingResource, dataverse_from_env, sensei_source_from_env
 
 
 def build_definitions(database: str | None = None) -> Definitions:
     database = database or settings.duckdb_path()
     return Definitions(
-        assets=[*raw_assets, inventory, dataverse_schema],
+        assets=[*raw_assets, inventory, dataverse_schema, mapping_state],
         jobs=all_jobs,
         resources={
             "sensei": sensei_source_from_env(),
             "dataverse": dataverse_from_env(),
+            "mapping": MappingResource(),
             "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
             "store": DuckDBResource(database=database),
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
+from senseimig_dagster.assets.mapping import confirm_mapping
 from senseimig_dagster.assets.partitions import modification_days
 
 RAW = AssetSelection.groups("raw")
@@ -30,4 +31,5 @@ schema_job = define_asset_job(
     description="Create (or complete) the migration's Dataverse schema; a no-op when it is already there.",
 )
 
-all_jobs = [extract_job, inventory_job, schema_job]
+# confirm_mapping (assets/mapping.py): the UI path to `senseimig mapping confirm`, config path and by.
+all_jobs = [extract_job, inventory_job, schema_job, confirm_mapping]

@@ -132,6 +132,13 @@ class DataverseResource(ConfigurableResource):
         return default_plan(self.prefix, self.option_value_prefix)
 
 
+class MappingResource(ConfigurableResource):
+    """The migration's field map file (senseimig_dagster.mapping): ``$SENSEIMIG_MAPPING``, else ``mapping.yaml`` in
+    the working directory. Dataverse writes run behind its confirmation gate."""
+
+    path: str = ConfigField(default_factory=lambda: os.environ.get("SENSEIMIG_MAPPING", "mapping.yaml"))
+
+
 def dataverse_from_env() -> DataverseResource:
     """The Dataverse resource as configured by environment; the secret stays an EnvVar."""
     secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET

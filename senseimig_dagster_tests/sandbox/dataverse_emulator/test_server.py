@@ -109,11 +109,14 @@ def test_cli_options_reach_the_server(monkeypatch, tmp_path: Path) -> None:
     db = str(tmp_path / "dv.sqlite")
     args = cli.build_parser().parse_args(["sandbox", "dataverse", "--db", db, "--limits", "off", "--time-scale", "60"])
     assert args.func(args) == 0
-    args = cli.build_parser().parse_args(["sandbox", "dataverse", "--db", db, "--port", "9000", "--tls"])
+    args = cli.build_parser().parse_args(["sandbox", "dataverse", "--db", db, "--port", "9000", "--tls",
+                                          "--hold", "off"])
     assert args.func(args) == 0
     assert calls == [
-        ((Path(db), "127.0.0.1", 8766), {"tls": False, "limits_enabled": False, "time_scale": 60.0, "entra_port": 8767}),
-        ((Path(db), "127.0.0.1", 9000), {"tls": True, "limits_enabled": True, "time_scale": 1.0, "entra_port": 9001}),
+        ((Path(db), "127.0.0.1", 8766), {"tls": False, "limits_enabled": False, "time_scale": 60.0, "entra_port": 8767,
+                                         "hold_execution": None}),
+        ((Path(db), "127.0.0.1", 9000), {"tls": True, "limits_enabled": True, "time_scale": 1.0, "entra_port": 9001,
+                                         "hold_execution": False}),
     ]
 
 

@@ -1,0 +1,74 @@
+"""The field map in Dagster: ``mapping/confirmed`` shows the map's state (objects, fields, confirmation, gate
+problems) and ``confirm_mapping`` is the UI path to ``senseimig mapping confirm`` (a job with config: path, by).
+
+Dataverse-writing assets take their gate from ``senseimig_dagster.mapping.gate`` (``gate_check_for``).
+"""
+
+from collections import Counter
+
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    OpExecutionContext,
+    asset,
+    job,
+    op,
+)
+from pydantic import Field as ConfigField
+
+from senseimig_dagster.mapping import MapInvalid, NotConfirmable, confirm, gate_problems, problems_markdown
+from senseimig_dagster.mapping.validate import load_valid
+from senseimig_dagster.resources import MappingResource
+
+
+@asset(key=["mapping", "confirmed"], group_name="mapping",
+       description="The migration's field map: per object its target, the share of fields mapped, and whether it is "
+                   "confirmed and unchanged since (the gate every Dataverse write runs behind).")
+def mapping_state(context: AssetExecutionContext, mapping: MappingResource) -> MaterializeResult:
+    problems = gate_problems(mapping.path)
+    try:
+        fmap = load_valid(mapping.path)
+    except (MapInvalid, FileNotFoundError):
+        fmap = None
+    rows = []
+    if fmap is not None:
+        for obj in fmap.objects.values():
+            counts = Counter("skipped" if f.transform == "skip" else f.status for f in obj.fields.values())
+            rows.append(f"| {obj.name} | {'/'.join(obj.tables)} | {obj.mode} | {counts['accepted']} | "
+                        f"{counts['proposed']} | {counts['rejected']} | {counts['skipped']} |")
+    table = "| object | target | mode | accepted | proposed | rejected | skipped |\n|---|---|---|---|---|---|---|\n"
+    confirmation = fmap.confirmation if fmap else None
+    return MaterializeResult(metadata={
+        "map": mapping.path,
+        "gate_open": not problems,
+        "confirmed_by": confirmation.by if confirmation else "",
+        "confirmed_at": confirmation.at if confirmation else "",
+        "objects": MetadataValue.md(table + "\n".join(rows)),
+        "problems": MetadataValue.md(problems_markdown(problems) if problems else "none"),
+    })
+
+
+class ConfirmMappingConfig(Config):
+    path: str = ConfigField(default="", description="map file; empty: the MappingResource's path")
+    by: str = ConfigField(description="who reviewed and confirms the map")
+
+
+@op(description="Validate the map, refuse fields still proposed, then write the confirmation into the file.")
+def confirm_mapping_op(context: OpExecutionContext, config: ConfirmMappingConfig, mapping: MappingResource) -> str:
+    path = config.path or mapping.path
+    try:
+        confirmation = confirm(path, config.by)
+    except (MapInvalid, NotConfirmable) as e:
+        raise Failure(description=str(e).splitlines()[0],
+                      metadata={"problems": MetadataValue.md("\n".join(f"- {line}" for line in str(e).splitlines()[1:]))}
+                      ) from None
+    context.log.info(f"field map {path} confirmed by {confirmation.by} ({confirmation.hash})")
+    return confirmation.hash
+
+
+@job(description="Confirm the reviewed field map (config: path, by). Dataverse writes stay blocked until it is.")
+def confirm_mapping() -> None:
+    confirm_mapping_op()

@@ -1,0 +1,131 @@
+"""The confirmation gate: nothing is written to Dataverse under a map that is invalid, unconfirmed, or changed
+since it was confirmed.
+
+``check_confirmed`` names each object and field at issue (from the per-entry digests stored at confirmation).
+For Dagster: ``gate_check_for(key)`` is a blocking asset check (a failure stops everything downstream of ``key``);
+an asset that itself writes declares ``gate_check_spec(key)`` and calls ``gate_result`` first, raising before any
+write when it failed (``enforce_gate`` does both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from senseimig_dagster.mapping import mapfile
+from senseimig_dagster.mapping.confirm import proposed_fields
+from senseimig_dagster.mapping.digest import digests, map_hash
+from senseimig_dagster.mapping.model import FieldMapFile
+from senseimig_dagster.mapping.validate import validate
+
+if TYPE_CHECKING:
+    from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSpec, CoercibleToAssetKey
+
+GATE_CHECK_NAME = "mapping_confirmed"
+
+
+@dataclass(frozen=True)
+class GateProblem:
+    object: str | None
+    field: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = ".".join(p for p in (self.object, self.field) if p) or "map"
+        return f"{where}: {self.problem}"
+
+
+def _entry(key: str) -> tuple[str | None, str | None]:
+    if key == "_map":
+        return None, None
+    obj, _, field = key.partition(".")
+    return obj, field or None
+
+
+def check_confirmed(fmap: FieldMapFile) -> list[GateProblem]:
+    """Empty when the map is confirmed and unchanged since; otherwise one problem per object/field at issue."""
+    c = fmap.confirmation
+    if c is None:
+        pending = [GateProblem(*_entry(p.rsplit(": ", 1)[1]), "still proposed") for p in proposed_fields(fmap)]
+        return [GateProblem(None, None, f"{fmap.path} is not confirmed: review it, then run "
+                                        f"`senseimig mapping confirm {fmap.path} --by NAME`"), *pending]
+    if c.hash == map_hash(fmap):
+        return []
+    since = f"since confirmed by {c.by} at {c.at}; re-confirm after review"
+    if not c.digests:
+        return [GateProblem(None, None, f"content changed {since}")]
+    now = digests(fmap)
+    problems = []
+    for key in sorted(set(now) | set(c.digests)):
+        if key not in c.digests:
+            problems.append(GateProblem(*_entry(key), f"added {since}"))
+        elif key not in now:
+            problems.append(GateProblem(*_entry(key), f"removed {since}"))
+        elif now[key] != c.digests[key]:
+            problems.append(GateProblem(*_entry(key), f"changed {since}"))
+    return problems or [GateProblem(None, None, f"content changed {since}")]
+
+
+def gate_problems(path: str | Path) -> list[GateProblem]:
+    """Problems of the map file at ``path``: missing, unreadable, invalid, unconfirmed or changed."""
+    if not Path(path).exists():
+        return [GateProblem(None, None, f"no field map at {path}: write one (start from the default map) and "
+                                        "confirm it")]
+    fmap, errors = mapfile.load(path)
+    if fmap is not None:
+        errors = [*errors, *validate(fmap)]
+    if errors or fmap is None:
+        return [GateProblem(None, None, f"invalid: {e}") for e in errors]
+    return check_confirmed(fmap)
+
+
+def problems_markdown(problems: Sequence[GateProblem]) -> str:
+    rows = "\n".join(f"| {p.object or ''} | {p.field or ''} | {p.problem.replace('|', '/')} |" for p in problems)
+    return f"| object | field | problem |\n|---|---|---|\n{rows}"
+
+
+def gate_result(path: str | Path, asset_key: CoercibleToAssetKey) -> AssetCheckResult:
+    from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
+
+    problems = gate_problems(path)
+    return AssetCheckResult(
+        asset_key=AssetKey.from_coercible(asset_key), check_name=GATE_CHECK_NAME, passed=not problems,
+        severity=AssetCheckSeverity.ERROR, description=str(problems[0]) if problems else "map confirmed",
+        metadata={"map": str(path), "problems": len(problems),
+                  **({"details": MetadataValue.md(problems_markdown(problems))} if problems else {})})
+
+
+def gate_check_spec(asset_key: CoercibleToAssetKey) -> AssetCheckSpec:
+    from dagster import AssetCheckSpec
+
+    return AssetCheckSpec(GATE_CHECK_NAME, asset=asset_key, blocking=True,
+                          description="The field map is confirmed and unchanged since; nothing is written otherwise.")
+
+
+def enforce_gate(path: str | Path, asset_key: CoercibleToAssetKey) -> AssetCheckResult:
+    """For an asset that writes itself: the check result to yield first; raises ``Failure`` (with the problems)
+    before the caller can write anything when the gate is closed."""
+    from dagster import Failure, MetadataValue
+
+    result = gate_result(path, asset_key)
+    if not result.passed:
+        raise Failure(description=f"field map gate closed: {result.description}",
+                      metadata={"problems": MetadataValue.md(problems_markdown(gate_problems(path)))})
+    return result
+
+
+def gate_check_for(asset_key: CoercibleToAssetKey, resource_key: str = "mapping") -> AssetChecksDefinition:
+    """A blocking check on ``asset_key`` reading the map from the ``MappingResource`` at ``resource_key``: when it
+    fails, assets downstream of ``asset_key`` (the Dataverse writes) are not executed."""
+    from dagster import multi_asset_check
+
+    spec = gate_check_spec(asset_key)
+
+    @multi_asset_check(specs=[spec], required_resource_keys={resource_key},
+                       name=f"{GATE_CHECK_NAME}__{'__'.join(spec.asset_key.path)}")
+    def _gate(context):  # no annotation: this module's annotations are strings, which Dagster can't resolve here
+        yield gate_result(getattr(context.resources, resource_key).path, asset_key)
+
+    return _gate

@@ -1,0 +1,39 @@
+"""Builds ``dataverse/standard_columns.json`` from the emulator's catalog (Microsoft's metadata plus the documented
+appointment/phonecall navigation names). Run ``python -m senseimig_dagster_tests.mapping.standard_copy`` to refresh
+the copy; ``test_targets`` checks it has not drifted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from senseimig_dagster.dataverse.standard_columns import COPY_PATH, TABLES
+from senseimig_dagster.sandbox.dataverse_emulator import Catalog
+
+_LOOKUP_TYPES = {"Lookup", "Customer", "Owner", "PartyList"}
+
+
+def build() -> dict[str, Any]:
+    catalog = Catalog.load()
+    out: dict[str, Any] = {}
+    for name in TABLES:
+        table = catalog.tables[name]
+        columns = {}
+        for c in sorted(table.columns.values(), key=lambda c: c.logical_name):
+            if c.type in _LOOKUP_TYPES or not (c.valid_for_create or c.valid_for_update):
+                continue  # lookups are written through navigation properties; read-only columns never
+            kind = "DateOnly" if c.type == "DateTime" and c.datetime_behavior == "DateOnly" else c.type
+            columns[c.logical_name] = {"kind": kind, "options": list(c.options)} if c.options else {"kind": kind}
+        lookups = {nav: {"attribute": lk.attribute, "targets": list(lk.targets)}
+                   for nav, lk in sorted(table.lookups.items())}
+        out[name] = {"columns": columns, "lookups": lookups}
+    return out
+
+
+def render() -> str:
+    return json.dumps(build(), indent=1, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    Path(COPY_PATH).write_text(render(), encoding="utf-8")
