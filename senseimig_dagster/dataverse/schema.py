@@ -193,7 +193,8 @@ def _standard_extensions(n: _Names) -> dict[str, tuple[ColumnSpec | LookupSpec, 
                    n.column(f"{order}_plan_name", "String", max_length=200),
                    n.column(f"{order}_relationship", "Picklist", options=("Self", "Spouse", "Dependent", "Other")),
                    n.column(f"{order}_effective_date", "DateOnly"),
-                   n.lookup(f"{order}_carrier_id", "account")]
+                   n.lookup(f"{order}_carrier_id", "account"),
+                   n.lookup(f"{order}_policyholder_id", "contact")]
     return {
         f"{n.prefix}_billingledger": (
             n.column("entry_type", "Picklist",
@@ -208,9 +209,15 @@ def _standard_extensions(n: _Names) -> dict[str, tuple[ColumnSpec | LookupSpec, 
             n.column("provider_status", "Picklist", options=("Active", "Inactive")),
             n.column("referral_source", "Picklist",
                      options=("Patient", "Doctor", "Website", "Search", "Social Media", "Insurance", "Walk-in",
-                              "Event", "Other")),
+                              "Event", "Marketing", "Other")),
             n.column("ssn_last_four", "String", display="SSN Last Four", max_length=4, secured=True),
             n.column("patient_number", "String", max_length=50),
+            n.column("ethnicity", "String", max_length=100),
+            n.column("sms_opt_out", "Boolean", display="SMS Opt Out"),
+            n.column("ortho_treatment_status", "String", max_length=100),
+            n.column("model_box_number", "String", max_length=50),
+            n.lookup("preferred_dentist_id", "contact"),
+            n.lookup("preferred_hygienist_id", "contact"),
             *policy,
         ),
     }
