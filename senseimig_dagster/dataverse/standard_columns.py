@@ -4,7 +4,8 @@ without a live environment.
 ``standard_columns.json`` is derived from Microsoft's published metadata (``reference/dataverse-tables.json``, plus
 the documented appointment/phonecall navigation names) by ``senseimig_dagster_tests/mapping/standard_copy.py``; a
 test keeps the two in step. Product code must not import the sandbox, hence the copy. Per table: ``columns``
-(logical name -> ``kind`` and, for choices, option values; DateTime columns with DateOnly behaviour have kind
+(logical name -> ``kind``, and where Microsoft gives them ``options``, ``max_length``, ``required``
+(ApplicationRequired / SystemRequired), ``min`` and ``max``; DateTime columns with DateOnly behaviour have kind
 ``DateOnly``) and ``lookups`` (navigation property -> the column it sets and the tables it may point at).
 """
 

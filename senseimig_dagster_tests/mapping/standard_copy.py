@@ -24,7 +24,18 @@ def build() -> dict[str, Any]:
             if c.type in _LOOKUP_TYPES or not (c.valid_for_create or c.valid_for_update):
                 continue  # lookups are written through navigation properties; read-only columns never
             kind = "DateOnly" if c.type == "DateTime" and c.datetime_behavior == "DateOnly" else c.type
-            columns[c.logical_name] = {"kind": kind, "options": list(c.options)} if c.options else {"kind": kind}
+            facts: dict[str, Any] = {"kind": kind}
+            if c.options:
+                facts["options"] = list(c.options)
+            if c.max_length is not None:
+                facts["max_length"] = c.max_length
+            if c.required in ("ApplicationRequired", "SystemRequired"):
+                facts["required"] = c.required
+            if c.min is not None:
+                facts["min"] = c.min
+            if c.max is not None:
+                facts["max"] = c.max
+            columns[c.logical_name] = facts
         lookups = {nav: {"attribute": lk.attribute, "targets": list(lk.targets)}
                    for nav, lk in sorted(table.lookups.items())}
         out[name] = {"columns": columns, "lookups": lookups}
