@@ -70,6 +70,8 @@ _REASONS = (
            "field"),
     Reason("orphan_reference", "{object} {source_id}: {field} points at a {detail} that is not in the extract",
            "field"),
+    Reason("parent_not_staged", "{object} {source_id}: {field} points at a {detail} that will not be loaded "
+           "(quarantined, merged away or deleted in Sensei); fix the parent first", "field"),
     Reason("duplicate_source_id", "{object} {source_id}: the source id appears more than once; the latest copy "
            "is staged", "row"),
     # used by staging/providers.py (free-text provider names), which writes its own messages with the candidates

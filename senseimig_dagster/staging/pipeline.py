@@ -1,0 +1,222 @@
+"""The whole tenant's staging, in order, with every row accounted for. Pure Polars, no Dagster.
+
+Order (each step needs the one before):
+
+1. Deleted rows (``is_deleted``) are set aside: not written, counted.
+2. Pass 1 per object (``shape.clean_object``): values cleaned, orphans and duplicate ids quarantined.
+3. Patient deduplication (``dedup.deduplicate``): duplicates merged into survivors; every child's patient
+   reference re-pointed to its survivor.
+4. Provider resolution (``providers``): free-text providers resolved, given the configured fallback, or quarantined.
+5. Chart duplicates (``chart_duplicates``): repeated notes, readings and plan lines collapsed.
+6. Routed objects keep the rows their route writes (communications by channel; referral sources that are
+   doctors); the others are not written (a marketing source lives on as a picklist value on its patients).
+7. Pass 2 per object, parents first (``shape.shape_object``): picklists, lookups checked against the parents
+   actually staged (so a quarantined patient takes its required children with it), the rename into Dataverse
+   columns; merged objects (policies with their plans, referrals) become columns of the patient rows.
+
+Accounts come from the registry's own objects: the organization (DSO) and its locations (practices, their
+``parentaccountid`` pointing at the DSO) and payers (``smig_isinsurancecarrier``) are each staged as accounts.
+
+Conservation per object: ``extracted = staged + merged + collapsed + quarantined + not_written``. ``merged``: a
+duplicate patient folded into its survivor, or a policy, plan or referral folded into a patient row;
+``not_written``: deleted in Sensei, not routed, or a merged row that lost to a newer one (``latest_by``) or has no
+slot. The issue's ``extracted = staged + merged + quarantined`` is this with ``collapsed`` and ``not_written``
+shown apart, so every number has one meaning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from senseimig_dagster.dataverse.schema import SchemaPlan, default_plan
+from senseimig_dagster.mapping.model import FieldMapFile
+from senseimig_dagster.objects import PRIMARY_KEY, get, load_order
+from senseimig_dagster.staging import quarantine as q
+from senseimig_dagster.staging.chart_duplicates import LOG_SCHEMA, collapse_chart_duplicates
+from senseimig_dagster.staging.dedup import DedupResult, Overrides, deduplicate, repoint_children
+from senseimig_dagster.staging.providers import (
+    DECISION_SCHEMA,
+    apply_resolution,
+    free_text_rows,
+    resolve_providers,
+)
+from senseimig_dagster.staging.shape import (
+    Targets,
+    clean_object,
+    code_checks,
+    merge_into_patients,
+    shape_object,
+)
+from senseimig_dagster.staging.values.check import run_checks
+
+COUNT_COLUMNS = ("extracted", "staged", "merged", "collapsed", "quarantined", "not_written")
+MERGE_MAP_SCHEMA = {"duplicate_id": pl.String, "survivor_id": pl.String, "score": pl.Float64, "rule": pl.String,
+                    "reason": pl.String}
+NOT_WRITTEN_SCHEMA = {"object": pl.String, "source_id": pl.String, "cause": pl.String}
+
+
+@dataclass
+class StagingResult:
+    staged: dict[str, pl.DataFrame]  # written object -> Dataverse-shaped rows (the patient's with merged columns)
+    counts: pl.DataFrame  # one row per registry object: COUNT_COLUMNS + conserved
+    quarantine: pl.DataFrame  # every finding (quarantine.QUARANTINE_SCHEMA)
+    merge_map: pl.DataFrame  # duplicate_id, survivor_id, score, rule, reason
+    dedup_decisions: pl.DataFrame  # ids and scores only
+    provider_decisions: pl.DataFrame  # providers.DECISION_SCHEMA
+    chart_log: pl.DataFrame  # chart_duplicates.LOG_SCHEMA
+    not_written: pl.DataFrame  # object, source_id, cause
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def written_objects(fmap: FieldMapFile) -> list[str]:
+    """Objects with rows of their own in Dataverse, parents first: not ``match`` / ``skip``, not merged."""
+    return [o.name for o in load_order() if (om := fmap.objects.get(o.name)) is not None
+            and om.mode == "upsert" and om.merge is None]
+
+
+def merged_objects(fmap: FieldMapFile) -> list[str]:
+    return [name for name, om in fmap.objects.items() if om.merge is not None]
+
+
+class _Ledger:
+    """Per-object counts and the not-written rows."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_COLUMNS, 0))
+        self.not_written: list[pl.DataFrame] = []
+
+    def add(self, obj: str, bucket: str, n: int) -> None:
+        self.counts[obj][bucket] += n
+
+    def skip(self, obj: str, ids: pl.Series, cause: str) -> None:
+        self.add(obj, "not_written", ids.len())
+        self.not_written.append(pl.DataFrame({"object": [obj] * ids.len(), "source_id": ids.cast(pl.String),
+                                              "cause": [cause] * ids.len()}, schema=NOT_WRITTEN_SCHEMA))
+
+    def frame(self, names: list[str]) -> pl.DataFrame:
+        rows = [{"object": n, **self.counts[n]} for n in names]
+        out = pl.DataFrame(rows, schema={"object": pl.String, **dict.fromkeys(COUNT_COLUMNS, pl.Int64)})
+        rest = pl.sum_horizontal(*COUNT_COLUMNS[1:])
+        return out.with_columns((pl.col("extracted") == rest).alias("conserved"))
+
+
+def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: SchemaPlan | None = None,
+                 fallback_provider_id: str | None = None, overrides: Overrides | None = None,
+                 today: dt.date | None = None) -> StagingResult:
+    """Stage every registry object in ``raw`` (object name -> raw rows) under ``fmap``; see the module doc."""
+    targets = Targets.of(plan or default_plan(fmap.prefix))
+    ledger, findings = _Ledger(), [q.empty()]
+    order = [o.name for o in load_order() if o.name in raw and o.name in fmap.objects]
+    frames: dict[str, pl.DataFrame] = {}
+    for name in order:
+        frame = raw[name].select([f for f in get(name).field_names if f in raw[name].columns])
+        ledger.add(name, "extracted", frame.height)
+        deleted = pl.col("is_deleted").fill_null(False) if "is_deleted" in frame.columns else pl.lit(False)
+        ledger.skip(name, frame.filter(deleted).get_column(PRIMARY_KEY), "deleted_in_source")
+        frames[name] = frame.filter(~deleted)
+    # Orphans are judged against everything extracted (deleted rows too: those are parent_not_staged later).
+    extracted_ids = {n: raw[n].get_column(PRIMARY_KEY).cast(pl.String) for n in order}
+
+    # 2. pass 1: values. Users are matched to Dynamics users (owners.py), never written; skipped objects neither.
+    for name in order:
+        mode = fmap.objects[name].mode
+        if mode != "upsert":
+            ledger.skip(name, frames[name].get_column(PRIMARY_KEY), f"mode_{mode}")
+            continue
+        staged = clean_object(name, frames[name], fmap, targets, extracted_ids, today=today,
+                              locations=frames.get("location"))
+        findings.append(staged.quarantine)
+        ledger.add(name, "quarantined", staged.rows_quarantined)
+        frames[name] = staged.clean
+
+    # 3. patients: dedup, children re-pointed
+    dedup = _dedup(frames, overrides)
+    if dedup is not None:
+        frames["patient"] = dedup.patients
+        ledger.add("patient", "merged", dedup.merge_map.height)
+        frames.update(repoint_children({k: v for k, v in frames.items() if k != "patient"}, dedup.merge_map))
+
+    # 4. free-text providers
+    decisions = pl.DataFrame(schema=DECISION_SCHEMA)
+    if "provider" in frames:
+        decisions = resolve_providers(free_text_rows(frames), frames["provider"], fallback_provider_id)
+        for name in decisions.get_column("object").unique().to_list():
+            frames[name], held = apply_resolution(name, frames[name], decisions)
+            findings.append(held)
+            ledger.add(name, "quarantined", held.height)
+
+    # 5. chart duplicates
+    chart = collapse_chart_duplicates(frames)
+    frames = chart.frames
+    for name, n in chart.counts.items():
+        ledger.add(name, "collapsed", n)
+
+    # 6. routes (``via`` fields still read the rows routed away: a marketing source's type)
+    before_routes = dict(frames)
+    for name in order:
+        om = fmap.objects[name]
+        if om.route is not None and om.merge is None:
+            routed = pl.col(om.route.by).cast(pl.String).is_in([k for k, _ in om.route.tables]).fill_null(False)
+            ledger.skip(name, frames[name].filter(~routed).get_column(PRIMARY_KEY), "not_routed")
+            frames[name] = frames[name].filter(routed)
+
+    # 7. pass 2, parents first
+    staged_ids: dict[str, pl.Series] = {}
+    users = frames.get("user")
+    if users is not None:
+        staged_ids["user"] = users.get_column(PRIMARY_KEY)  # owners are matched, not written: all can be bound
+    for name in (n for n in order if fmap.objects[n].merge is not None):
+        staged_ids[name] = frames[name].get_column(PRIMARY_KEY)  # merged parents: judged in their own pass
+    out: dict[str, pl.DataFrame] = {}
+    for name in written_objects(fmap):
+        if name not in frames:
+            continue
+        shaped = shape_object(name, frames[name], fmap, targets, staged_ids, user_emails=users)
+        findings.append(shaped.quarantine)
+        ledger.add(name, "quarantined", shaped.rows_quarantined)
+        out[name] = shaped.clean
+        staged_ids[name] = shaped.clean.get_column("_source_id")
+    if "patient" in out:
+        out["patient"] = _merge(out, before_routes, fmap, staged_ids, ledger, findings)
+    for name, frame in out.items():
+        ledger.add(name, "staged", frame.height)
+    quarantine = pl.concat(findings)
+    return StagingResult(
+        staged=out, counts=ledger.frame(order), quarantine=quarantine,
+        merge_map=dedup.merge_map if dedup else pl.DataFrame(schema=MERGE_MAP_SCHEMA),
+        dedup_decisions=dedup.decisions if dedup else pl.DataFrame(), provider_decisions=decisions, chart_log=chart.log if chart.log.height else
+        pl.DataFrame(schema=LOG_SCHEMA),
+        not_written=pl.concat([pl.DataFrame(schema=NOT_WRITTEN_SCHEMA), *ledger.not_written]),
+        stats=dedup.stats if dedup else {})
+
+
+def _dedup(frames: Mapping[str, pl.DataFrame], overrides: Overrides | None) -> DedupResult | None:
+    patients = frames.get("patient")
+    if patients is None or patients.is_empty():
+        return None
+    return deduplicate(patients, overrides)
+
+
+def _merge(out: dict[str, pl.DataFrame], frames: Mapping[str, pl.DataFrame], fmap: FieldMapFile,
+           staged_ids: dict[str, pl.Series], ledger: _Ledger, findings: list[pl.DataFrame]) -> pl.DataFrame:
+    """Merged objects: pass 2's codes and lookups, then their columns joined onto the staged patients."""
+    staged_ids = {**staged_ids, "patient": out["patient"].get_column("_source_id")}
+    merged_frames: dict[str, pl.DataFrame] = dict(frames)
+    for name in merged_objects(fmap):
+        if name not in frames:
+            continue
+        checked = run_checks(frames[name], name, code_checks(name, fmap.objects[name], frames[name], staged_ids))
+        findings.append(checked.quarantine)
+        ledger.add(name, "quarantined", checked.rows_quarantined)
+        merged_frames[name] = checked.clean
+    columns, outcomes = merge_into_patients(out["patient"].get_column("_source_id"), fmap, merged_frames)
+    for name, outcome in outcomes.items():
+        ledger.add(name, "merged", outcome.merged_ids.len())
+        ledger.skip(name, outcome.not_written_ids, "not_merged")
+    extra = columns.rename({PRIMARY_KEY: "_source_id"})
+    return out["patient"].join(extra, on="_source_id", how="left", maintain_order="left")
