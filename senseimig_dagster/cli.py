@@ -115,6 +115,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source)
 
 
+def _cmd_mapping_propose(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from senseimig_dagster import mapping
+    from senseimig_dagster.mapping import candidates
+    from senseimig_dagster.mapping.propose import propose_file
+
+    if args.from_dataverse:
+        from senseimig_dagster.objects import OBJECTS
+        from senseimig_dagster.resources import dataverse_from_env
+
+        dataverse = dataverse_from_env()
+        with dataverse.client() as client:
+            catalog = candidates.from_dataverse(dataverse.metadata(client), sorted(
+                {o.target.table for o in OBJECTS.values()}), dataverse.plan())
+    else:
+        catalog = candidates.offline()
+    try:
+        with duckdb.connect(args.duckdb or settings.duckdb_path(), read_only=True) as conn:
+            proposal = propose_file(conn, args.out, catalog, threshold=args.threshold)
+    except mapping.MapInvalid as e:
+        print(e, file=sys.stderr)
+        return 1
+    summary = proposal.summary()
+    print(f"{args.out}: {summary['mapped']} fields proposed (mean confidence {summary['mean_confidence']}), "
+          f"{summary['seeded']} seeded from the default map, {summary['unmapped']} unmapped:")
+    for name in summary["unmapped_fields"]:  # type: ignore[union-attr]
+        print(f"  {name}")
+    return 0
+
+
 def _cmd_mapping(args: argparse.Namespace) -> int:
     from senseimig_dagster import mapping
 
@@ -210,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("path", nargs="?", default=os.environ.get("SENSEIMIG_MAPPING", "mapping.yaml"))
     show.add_argument("--default", action="store_true", help="print the shipped default map instead")
     show.set_defaults(func=_cmd_mapping)
+    prop = maps.add_parser("propose", help="propose a map from the raw tables (review it, then confirm)")
+    prop.add_argument("--out", default="mapping.yaml")
+    prop.add_argument("--duckdb", default=None, help="DuckDB file with the raw tables (default: $SENSEIMIG_DUCKDB)")
+    where = prop.add_mutually_exclusive_group()
+    where.add_argument("--from-dataverse", action="store_true",
+                       help="also offer the environment's own columns (EntityDefinitions)")
+    where.add_argument("--offline", action="store_true", help="schema plan + standard columns only (default)")
+    prop.add_argument("--threshold", type=float, default=0.6, help="proposals below it stay unmapped")
+    prop.set_defaults(func=_cmd_mapping_propose)
     return parser
 
 

@@ -31,5 +31,12 @@ schema_job = define_asset_job(
     description="Create (or complete) the migration's Dataverse schema; a no-op when it is already there.",
 )
 
+stage_job = define_asset_job(
+    "stage",
+    selection=AssetSelection.groups("staging"),
+    description="Stage the whole tenant from the raw tables: clean, deduplicate, resolve, shape; quarantine and "
+                "conservation checks. Runs before the map is confirmed (the sample review); writers are gated.",
+)
+
 # confirm_mapping (assets/mapping.py): the UI path to `senseimig mapping confirm`, config path and by.
-all_jobs = [extract_job, inventory_job, schema_job, confirm_mapping]
+all_jobs = [extract_job, inventory_job, schema_job, stage_job, confirm_mapping]

@@ -1,10 +1,13 @@
-"""The field map in Dagster: ``mapping/confirmed`` shows the map's state (objects, fields, confirmation, gate
-problems) and ``confirm_mapping`` is the UI path to ``senseimig mapping confirm`` (a job with config: path, by).
+"""The field map in Dagster: ``mapping/proposed`` writes the proposer's map (``senseimig mapping propose``) from the
+raw tables, ``mapping/confirmed`` shows the map's state (objects, fields, confirmation, gate problems) and
+``confirm_mapping`` is the UI path to ``senseimig mapping confirm`` (a job with config: path, by).
 
 Dataverse-writing assets take their gate from ``senseimig_dagster.mapping.gate`` (``gate_check_for``).
 """
 
 from collections import Counter
+from pathlib import Path
+from typing import Literal
 
 from dagster import (
     AssetExecutionContext,
@@ -17,11 +20,64 @@ from dagster import (
     job,
     op,
 )
+from dagster_duckdb import DuckDBResource
 from pydantic import Field as ConfigField
 
-from senseimig_dagster.mapping import MapInvalid, NotConfirmable, confirm, gate_problems, problems_markdown
+from senseimig_dagster.assets.raw import raw_assets
+from senseimig_dagster.mapping import (
+    MapInvalid,
+    NotConfirmable,
+    confirm,
+    gate_problems,
+    mapfile,
+    problems_markdown,
+)
+from senseimig_dagster.mapping import candidates as candidate_catalog
+from senseimig_dagster.mapping.propose import DEFAULT_THRESHOLD, propose_file
 from senseimig_dagster.mapping.validate import load_valid
-from senseimig_dagster.resources import MappingResource
+from senseimig_dagster.objects import OBJECTS
+from senseimig_dagster.resources import DataverseResource, MappingResource
+
+
+class ProposeMappingConfig(Config):
+    targets: Literal["offline", "dataverse"] = ConfigField(
+        default="offline", description="offline: schema plan + standard columns; dataverse: also the environment's "
+                                       "own columns (EntityDefinitions)")
+    threshold: float = ConfigField(default=DEFAULT_THRESHOLD, description="proposals below it stay unmapped")
+    replace_confirmed: bool = ConfigField(default=False, description="allow overwriting a confirmed map")
+
+
+@asset(key=["mapping", "proposed"], group_name="mapping", deps=[a.key for a in raw_assets],
+       description="The proposer's field map from a sample of the raw tables: per field a target, confidence and "
+                   "reasons (status proposed), or unmapped with the best candidate named. Written to the "
+                   "MappingResource's path for review; metadata holds counts and field names only (never values).")
+def mapping_proposed(context: AssetExecutionContext, config: ProposeMappingConfig, mapping: MappingResource,
+                     store: DuckDBResource, dataverse: DataverseResource) -> MaterializeResult:
+    path = Path(mapping.path)
+    if path.exists() and not config.replace_confirmed:
+        existing, _ = mapfile.load(path)
+        if existing is not None and existing.confirmation is not None:
+            raise Failure(description=f"{path} is confirmed; set replace_confirmed to overwrite it")
+    if config.targets == "dataverse":
+        tables = sorted({o.target.table for o in OBJECTS.values()})
+        with dataverse.client() as client:
+            catalog = candidate_catalog.from_dataverse(dataverse.metadata(client), tables, dataverse.plan())
+    else:
+        catalog = candidate_catalog.offline(dataverse.plan())
+    with store.get_connection() as conn:
+        proposal = propose_file(conn, path, catalog, threshold=config.threshold)
+    summary = proposal.summary()
+    context.log.info(f"proposed {summary['mapped']} fields, {summary['unmapped']} unmapped, into {path}")
+    unmapped = summary["unmapped_fields"]
+    return MaterializeResult(metadata={
+        "map": str(path),
+        "mapped": summary["mapped"],
+        "unmapped": summary["unmapped"],
+        "seeded": summary["seeded"],
+        "mean_confidence": summary["mean_confidence"],
+        "threshold": config.threshold,
+        "unmapped_fields": MetadataValue.md("\n".join(f"- {name}" for name in unmapped) or "none"),  # type: ignore[union-attr]
+    })
 
 
 @asset(key=["mapping", "confirmed"], group_name="mapping",

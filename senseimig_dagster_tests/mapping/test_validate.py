@@ -90,7 +90,7 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
      ("no navigation property 'smig_sourcesystemid'",)),
     ("{target: smig_patientnumber, transform: direct}", "{target: parentcustomerid_account, transform: direct}",
      ("is a lookup, not a value column", "transform: lookup")),
-    ("{transform: skip, reason: \"PHI with no column in DESIGN §4; not migrated\"}", "{transform: skip}",
+    ("{transform: skip, reason: \"Sensei schedule colour; no meaning in Dynamics\"}", "{transform: skip}",
      ("skipped without a reason",)),
     ("{target: actualstart, transform: datetime, time_zone: utc}", "{target: actualstart, transform: datetime}",
      ("datetime without time_zone", "time_zone: utc")),
@@ -106,10 +106,11 @@ def test_each_error_names_file_line_and_fix(tmp_path: Path, old: str, new: str, 
 
 
 def test_a_field_left_out_is_reported_at_its_object(tmp_path: Path) -> None:
-    text, _ = edited("      ethnicity:                {transform: skip, reason: \"PHI with no column in DESIGN §4; not migrated\"}\n", "")
+    text, _ = edited("      first_visit_date:         {transform: skip, reason: \"derived by Sensei from appointments, which are "
+                     "migrated\"}\n", "")
     _, line = edited("  patient:\n", "")
     errors = _errors(text, tmp_path)
-    assert [e for e in errors if e.startswith(f"{tmp_path / 'mapping.yaml'}:{line}: patient.ethnicity is neither")]
+    assert [e for e in errors if e.startswith(f"{tmp_path / 'mapping.yaml'}:{line}: patient.first_visit_date is neither")]
 
 
 def test_self_references_and_shared_tables_are_fine_but_every_error_is_collected(tmp_path: Path) -> None:
