@@ -15,6 +15,7 @@ not asserts: these machines are shared and noisy. Ends with ``key=value`` lines.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import tempfile
 import time
@@ -30,16 +31,18 @@ PHONES = ("mobile_phone", "home_phone", "work_phone")
 
 
 def disguised_copies(patients: pl.DataFrame, truth: pl.DataFrame, copies: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``copies`` copies of the patients (copy 0 is the original) and the truth for all of them."""
+    """``copies`` copies of the patients (copy 0 is the original) and the truth for all of them. Each copy gets its
+    own permutation of the phone digits 2-9 (an area code still never starts with 0 or 1): a rotation would repeat
+    every 8 copies, so phone blocks, and candidate pairs, would grow with the square of the copies."""
     frames, truths = [], []
-    for i in range(copies):
-        # 2-9 rotate among themselves, so an area code still never starts with 0 or 1
-        rotate = {str(d): str(d if d < 2 else 2 + (d - 2 + i) % 8) for d in range(10)}
+    permutations = itertools.islice(itertools.permutations("23456789"), 0, None, 97)  # spread: not just the tail
+    for i, perm in zip(range(copies), permutations, strict=False):
+        digits = {str(d): (str(d) if d < 2 else perm[d - 2]) for d in range(10)}
         suffix = pl.lit(f"~{i}") if i else pl.lit("")
         frames.append(patients.with_columns(
             pl.col("id") + suffix,
             pl.col("date_of_birth") - pl.duration(days=400 * i),  # another birth year: blocks stay apart
-            *(pl.col(c).str.replace_many(rotate) for c in PHONES),
+            *(pl.col(c).str.replace_many(digits) for c in PHONES if i),
             pl.format("c{}.{}", pl.lit(i), pl.col("email")).alias("email") if i else pl.col("email"),
         ))
         truths.append(truth.with_columns(pl.col("duplicate_id") + suffix, pl.col("original_id") + suffix))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -52,7 +53,7 @@ from senseimig_dagster.staging.shape import (
     merge_into_patients,
     shape_object,
 )
-from senseimig_dagster.staging.values.check import run_checks
+from senseimig_dagster.staging.values.check import Staged, run_checks
 
 COUNT_COLUMNS = ("extracted", "staged", "merged", "collapsed", "quarantined", "not_written")
 MERGE_MAP_SCHEMA = {"duplicate_id": pl.String, "survivor_id": pl.String, "score": pl.Float64, "rule": pl.String,
@@ -123,13 +124,22 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
     extracted_ids = {n: raw[n].get_column(PRIMARY_KEY).cast(pl.String) for n in order}
 
     # 2. pass 1: values. Users are matched to Dynamics users (owners.py), never written; skipped objects neither.
-    for name in order:
-        mode = fmap.objects[name].mode
-        if mode != "upsert":
-            ledger.skip(name, frames[name].get_column(PRIMARY_KEY), f"mode_{mode}")
-            continue
-        staged = clean_object(name, frames[name], fmap, targets, extracted_ids, today=today,
+    # Objects are independent here (those after the locations read the cleaned locations' zones): two run at a
+    # time, so one object's per-value Python parsing (phones, e-mails) overlaps another's Polars work.
+    pending: list[tuple[str, Future[Staged]]] = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name in order:
+            mode = fmap.objects[name].mode
+            if mode != "upsert":
+                ledger.skip(name, frames[name].get_column(PRIMARY_KEY), f"mode_{mode}")
+                continue
+            job = pool.submit(clean_object, name, frames[name], fmap, targets, extracted_ids, today=today,
                               locations=frames.get("location"))
+            if name == "location":
+                frames[name] = job.result().clean  # the zones of every later object
+            pending.append((name, job))
+    for name, job in pending:
+        staged = job.result()
         findings.append(staged.quarantine)
         ledger.add(name, "quarantined", staged.rows_quarantined)
         frames[name] = staged.clean

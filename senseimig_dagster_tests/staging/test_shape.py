@@ -107,6 +107,20 @@ def test_a_lookup_to_an_unstaged_parent_drops_the_row_when_required_and_the_valu
     assert shaped.clean.get_column("smig_name").to_list() == ["Clinical note 2026-01-05 Clinical"] * 2
 
 
+def test_a_lookup_to_a_row_of_the_same_object_that_was_not_staged_is_emptied():
+    """A corrected ledger entry whose original was quarantined (or never extracted) keeps its row, loses the link:
+    otherwise the Pandera lookup check (and Dataverse's bind) fails on it."""
+    ledger = pl.DataFrame({"id": ["l1", "l2", "l3"], "patient_id": ["p1", "p-quarantined", "p1"],
+                           "location_id": ["loc-1"] * 3, "txn_type": ["Charge"] * 3, "amount": ["10.00"] * 3,
+                           "corrects_transaction_id": [None, "l1", "l2"]})
+    shaped = shape_object("ledger_transaction", ledger, FMAP, TARGETS,
+                          {"patient": pl.Series(["p1"]), "location": IDS["location"], "provider": IDS["provider"]})
+    assert rules(shaped) == [("l2", "patient_id", "parent_not_staged", "row"),
+                             ("l3", "corrects_transaction_id", "parent_not_staged", "field")]
+    assert shaped.clean.get_column("_source_id").to_list() == ["l1", "l3"]
+    assert shaped.clean.get_column("smig_CorrectsTransactionId").to_list() == [None, None]
+
+
 def test_routed_rows_fill_their_tables_columns_and_owners_bind_by_email():
     comms = pl.DataFrame({"id": ["c1", "c2"], "patient_id": ["p1", "p1"], "user_id": ["u1", "u1"],
                           "channel": ["Call", "Email"], "direction": ["Outbound", "Inbound"], "started_at": [T0, T0]})

@@ -35,18 +35,25 @@ def describe_range(earliest: dt.date, latest: dt.date) -> str:
     return f"{earliest.isoformat()}..{latest.isoformat()}"
 
 
-def clean_date(day: pl.Expr, earliest: dt.date | None = None, latest: dt.date | None = None) -> pl.Expr:
+def clean_date(day: pl.Expr, earliest: dt.date | None = None, latest: dt.date | None = None, *,
+               dtype: pl.DataType | None = None) -> pl.Expr:
     """A Date within ``[earliest, latest]`` (defaults: :func:`default_range`).
 
     Accepts Date columns and text (ISO ``2025-05-06`` or the export's US ``05/06/2025``); text that is neither is
-    ``invalid_date``. Out of range is ``date_out_of_range``; both leave the value null.
+    ``invalid_date``. Out of range is ``date_out_of_range``; both leave the value null. ``dtype`` ``Date`` (the
+    raw layer's type) skips the text round trip.
     """
     low, high = default_range()
     low, high = earliest or low, latest or high
-    text = day.cast(pl.String).str.strip_chars()
-    parsed = pl.coalesce(text.str.to_date("%Y-%m-%d", strict=False), text.str.to_date("%m/%d/%Y", strict=False))
+    if dtype == pl.Date:
+        parsed, invalid = day, pl.lit(False)
+    else:
+        text = day.cast(pl.String).str.strip_chars()
+        parsed = pl.coalesce(text.str.to_date("%Y-%m-%d", strict=False),
+                             text.str.to_date("%m/%d/%Y", strict=False))
+        invalid = text.is_not_null() & (text != "") & parsed.is_null()
     out_of_range = (parsed < low) | (parsed > high)
-    reason = first_reason((text.is_not_null() & (text != "") & parsed.is_null(), "invalid_date"),
+    reason = first_reason((invalid, "invalid_date"),
                           (out_of_range, "date_out_of_range"))
     return cleaned(pl.when(reason.is_null()).then(parsed), reason)
 

@@ -18,19 +18,15 @@ CREDIT_TYPES = ("Payment", "InsurancePayment", "Discount", "WriteOff", "PrePayme
 _AMOUNT = r"^-?\d{1,10}(\.\d{1,2})?$"
 
 
-def clean_money(amount: pl.Expr, sign: Sign = "any") -> pl.Expr:
+def clean_money(amount: pl.Expr, sign: Sign = "any", dtype: pl.DataType | None = None) -> pl.Expr:
     """An amount as Decimal(12,2): Decimal, integer or text (``$1,250.00``, ``(80.00)`` for negative).
 
     ``invalid_amount`` for text that is not a number, more than 2 decimals (never rounded away) or more than 10
     integer digits; ``negative_charge`` when a ``debit`` amount is below 0, ``positive_credit`` when a ``credit``
     one is above 0.
     """
-    text = amount.cast(pl.String).str.strip_chars().str.replace_all(r"[$,\s]", "")
-    text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
-    text = text.str.replace(r"(\.\d*?)0+$", "$1").str.replace(r"\.$", "")  # 12.3400000000 -> 12.34
-    well_formed = text.str.contains(_AMOUNT)
-    value = pl.when(well_formed).then(text).cast(MONEY, strict=False)
-    checks = [(text.is_not_null() & (text != "") & ~well_formed, "invalid_amount")]
+    value, invalid = _parsed(amount, dtype)
+    checks = [(invalid, "invalid_amount")]
     if sign == "debit":
         checks.append((value < 0, "negative_charge"))
     elif sign == "credit":
@@ -39,9 +35,22 @@ def clean_money(amount: pl.Expr, sign: Sign = "any") -> pl.Expr:
     return cleaned(value, reason)  # value is already null when the text was not an amount
 
 
-def ledger_amount(amount: pl.Expr, txn_type: pl.Expr) -> pl.Expr:
-    """A ledger amount checked against its entry type's sign (``negative_charge`` / ``positive_credit``)."""
-    debit, credit = clean_money(amount, "debit"), clean_money(amount, "credit")
-    return (pl.when(txn_type.is_in(DEBIT_TYPES)).then(debit)
-            .when(txn_type.is_in(CREDIT_TYPES)).then(credit)
-            .otherwise(clean_money(amount)))
+def _parsed(amount: pl.Expr, dtype: pl.DataType | None = None) -> tuple[pl.Expr, pl.Expr]:
+    """The Decimal value (null unless well formed) and the ``invalid_amount`` mask. A column already typed as a
+    decimal that fits Decimal(12,2) (the raw layer's) is cast as is: no text round trip, nothing to round."""
+    if isinstance(dtype, pl.Decimal) and dtype.scale <= 2 and (dtype.precision or 38) - dtype.scale <= 10:
+        return amount.cast(MONEY), pl.lit(False)
+    text = amount.cast(pl.String).str.strip_chars().str.replace_all(r"[$,\s]", "")
+    text = pl.when(text.str.contains(r"^\(.*\)$")).then(pl.lit("-") + text.str.strip_chars("()")).otherwise(text)
+    text = text.str.replace(r"(\.\d*?)0+$", "$1").str.replace(r"\.$", "")  # 12.3400000000 -> 12.34
+    well_formed = text.str.contains(_AMOUNT)
+    return pl.when(well_formed).then(text).cast(MONEY, strict=False), text.is_not_null() & (text != "") & ~well_formed
+
+
+def ledger_amount(amount: pl.Expr, txn_type: pl.Expr, dtype: pl.DataType | None = None) -> pl.Expr:
+    """A ledger amount checked against its entry type's sign (``negative_charge`` / ``positive_credit``).
+    The text is parsed once, not once per sign rule (three parses cost ~1 s per million rows)."""
+    value, invalid = _parsed(amount, dtype)
+    return cleaned(value, first_reason((invalid, "invalid_amount"),
+                                       (txn_type.is_in(DEBIT_TYPES) & (value < 0), "negative_charge"),
+                                       (txn_type.is_in(CREDIT_TYPES) & (value > 0), "positive_credit")))
