@@ -174,6 +174,23 @@ def _cmd_mapping(args: argparse.Namespace) -> int:
     return 0 if not problems else 2
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    """The ``rollback`` job (assets/audit.py) in this Dagster instance; prints its Markdown summary."""
+    from senseimig_dagster.definitions import defs
+
+    config = {"remove_schema": args.remove_schema, "force": args.force, "run_id": args.run_id}
+    result = defs.resolve_job_def("rollback").execute_in_process(
+        instance=_instance(), raise_on_error=False,
+        run_config={"ops": {"rollback_op": {"config": config}},
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}}})
+    if result.success:
+        print(result.output_for_node("rollback_op"))
+        return 0
+    print(f"rollback did not finish (run {result.run_id}); run it again (it resumes), or see the Dagster UI",
+          file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="senseimig", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--offline", action="store_true", help="schema plan + standard columns only (default)")
     prop.add_argument("--threshold", type=float, default=0.6, help="proposals below it stay unmapped")
     prop.set_defaults(func=_cmd_mapping_propose)
+
+    back = sub.add_parser("rollback", help="return Dynamics to its pre-migration state from the audit log")
+    back.add_argument("--remove-schema", action="store_true", help="also remove the schema the migration created")
+    back.add_argument("--force", action="store_true", help="also undo records people changed since the migration")
+    back.add_argument("--run-id", default=None, help="undo only this run's writes")
+    back.set_defaults(func=_cmd_rollback)
     return parser
 
 

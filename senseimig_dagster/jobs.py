@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
+from senseimig_dagster.assets.audit import export_audit, rollback
+from senseimig_dagster.assets.dataverse_load import WRITER_KEYS
 from senseimig_dagster.assets.mapping import confirm_mapping
 from senseimig_dagster.assets.partitions import modification_days
 
@@ -38,5 +40,27 @@ stage_job = define_asset_job(
                 "conservation checks. Runs before the map is confirmed (the sample review); writers are gated.",
 )
 
+sample_migration_job = define_asset_job(
+    "sample_migration",
+    selection=AssetSelection.assets(["mapping", "sample_diff"]),
+    description="Migrate N patients (config: patients, seed) with all their children into the sample Dataverse "
+                "environment and show the field diff to confirm the map on. Needs the raw tables (extract).",
+)
+
+migrate_job = define_asset_job(
+    "migrate",
+    selection=AssetSelection.assets(["dataverse", "schema"], *WRITER_KEYS) | AssetSelection.groups("staging"),
+    description="The migration: schema, staging (with owners), then every dataverse/<object> writer parents first. "
+                "Needs the raw tables (extract) and a confirmed map; a re-run sends only what changed.",
+)
+
+go_live_job = define_asset_job(
+    "go_live_check",
+    selection=AssetSelection.assets("go_live_ready"),
+    description="Reconcile the ledger with Dataverse per location (one automatic re-run of the rows that differ); "
+                "go_live_ready fails with the Markdown table while it does not reconcile. Run after migrate.",
+)
+
 # confirm_mapping (assets/mapping.py): the UI path to `senseimig mapping confirm`, config path and by.
-all_jobs = [extract_job, inventory_job, schema_job, stage_job, confirm_mapping]
+all_jobs = [extract_job, inventory_job, schema_job, stage_job, sample_migration_job, migrate_job, go_live_job,
+            confirm_mapping, export_audit, rollback]  # assets/audit.py: op config path/format; remove_schema/force/run_id

@@ -108,6 +108,9 @@ class DataverseResource(ConfigurableResource):
     timeout_seconds: float = 120.0
     extra_users: list[ApplicationUser] = ConfigField(
         default_factory=list, description="more application users to load with: limits are per user (reference §6)")
+    fallback_owner: str | None = ConfigField(
+        default_factory=lambda: os.environ.get("SENSEIMIG_FALLBACK_OWNER") or None,
+        description="owner of unmatched or disabled Sensei users' records: an e-mail, a systemuserid or a teamid")
 
     def client(self) -> DataverseClient:
         """A client acting as the main application user."""
@@ -137,6 +140,21 @@ class MappingResource(ConfigurableResource):
     the working directory. Dataverse writes run behind its confirmation gate."""
 
     path: str = ConfigField(default_factory=lambda: os.environ.get("SENSEIMIG_MAPPING", "mapping.yaml"))
+
+
+def sample_dataverse_from_env() -> DataverseResource:
+    """Where the sample migration writes (assets/sample.py): the sandbox emulator, or ``SAMPLE_DATAVERSE_URL`` (a
+    customer's sandbox environment, same app registration variables as :func:`dataverse_from_env`). Never follows
+    ``DATAVERSE_URL``: production writes are gated behind the confirmed map."""
+    url = os.environ.get("SAMPLE_DATAVERSE_URL")
+    if url is None:
+        sandbox = f"https://127.0.0.1:{settings.SANDBOX_DATAVERSE_PORT}"
+        return DataverseResource(environment_url=sandbox, authority_host=sandbox,
+                                 ca_bundle=str(Path(f"{settings.SANDBOX_DATAVERSE_DB}.tls") / "ca.pem"))
+    real = dataverse_from_env()
+    return DataverseResource(environment_url=url, tenant_id=real.tenant_id, client_id=real.client_id,
+                             client_secret=real.client_secret, authority_host=settings.azure_authority_host(),
+                             ca_bundle=os.environ.get("DATAVERSE_CA_BUNDLE") or None)
 
 
 def dataverse_from_env() -> DataverseResource:

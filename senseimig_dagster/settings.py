@@ -18,6 +18,11 @@ def duckdb_path() -> str:
     return os.environ.get("SENSEIMIG_DUCKDB", str(Path("data") / "senseimig.duckdb"))
 
 
+def audit_path() -> str:
+    """The audit log's own DuckDB file (encrypted when SENSEIMIG_AUDIT_KEY is set: audit/store.py)."""
+    return os.environ.get("SENSEIMIG_AUDIT_DB", str(Path("data") / "audit.duckdb"))
+
+
 def history_start() -> dt.date:
     """First day of the modification-time partitions. Everything modified before it lands in the first partition
     (the first full load), so set it shortly before go-live: days after it are the delta windows of cutover."""

@@ -166,8 +166,8 @@ def build_staging_assets(fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinition:
         result = stage_tenant(_read_raw(store), fmap_now, plan=plan,
                               fallback_provider_id=os.environ.get("SENSEIMIG_FALLBACK_PROVIDER_ID") or None)
         context.log.info("staged " + ", ".join(f"{k} {v.height}" for k, v in result.staged.items()))
-        # Owner resolution (staging/owners.py) needs the Dataverse users: it runs with issue 6's writers, which
-        # read ``_owner_user_id``. Hook: resolve_owners/with_owners here once a Dataverse read is allowed.
+        # Owner resolution (staging/owners.py) needs the Dataverse users: asset staging/owners (assets/owners.py)
+        # reads ``_owner_user_id`` from these tables; issue 6's writers join its table.
         parents = {k: v.get_column("_source_id") for k, v in result.staged.items()}
         for name in names:
             frame = result.staged.get(name)

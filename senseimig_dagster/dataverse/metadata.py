@@ -265,6 +265,47 @@ class DataverseMetadata:
             self.client._sleep(min(wait, remaining))
             wait = min(wait * 2, poll_s)  # quick first looks: a small table's index is often built in seconds
 
+    # -- deletes (rollback's schema removal) ----------------------------------------------------------------------
+    # L/webapi/create-update-entity-relationships-using-web-api "Delete relationships": DELETE on the definition's URI;
+    # Microsoft's Python SDK deletes a relationship by MetadataId with If-Match: * [ms-code]; a key by
+    # DELETE .../Keys(<id>) (reference §7). Each returns False when the definition was already gone (404), so a
+    # rollback that stopped half-way can simply run again.
+    def delete_table(self, logical: str) -> bool:
+        """Delete a custom table and every record in it."""
+        return self._delete(self._table_path(logical), logical, "delete table")
+
+    def delete_column(self, table: str, column: str) -> bool:
+        """Delete a (non-lookup) column and its values; a lookup goes with :meth:`delete_relationship`."""
+        return self._delete(self._column_path(table, column), table, "delete column")
+
+    def delete_key(self, table: str, schema_name: str) -> bool:
+        key = next((k for k in self.keys(table) if str(k.get("SchemaName", "")).lower() == schema_name.lower()), None)
+        if key is None:
+            return False
+        return self._delete(f"{self._table_path(table)}/Keys({key['MetadataId']})", table, "delete key")
+
+    def delete_relationship(self, schema_name: str) -> bool:
+        """Delete a 1:N relationship and its lookup column."""
+        return self._delete(f"RelationshipDefinitions(SchemaName={_quoted(schema_name)})", schema_name,
+                            "delete relationship")
+
+    def lookup_relationship(self, table: str, lookup: str) -> str | None:
+        """SchemaName of the N:1 relationship whose lookup column on ``table`` is ``lookup`` (None when absent)."""
+        params = {"$filter": f"ReferencingAttribute eq {_quoted(lookup.lower())}", "$select": "SchemaName"}
+        try:
+            rows = self._get(f"{self._table_path(table)}/ManyToOneRelationships", table, "find relationship",
+                             params=params).get("value") or []
+        except DataverseNotFound:  # the table itself is gone
+            return None
+        return str(rows[0]["SchemaName"]) if rows else None
+
+    def _delete(self, path: str, subject: str, operation: str) -> bool:
+        try:
+            self.client._request("DELETE", path, subject, operation, headers={"If-Match": "*"})
+        except DataverseNotFound:
+            return False
+        return True
+
     # -- records -----------------------------------------------------------------------------------------------
     def find_record(self, entity_set: str, filter: str, select: Sequence[str] | None = None) -> dict[str, Any] | None:
         """The first record matching an OData ``filter`` (quote literals yourself), e.g. a publisher by

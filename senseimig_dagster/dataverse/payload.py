@@ -4,8 +4,10 @@ A staged frame (``staging/shape.py``) names value columns by their Dataverse log
 their navigation property, holding the parent's Sensei source id; bookkeeping columns start with ``_``. Here each
 row becomes a JSON body: values in Dataverse's wire formats (reference §13: DateTime as ISO 8601 UTC with ``Z``,
 DateOnly as ``YYYY-MM-DD``) and lookups as ``<navigation property>@odata.bind`` to the parent addressed by its
-alternate key, so a child never needs its parent's GUID (reference §3). ``ownerid`` is bound to a system user or
-team by GUID (owner resolution gives GUIDs).
+alternate key, so a child never needs its parent's GUID (reference §3). The owner (``ownerid``, or
+``ownerid_<table>`` on activities) and other lookups to ``systemuser`` are bound by GUID (owner resolution gives
+GUIDs; system users have no source-id key); an owner value may also be a whole reference, ``/teams(<id>)`` or
+``/systemusers(<id>)``, so a team can own records (reference §3 [memory]).
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from senseimig_dagster.mapping.targets import TargetCatalog
 
 SOURCE_KEY = "smig_sourcesystemid"
 OWNER_NAVIGATION = "ownerid"
+
+
+# Every custom table has statecode/statuscode (Active 0/1, Inactive 1/2: L/create-update-entity-definitions), which
+# the target catalog does not list (it lists what the schema setup creates).
+STATE_COLUMNS = ("statecode", "statuscode")
+
+
+def _is_custom(catalog: TargetCatalog, table: str) -> bool:
+    return any(t.logical_name == table and t.custom for t in catalog.plan.tables)
 
 
 class PayloadError(ValueError):
@@ -48,20 +59,21 @@ class PayloadBuilder:
                  key_column: str = SOURCE_KEY) -> None:
         self.table, self.key_column = table, key_column
         self._values: list[str] = []
-        self._binds: list[tuple[str, str]] = []  # (navigation property, target entity set)
+        self._binds: list[tuple[str, str, bool]] = []  # (navigation property, target entity set, owner)
         for name in columns:
             if name.startswith("_"):
                 continue
             lookup = catalog.lookup(table, name)
             if lookup is not None:
-                if len(lookup.targets) != 1 and name != OWNER_NAVIGATION:
+                owner = lookup.attribute == OWNER_NAVIGATION  # ownerid, or ownerid_<table> on activities
+                if len(lookup.targets) != 1 and not owner:
                     raise PayloadError(f"{table}.{name} may point at {', '.join(lookup.targets)}: use the suffixed "
                                        "navigation property of one target (reference §3)")
-                target = "systemuser" if name == OWNER_NAVIGATION else lookup.targets[0]
+                target = "systemuser" if owner else lookup.targets[0]
                 if target not in entity_sets:
                     raise PayloadError(f"{table}.{name}: no entity set known for {target}")
-                self._binds.append((name, entity_sets[target]))
-            elif catalog.column(table, name) is not None:
+                self._binds.append((name, entity_sets[target], owner))
+            elif catalog.column(table, name) is not None or (name in STATE_COLUMNS and _is_custom(catalog, table)):
                 self._values.append(name)
             else:
                 raise PayloadError(f"{table} has no column or navigation property {name!r}")
@@ -73,14 +85,16 @@ class PayloadBuilder:
             value = row.get(name)
             if value is not None or send_nulls:
                 out[name] = _wire(value)
-        for nav, entity_set in self._binds:
+        for nav, entity_set, owner in self._binds:
             parent = row.get(nav)
             if parent is None:
-                if send_nulls and nav != OWNER_NAVIGATION:
+                if send_nulls and not owner:
                     out[f"{nav}@odata.bind"] = None  # a PATCH clears a lookup with a null bind [memory]
                 continue
-            if nav == OWNER_NAVIGATION:
-                out[f"{nav}@odata.bind"] = f"/{entity_set}({parent})"  # owner: a systemuser GUID
+            if owner and str(parent).startswith("/"):  # an owner reference: /systemusers(<id>) or /teams(<id>)
+                out[f"{nav}@odata.bind"] = str(parent)
+            elif owner or entity_set == "systemusers":  # systemuser has no source-id key: owners resolve to GUIDs
+                out[f"{nav}@odata.bind"] = f"/{entity_set}({parent})"
             else:
                 out[f"{nav}@odata.bind"] = f"/{entity_set}{key_segment({self.key_column: str(parent)})}"
         return out
@@ -90,3 +104,17 @@ class PayloadBuilder:
         for start in range(0, frame.height, batch_rows):
             for row in frame.slice(start, batch_rows).iter_rows(named=True):
                 yield self.body(row, send_nulls=send_nulls)
+
+    def body_key(self, column: str) -> str:
+        """The body key a staged column is sent under: the column itself, or ``<nav>@odata.bind``."""
+        return f"{column}@odata.bind" if any(nav == column for nav, _, _ in self._binds) else column
+
+    def restore_lookups(self, catalog: TargetCatalog) -> dict[str, tuple[str, str]]:
+        """Per bind key: (the ``_<attribute>_value`` column it reads back as, the target entity set), as
+        ``audit.log.before_image`` takes it (an owner is read back as a system user's id [memory])."""
+        out = {}
+        for nav, entity_set, _ in self._binds:
+            lookup = catalog.lookup(self.table, nav)
+            if lookup is not None:
+                out[f"{nav}@odata.bind"] = (f"_{lookup.attribute}_value", entity_set)
+        return out

@@ -15,6 +15,8 @@ equality and masked values for PHI fields.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from senseimig_dagster.objects import OBJECTS, PRIMARY_KEY, load_order
 
 PATIENT = "patient"
 LOCATION_FIELD = "primary_location_id"
+# Columns Dataverse reads back under another name: overriddencreatedon is stored as createdon (reference §9).
+READ_AS = {"overriddencreatedon": "createdon"}
 DIFF_COLUMNS = ("object", "source_id", "field", "column", "source_value", "staged_value", "dataverse_value", "equal")
 
 
@@ -100,6 +104,18 @@ class Readback:
     ids: Mapping[tuple[str, str], str]
 
 
+def _wire_text(value: Any) -> Any:
+    """A staged value as Dataverse returns it: datetimes ISO 8601 UTC with ``Z``, dates ``YYYY-MM-DD``."""
+    if isinstance(value, dt.datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -132,17 +148,18 @@ def field_diff(fmap: FieldMapFile, raw: Mapping[str, pl.DataFrame], staged: Mapp
                     column = column.replace("{table}", table)
                     if column not in row:
                         continue
-                    staged_value = row[column]
+                    staged_value = _wire_text(row[column])
                     lookup = catalog.lookup(table, column)
                     if lookup is not None:  # compare the parent's Dataverse id, resolved through its alternate key
                         dataverse_value = dv.get(f"_{lookup.attribute}_value")
-                        if column == "ownerid" or staged_value is None:  # owners are staged as GUIDs already
-                            expected = staged_value
+                        if staged_value is None or lookup.attribute == "ownerid" or "systemuser" in lookup.targets:
+                            expected = staged_value  # owners and users are bound by GUID (dataverse/load.py)
                         else:
                             expected = readback.ids.get((lookup.targets[0], str(staged_value)))
-                        equal = _same(expected, dataverse_value)
+                        # a parent named but found on neither side is a difference, not two equal nulls
+                        equal = _same(expected, dataverse_value) and (staged_value is None or expected is not None)
                     else:
-                        dataverse_value = dv.get(column)
+                        dataverse_value = dv.get(READ_AS.get(column, column))
                         equal = _same(staged_value, dataverse_value)
                     source_value = source.get(sid, {}).get(field.name)
                     out.append((name, sid, field.name, column, _text(source_value), _text(staged_value),

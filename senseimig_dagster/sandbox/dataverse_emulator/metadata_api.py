@@ -18,6 +18,7 @@ import io
 import json
 import re
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -75,6 +76,10 @@ _DERIVED_PROPS = {"String": ("MaxLength", "FormatName"), "Memo": ("MaxLength", "
                   "Decimal": ("MinValue", "MaxValue"), "Money": ("MinValue", "MaxValue"),
                   "Double": ("MinValue", "MaxValue"), "Lookup": ("Targets",), "Customer": ("Targets",),
                   "Owner": ("Targets",), "File": ("MaxSizeInKB",)}
+_RELATIONSHIP_PROPS = ("MetadataId", "SchemaName", "RelationshipType", "ReferencedEntity", "ReferencedAttribute",
+                       "ReferencingEntity", "ReferencingAttribute", "ReferencingEntityNavigationPropertyName",
+                       "IsCustomRelationship")
+CANNOT_DELETE_DEPENDENCY = "0x8004f01f"  # "cannot be deleted because of dependencies" [memory]; unverified
 # FileAttributeMetadata.MaxSizeInKB: default 32768 (32 MB), maximum 10,485,760 (10 GB) (reference §8 [doc]).
 FILE_DEFAULT_KB, FILE_MAX_KB = 32_768, 10_485_760
 
@@ -84,7 +89,10 @@ def restore_custom_schema(catalog: Catalog, store: RecordStore) -> int:
     later changes there. Returns how many changes were replayed."""
     changes = store.schema_changes()
     for change in changes:
-        catalog.apply(change)
+        if str(change.get("op", "")).startswith("remove_"):
+            _replay_removal(catalog, change)  # deletions are this module's (the catalog only adds)
+        else:
+            catalog.apply(change)
     catalog.journal = store.log_schema_change
     return len(changes)
 
@@ -138,6 +146,8 @@ class _Call:
             self.only("GET", "POST")
             return self._list_entities() if self.method == "GET" else self._create_entity()
         table = self._find_table(arg)
+        if not rest and self.method == "DELETE":
+            return self._delete_entity(table)
         if not rest:
             self.only("GET")
             return self._json(f"EntityDefinitions({_select_text(self.params)})/$entity",
@@ -147,6 +157,13 @@ class _Call:
             return self._attributes(table, sub, rest[1:])
         if kind == "Keys" and len(rest) == 1:
             return self._keys(table, sub)
+        if kind == "ManyToOneRelationships" and len(rest) == 1 and sub is None:
+            self.only("GET")
+            rows = [self._relationship_json(r) for r in self.catalog.relationships.values()
+                    if r.referencing == table.logical_name]
+            rows = _filtered(rows, self.params.get("$filter"), _RELATIONSHIP_PROPS, "OneToManyRelationshipMetadata")
+            value = [_selected(r, self.params, _RELATIONSHIP_PROPS, "OneToManyRelationshipMetadata") for r in rows]
+            return self._json(f"EntityDefinitions('{table.logical_name}')/ManyToOneRelationships", {"value": value})
         raise _no_resource(self.environ)
 
     def _find_table(self, arg: str) -> Table:
@@ -224,9 +241,11 @@ class _Call:
             if _CLASSES.get(column.type) != cast:
                 raise _no_resource(self.environ)
         else:
-            self.only("GET", "PUT")
+            self.only("GET", "PUT", "DELETE")
         if self.method == "PUT":
             return self._update_attribute(table, column)
+        if self.method == "DELETE":
+            return self._delete_attribute(table, column)
         body = self._shape_attribute(table, _attribute_json(table, column), cast)
         suffix = f"/{NS}{cast}" if cast else ""
         return self._json(f"EntityDefinitions('{table.logical_name}')/Attributes{suffix}/$entity", body)
@@ -323,9 +342,14 @@ class _Call:
             url = (f"{self.base}/EntityDefinitions({metadata_id('entity', table.logical_name)})"
                    f"/Keys({_key_id(table, key)})")
             return 204, [("OData-EntityId", url)], b""
-        self.only("GET")
+        self.only("GET", "DELETE")
+        named = _NAMED.match(arg)
         for key in table.keys:
-            if _key_id(table, key) == arg.lower():
+            if _key_id(table, key) == arg.lower() or (
+                    named and named["prop"] == "LogicalName" and key.schema_name.lower() == named["value"].lower()):
+                if self.method == "DELETE":
+                    _remove_key(self.catalog, self.app.store, table.logical_name, key.schema_name)
+                    return 204, [], b""
                 return self._json(f"EntityDefinitions('{table.logical_name}')/Keys/$entity", _key_json(table, key))
         raise DataverseError(404, "0x80040217", f"Could not find entity key with id {arg}.")  # code unverified
 
@@ -337,11 +361,14 @@ class _Call:
         if arg is None:
             self.only("POST")
             return self._create_relationship(odata.read_json(self.environ))
-        self.only("GET")
+        self.only("GET", "DELETE")
         named = _NAMED.match(arg)
         for rel in self.catalog.relationships.values():
             if (named and named["prop"] == "SchemaName" and rel.schema_name == named["value"]) or \
                     metadata_id("relationship", rel.schema_name.lower()) == arg.lower():
+                if self.method == "DELETE":
+                    _remove_relationship(self.catalog, self.app.store, rel.schema_name)
+                    return 204, [], b""
                 return self._json("RelationshipDefinitions/$entity", self._relationship_json(rel))
         raise DataverseError(404, "0x80040217", f"Could not find relationship with key {arg}.")  # code unverified
 
@@ -374,6 +401,36 @@ class _Call:
                 "ReferencedAttribute": self.catalog.definition(rel.referenced).primary_id,
                 "ReferencingEntity": rel.referencing, "ReferencingAttribute": rel.attribute,
                 "ReferencingEntityNavigationPropertyName": rel.navigation_property, "IsCustomRelationship": True}
+
+    # -- deletes (L/webapi/use-web-api-metadata: definitions are deleted with DELETE on their URI) -------------
+    def _delete_entity(self, table: Table) -> Response:
+        if not table.is_custom:
+            # Standard tables can't be deleted; status, code and text unverified.
+            raise DataverseError(400, errors.INVALID_ARGUMENT, f"The entity '{table.logical_name}' is not a custom "
+                                 "entity and cannot be deleted.")
+        referenced_by = sorted(r.schema_name for r in self.catalog.relationships.values()
+                               if r.referenced == table.logical_name and r.referencing != table.logical_name)
+        if referenced_by:
+            # A table other tables look up can't be deleted before those relationships [memory]; code unverified.
+            raise DataverseError(400, CANNOT_DELETE_DEPENDENCY,
+                                 f"The entity '{table.logical_name}' cannot be deleted because it is referenced by "
+                                 f"the relationships {', '.join(referenced_by)}.")
+        _remove_table(self.catalog, self.app.store, table.logical_name)
+        return 204, [], b""
+
+    def _delete_attribute(self, table: Table, column: Column) -> Response:
+        if not column.is_custom or column.logical_name in (table.primary_id, table.primary_name):
+            raise DataverseError(400, errors.INVALID_ARGUMENT,  # code and text unverified
+                                 f"The attribute '{column.logical_name}' cannot be deleted.")
+        if column.type in LOOKUP_TYPES:
+            # A lookup goes with its relationship (DELETE RelationshipDefinitions) [memory]; code unverified.
+            raise DataverseError(400, CANNOT_DELETE_DEPENDENCY, f"The attribute '{column.logical_name}' is the lookup "
+                                 "of a relationship; delete the relationship instead.")
+        if any(column.logical_name in k.attributes for k in table.keys):
+            raise DataverseError(400, CANNOT_DELETE_DEPENDENCY, f"The attribute '{column.logical_name}' is part of "
+                                 "an entity key; delete the key first.")  # [memory]; code unverified
+        _remove_column(self.catalog, self.app.store, table.logical_name, column.logical_name)
+        return 204, [], b""
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _publisher_prefixes(self) -> tuple[str | None, int]:
@@ -507,7 +564,8 @@ def _filtered(rows: list[dict[str, Any]], text: str | None, allowed: tuple[str, 
     for prop, _ in conditions:
         if prop not in allowed:
             raise _unknown(prop, type_name)
-    return [r for r in rows if all(r.get(p) == v for p, v in conditions)]
+    return [r for r in rows if all(r.get(p) in (v.values if isinstance(v, odata.AnyOf) else (v,))
+                                   for p, v in conditions)]
 
 
 def _find_column(table: Table, arg: str) -> Column:
@@ -608,6 +666,81 @@ def _check_publisher(environ: dict) -> None:
         raise DataverseError(400, errors.INVALID_ARGUMENT,
                              "The customization prefix must be 2 to 8 letters or digits, start with a letter and not "
                              "start with 'mscrm'.")
+
+
+# -- removals: the catalog only adds definitions, so deletes edit its state here (under its lock) and journal a
+# ``remove_*`` change that restore_custom_schema replays. Records lose the deleted table or column with it. ---------
+def _remove_table(catalog: Catalog, store: RecordStore | None, table: str) -> None:
+    with catalog._lock:
+        catalog._tables.pop(table, None)
+        catalog._timed.discard(table)
+        for name, rel in list(catalog._relationships.items()):
+            if rel.referencing == table:
+                del catalog._relationships[name]
+        catalog._record("remove_table", table=table)
+    if store is not None:
+        with store.transaction():
+            for sql in ("DELETE FROM records WHERE tbl=?", "DELETE FROM key_index WHERE tbl=?",
+                        "DELETE FROM keys_built WHERE tbl=?", "DELETE FROM files WHERE tbl=?"):
+                store._conn.execute(sql, (table,))
+
+
+def _remove_column(catalog: Catalog, store: RecordStore | None, table: str, column: str) -> None:
+    with catalog._lock:
+        current = catalog._tables[table]
+        columns = {n: c for n, c in current.columns.items() if n != column}
+        lookups = {nav: lk for nav, lk in current.lookups.items() if lk.attribute != column}
+        catalog._tables[table] = replace(current, columns=columns, lookups=lookups)
+        catalog._record("remove_column", table=table, column=column)
+    if store is not None:
+        with store.transaction():  # the column's values go with it; record versions are left alone [inference]
+            store._conn.execute("UPDATE records SET data=json_remove(data, ?) WHERE tbl=?", (f'$."{column}"', table))
+
+
+def _remove_key(catalog: Catalog, store: RecordStore | None, table: str, key: str) -> None:
+    with catalog._lock:
+        current = catalog._tables[table]
+        catalog._tables[table] = replace(current, keys=tuple(k for k in current.keys if k.schema_name != key))
+        catalog._record("remove_key", table=table, schema_name=key)
+    if store is not None:
+        with store.transaction():
+            store._conn.execute("DELETE FROM key_index WHERE tbl=? AND keyname=?", (table, key))
+            store._conn.execute("DELETE FROM keys_built WHERE tbl=? AND keyname=?", (table, key))
+
+
+def _remove_relationship(catalog: Catalog, store: RecordStore | None, schema_name: str) -> None:
+    """The relationship and its lookup column (and the lookup's values on every record)."""
+    with catalog._lock:
+        rel = catalog._relationships.pop(schema_name.lower())
+        catalog._record("remove_relationship", schema_name=schema_name)
+        if rel.referencing in catalog._tables and rel.attribute in catalog._tables[rel.referencing].columns:
+            journal, catalog.journal = catalog.journal, None  # one journal entry replays the whole removal
+            try:
+                _remove_column(catalog, store, rel.referencing, rel.attribute)
+            finally:
+                catalog.journal = journal
+
+
+def _replay_removal(catalog: Catalog, change: dict[str, Any]) -> None:
+    journal, catalog.journal = catalog.journal, None  # replayed, not journaled again
+    try:
+        _apply_removal(catalog, change)
+    finally:
+        catalog.journal = journal
+
+
+def _apply_removal(catalog: Catalog, change: dict[str, Any]) -> None:
+    op = change["op"]
+    if op == "remove_table":
+        _remove_table(catalog, None, change["table"])
+    elif op == "remove_column":
+        _remove_column(catalog, None, change["table"], change["column"])
+    elif op == "remove_key":
+        _remove_key(catalog, None, change["table"], change["schema_name"])
+    elif op == "remove_relationship":
+        _remove_relationship(catalog, None, change["schema_name"])
+    else:
+        raise ValueError(f"unknown schema change {op!r}")
 
 
 def _no_resource(environ: dict) -> DataverseError:

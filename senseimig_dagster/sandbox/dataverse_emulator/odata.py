@@ -116,16 +116,57 @@ def parse_select(text: str | None) -> list[str] | None:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """The values of ``c eq a or c eq b ...`` on one column (a filter value)."""
+
+    values: tuple[Any, ...]
+
+
+def _split_outside_quotes(text: str, word: str) -> list[str]:
+    """Split on `` word `` (and/or) where it is outside quotes and parentheses."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    token = f" {word} "
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            quoted = not quoted  # a doubled quote flips twice: still inside
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif not quoted and depth == 0 and text[i:i + len(token)].lower() == token:
+            parts.append(text[start:i])
+            i += len(token)
+            start = i
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _condition(part: str) -> tuple[str, Any]:
+    m = _COND.match(part)
+    if m is None:
+        raise bad_request("The emulator supports only 'column eq literal' joined by 'and', and 'or' between "
+                          f"equalities on one column, in $filter: '{part}'.")
+    return m[1], parse_literal(m[2])
+
+
 def parse_filter(text: str | None) -> list[tuple[str, Any]]:
-    """``a eq 'x' and b eq 3`` -> [("a", "x"), ("b", 3)]. Only ``eq`` joined by ``and`` is supported."""
+    """``a eq 'x' and (b eq 3 or b eq 4)`` -> [("a", "x"), ("b", AnyOf((3, 4)))]. Only ``eq``, joined by ``and``,
+    with ``or`` between equalities on one column (how clients fetch records by a list of keys)."""
     if not text:
         return []
-    conditions = []
-    for part in re.split(r"\s+and\s+", text.strip()):
-        m = _COND.match(part)
-        if m is None:
-            raise bad_request(f"The emulator supports only 'column eq literal' joined by 'and' in $filter: '{part}'.")
-        conditions.append((m[1], parse_literal(m[2])))
+    conditions: list[tuple[str, Any]] = []
+    for part in _split_outside_quotes(text.strip(), "and"):
+        if part.startswith("(") and part.endswith(")"):
+            part = part[1:-1].strip()
+        alternatives = [_condition(p) for p in _split_outside_quotes(part, "or")]
+        if len(alternatives) == 1:
+            conditions.append(alternatives[0])
+            continue
+        if len({c for c, _ in alternatives}) != 1:
+            raise bad_request(f"The emulator supports 'or' only between equalities on one column: '{part}'.")
+        conditions.append((alternatives[0][0], AnyOf(tuple(v for _, v in alternatives))))
     return conditions
 
 

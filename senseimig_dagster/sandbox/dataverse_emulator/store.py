@@ -20,6 +20,7 @@ from typing import Any
 from senseimig_dagster.sandbox.dataverse_emulator import errors, files
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
+from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
@@ -170,6 +171,10 @@ class RecordStore:
     def _where(table: str, filters: Any) -> tuple[str, list[Any]]:
         clauses, params = ["tbl=?"], [table]
         for column, value in filters:
+            if isinstance(value, AnyOf):  # c eq a or c eq b ...
+                clauses.append(f"json_extract(data, ?) IN ({', '.join('?' * len(value.values))})")
+                params += [f'$."{column}"', *value.values]
+                continue
             clauses.append(f"json_extract(data, ?) {'IS' if value is None else '='} ?")
             params += [f'$."{column}"', value]
         return " AND ".join(clauses), params

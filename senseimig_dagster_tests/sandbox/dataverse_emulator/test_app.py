@@ -233,3 +233,16 @@ def test_bind_by_key_with_reserved_characters_fails(emulator: DataverseEmulator,
     assert "must not contain" in error_of(client.post("/contacts", json=body), 400)["message"]
     assert client.post("/contacts", json={**body, "parentcustomerid_account@odata.bind": "/accounts(accountnumber='A1')"}
                        ).status_code == 404  # the check is on the characters, not on binds by key in general
+
+
+def test_filter_or_between_equalities_on_one_column(client) -> None:
+    """How clients read records back by a list of keys: ``(c eq 'a' or c eq 'b') and d eq ...``; quotes protect
+    ' or ' / ' and ' inside literals; an or across columns is refused rather than misread."""
+    for name in ("a or b", "O'Neil and co", "plain"):
+        assert client.post("/accounts", json={"name": name}).status_code == 204
+    quoted = "name eq 'a or b' or name eq 'O''Neil and co'"
+    r = client.get(f"/accounts?$select=name&$filter=({quoted})")
+    assert r.status_code == 200, r.text
+    assert sorted(v["name"] for v in r.json()["value"]) == ["O'Neil and co", "a or b"]
+    r = client.get("/accounts?$filter=name eq 'plain' or accountnumber eq 'x'")
+    assert r.status_code == 400 and r.json()["error"]["code"]

@@ -1,0 +1,147 @@
+"""``staging/owners`` against the Dataverse emulator over HTTPS (tokens from the Entra stand-in, the seed's system
+users), on a small generated tenant extracted and staged into DuckDB: without a fallback the blocking check fails
+naming the Sensei user ids; with an enabled seed user as fallback every owner resolves; a disabled fallback fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._serdes import serialize_value
+from dagster_duckdb import DuckDBResource
+
+from senseimig_dagster.assets.owners import OWNED_OBJECTS, staging_owners
+from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.raw import raw_assets
+from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
+from senseimig_dagster.jobs import stage_job
+from senseimig_dagster.mapping import default_map_path
+from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
+from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
+from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
+from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
+from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
+from senseimig_dagster.staging.owners import CHECK_NAME, OWNER_COLUMN
+from senseimig_dagster_tests.staging.tenant_files import read_object
+
+ADMIN = "5eed0000-0000-4000-8000-000000000101"
+DEPARTED = "5eed0000-0000-4000-8000-000000000103"
+TEAM = "5eed0000-0000-4000-8000-000000000201"
+
+
+@pytest.fixture(scope="module")
+def dataverse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataverseResource]:
+    folder = tmp_path_factory.mktemp("dv")
+    tls = make_local_ca(folder)
+    entra, catalog = EntraStandIn(), Catalog.load()
+    emulator = DataverseEmulator(catalog, RecordStore(folder / "dv.sqlite", catalog), token_validator=entra.token_info,
+                                 tenant=entra.tenant)
+    apply_seed(emulator.store, load_seed())
+    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
+        yield DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
+                                ca_bundle=str(tls.ca_cert), fallback_owner=None)
+    emulator.store.close()
+
+
+@pytest.fixture(scope="module")
+def staged_db(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The small tenant extracted and staged once (raw + staging); each test then runs only staging/owners."""
+    database = str(tmp_path_factory.mktemp("owners") / "db.duckdb")
+    resources = _resources(database)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+    with DagsterInstance.ephemeral() as instance, serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url:
+        resources["sensei"] = SenseiSource(base_url=sensei_url)
+        assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
+        assert materialize([staging_assets], resources=resources, instance=instance).success
+    return database
+
+
+def _resources(database: str) -> dict:
+    return {"duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
+            "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path())}
+
+
+def _owners(staged_db: str, dataverse: DataverseResource, fallback: str | None):
+    resource = DataverseResource(**{**dataverse.model_dump(), "fallback_owner": fallback})
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([staging_owners], resources={**_resources(staged_db), "dataverse": resource},
+                             instance=instance, raise_on_error=False)
+        text = "\n".join(serialize_value(e) for e in instance.all_logs(result.run_id))
+    return result, text
+
+
+def _table(database: str) -> pl.DataFrame:
+    with duckdb.connect(database, read_only=True) as conn:
+        return conn.sql("SELECT * FROM staging.owners").pl()
+
+
+def _staged_owner_ids(database: str) -> set[str]:
+    with duckdb.connect(database, read_only=True) as conn:
+        return {r[0] for t in OWNED_OBJECTS for r in conn.execute(
+            f"SELECT DISTINCT {OWNER_COLUMN} FROM staging.{t} WHERE {OWNER_COLUMN} IS NOT NULL").fetchall()}
+
+
+def test_declared_upstream_of_nothing_but_raw_users_and_the_staged_owner_tables():
+    deps = staging_owners.asset_deps[AssetKey(["staging", "owners"])]
+    assert deps == {AssetKey(["raw", "user"]), AssetKey(["staging", "communication"]),
+                    AssetKey(["staging", "claim_status_event"])}
+    assert staging_owners.check_specs_by_output_name  # the check is declared on the asset...
+    (spec,) = staging_owners.check_specs
+    assert spec.name == CHECK_NAME and spec.blocking  # ...and blocks whatever depends on staging/owners
+    assert AssetKey(["staging", "owners"]) in stage_job.selection.resolve(
+        [*raw_assets, staging_assets, staging_owners])
+
+
+def test_without_a_fallback_the_check_fails_naming_every_unmatched_user(staged_db, dataverse, tenant: Path):
+    result, text = _owners(staged_db, dataverse, None)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == CHECK_NAME and not check.passed
+    table = _table(staged_db)
+    users = read_object(tenant, "user")
+    assert set(table.get_column("user_id")) >= set(users.get_column("id").cast(pl.String))
+    # No generated e-mail is a seed user's: every user is missing, and owns nothing.
+    assert set(table.get_column("outcome")) <= {"missing", "unknown_user"}
+    assert table.get_column("owner_id").null_count() == table.height
+    named = _staged_owner_ids(staged_db)
+    assert named, "the tenant must stage rows with a Sensei owner for this test to mean anything"
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert meta["fallback_owner"] == "none" and meta["rows_without_owner"] > 0
+    for user_id in named:
+        assert user_id in meta["unresolved_users"]
+    assert check.description.startswith(f"{len(named)} Sensei users own")
+    emails = {e for e in users.get_column("email").drop_nulls() if "@" in e}
+    assert emails and not [e for e in emails if e in text]  # ids and outcomes only, never e-mails
+
+
+def test_an_enabled_seed_user_as_fallback_owns_every_unmatched_users_records(staged_db, dataverse):
+    result, _ = _owners(staged_db, dataverse, "Avery.Admin@sandbox.example")  # by e-mail, case-insensitively
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["fallback_owner"].value == ADMIN
+    assert check.metadata["rows_without_owner"].value == 0
+    table = _table(staged_db)
+    assert table.get_column("owner_id").to_list() == [ADMIN] * table.height
+    assert set(table.get_column("owner_type")) == {"systemuser"}
+    assert _staged_owner_ids(staged_db) <= set(table.get_column("user_id"))
+
+
+def test_a_team_guid_is_a_valid_fallback(staged_db, dataverse):
+    result, _ = _owners(staged_db, dataverse, TEAM)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    assert set(_table(staged_db).get_column("owner_type")) == {"team"}
+
+
+def test_a_disabled_fallback_fails_the_asset_without_naming_an_email(staged_db, dataverse):
+    result, text = _owners(staged_db, dataverse, "dana.departed@sandbox.example")
+    assert not result.success
+    assert f"fallback owner {DEPARTED} is disabled" in text
+    assert "dana.departed" not in text

@@ -1,0 +1,89 @@
+"""The ``rollback`` and ``export_audit`` jobs, over HTTPS against the emulator with tokens from the Entra stand-in
+(the one rollback test over real HTTP), and the ``senseimig rollback`` command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+from dagster_duckdb import DuckDBResource
+
+from senseimig_dagster.assets.audit import export_audit, rollback, table_order
+from senseimig_dagster.audit.log import AuditLog
+from senseimig_dagster.audit.store import AuditStore
+from senseimig_dagster.cli import build_parser
+from senseimig_dagster.resources import DataverseResource
+from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
+from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca, serve_wsgi
+from senseimig_dagster_tests.audit.harness import (
+    Migration,
+    build_emulator,
+    diff,
+    seed_existing,
+    setup_schema,
+    snapshot,
+)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return make_local_ca(Path(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture
+def served(tmp_path: Path, tls: TLSFiles) -> Iterator[tuple[DataverseResource, object]]:
+    entra = EntraStandIn()
+    emulator = build_emulator(tmp_path)
+    emulator.token_validator, emulator.tenant = entra.token_info, entra.tenant
+    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
+        yield DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
+                                ca_bundle=str(tls.ca_cert)), emulator
+    emulator.store.close()
+
+
+def test_the_rollback_job_undoes_a_migration_over_https(served, tmp_path: Path) -> None:
+    resource, emulator = served
+    store_path, audit_path = str(tmp_path / "store.duckdb"), str(tmp_path / "audit.duckdb")
+    audit = AuditStore(path=audit_path, key="job-test-key", allow_unsafe_crypto=True)
+    with resource.client() as client:
+        with duckdb.connect(store_path) as store:
+            setup_schema(client, store)
+        existing = seed_existing(client)
+        before = snapshot(emulator)
+        with audit.connect() as conn:
+            Migration(client, AuditLog(conn), existing).run()
+    resources = {"dataverse": resource, "audit": audit, "store": DuckDBResource(database=store_path)}
+    instance = DagsterInstance.ephemeral()
+
+    result = rollback.execute_in_process(resources=resources, instance=instance)
+
+    assert result.success and diff(before, snapshot(emulator)) == []
+    assert "| deleted | 11 |" in result.output_for_node("rollback_op")
+    again = rollback.execute_in_process(resources=resources, instance=instance)
+    assert again.success and "| deleted | 0 |" in again.output_for_node("rollback_op")
+
+    target = tmp_path / "export" / "audit.parquet"
+    exported = export_audit.execute_in_process(
+        resources={"audit": audit}, instance=instance,
+        run_config={"ops": {"export_audit_op": {"config": {"path": str(target), "format": "parquet"}}}})
+    assert exported.success
+    undo = duckdb.sql(f"SELECT count(*) FROM read_parquet('{target}') WHERE operation = 'undo_delete' "
+                      "AND outcome = 'ok'").fetchone()
+    assert undo == (11,)
+
+
+def test_children_tables_come_after_their_parents_in_the_registry_order() -> None:
+    order = table_order()
+    assert order.index("account") < order.index("contact") < order.index("smig_appointment")
+    assert order.index("smig_treatmentplan") < order.index("smig_plannedprocedure")
+
+
+def test_the_cli_takes_the_rollback_options() -> None:
+    args = build_parser().parse_args(["rollback", "--remove-schema", "--force", "--run-id", "abc"])
+    assert (args.remove_schema, args.force, args.run_id) == (True, True, "abc")
+    assert args.func.__name__ == "_cmd_rollback"
+    defaults = build_parser().parse_args(["rollback"])
+    assert (defaults.remove_schema, defaults.force, defaults.run_id) == (False, False, None)

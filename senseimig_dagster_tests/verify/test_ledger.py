@@ -1,0 +1,138 @@
+"""Ledger reconciliation against the emulator loaded with a generated tenant: Pandera-checked totals per location
+and entry type pass on a clean load, fail just above 0.01% and pass just under it, show the quarantine, and one
+automatic re-run repairs a missing ledger row."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from senseimig_dagster.dataverse import DataverseClient
+from senseimig_dagster.dataverse.loader import BulkLoader
+from senseimig_dagster.verify.counts import DataverseIndex
+from senseimig_dagster.verify.ledger import (
+    ALL,
+    LedgerInputs,
+    check_totals,
+    ledger_measures,
+    reconcile,
+    reconcile_and_repair,
+    to_cents,
+)
+from senseimig_dagster_tests.verify.conftest import CATALOG, FMAP, PLAN, Loaded
+
+OBJECTS = ("claim", "ledger_transaction")
+LEDGER_SET = "smig_billingledger"
+
+
+def _inputs(loaded: Loaded, staged: dict[str, pl.DataFrame] | None = None) -> LedgerInputs:
+    held = loaded.staging.quarantine
+    return LedgerInputs({k: loaded.raw[k] for k in OBJECTS},
+                        staged or {k: loaded.staging.staged[k] for k in OBJECTS},
+                        {k: held.filter(pl.col("object") == k).get_column("source_id").to_list() for k in OBJECTS})
+
+
+def _reconcile(dv: DataverseClient, loaded: Loaded):
+    return reconcile(dv, _inputs(loaded), FMAP, PLAN, loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
+
+
+def _largest_charge(loaded: Loaded, table: pl.DataFrame) -> tuple[str, int, dict]:
+    """The location with the largest staged charge total, its total, and one staged charge row there."""
+    location, total = (table.filter((pl.col("measure") == "Charge") & (pl.col("location") != ALL))
+                       .sort("sensei_staged", descending=True).select("location", "sensei_staged").row(0))
+    staged = loaded.staging.staged["ledger_transaction"]
+    raw = loaded.raw["ledger_transaction"].select(pl.col("id").cast(pl.String).alias("_source_id"), "location_id")
+    row = (staged.join(raw, on="_source_id").filter((pl.col("location_id") == location)
+                                                    & (pl.col("smig_entrytype") == 727000000))
+           .sort("_source_id").row(0, named=True))
+    return location, total, row
+
+
+def test_measures_come_from_the_map() -> None:
+    measures = {(m.object, m.amount_field, m.column) for m in ledger_measures(FMAP)}
+    assert measures == {("ledger_transaction", "amount", "smig_amount"),
+                        ("claim", "billed_amount", "smig_billedamount"), ("claim", "paid_amount", "smig_paidamount"),
+                        ("claim", "write_off_amount", "smig_writeoffamount")}
+    assert to_cents(0.1 + 0.2) == 30 and to_cents(Decimal("-80.00")) == -8000 and to_cents("125.1") == 12510
+
+
+def test_a_clean_load_reconciles_per_location_and_shows_the_quarantine(dv: DataverseClient, loaded: Loaded) -> None:
+    result, _ = _reconcile(dv, loaded)
+    assert result.passed, result.failures
+    table = result.table
+    overall = {m for m in table.filter(pl.col("location") == ALL).get_column("measure")}
+    assert {"Charge", "Payment", "Adjustment", "Insurance Payment", "Write-off", "Claim billed", "Claim paid",
+            "Claim write off"} <= overall
+    assert table.filter(pl.col("location") != ALL).get_column("location").n_unique() >= 2
+    # every difference between Sensei and what was expected in Dataverse is explained, never hidden
+    assert (table["sensei_all"] == table["sensei_staged"] + table["quarantined"] + table["deleted"]).all()
+    assert (table["unexplained"] == 0).all()
+    assert (table["dataverse"] == table["sensei_staged"]).all()
+    assert table.filter(pl.col("location") != ALL)["quarantined"].abs().sum() > 0  # the tenant has quarantined rows
+    held = {loc: q for loc, q in result.quarantined_by_location().items() if q != "0.00"}
+    assert held and all(f"Location {loc}" in result.markdown() for loc in held if loc != ALL)
+    assert "| quarantined |" in result.markdown()
+
+
+@pytest.mark.parametrize(("over", "passes"), [(True, False), (False, True)])
+def test_an_amount_off_by_more_than_001pct_fails_and_by_less_passes(dv: DataverseClient, loaded: Loaded,
+                                                                    over: bool, passes: bool) -> None:
+    before, _ = _reconcile(dv, loaded)
+    location, total, row = _largest_charge(loaded, before.table)
+    allowed = total // 10_000  # 0.01% of the staged total, in whole cents
+    assert allowed >= 1
+    shift = allowed + 1 if over else allowed
+    amount = to_cents(row["smig_amount"]) + shift
+    dv.update(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]},
+              {"smig_amount": amount / 100})
+    result, _ = _reconcile(dv, loaded)
+    assert result.passed is passes
+    failing = result.table.filter(~pl.col("ok")).select("location", "measure").rows()
+    # the overall total is larger, so the same cents stay within its 0.01%: only the location fails
+    assert failing == ([] if passes else [(location, "Charge")])
+    if not passes:
+        assert result.failures == {"dataverse_within_0.01pct_of_sensei_staged": 1}
+        assert "| NO |" in result.markdown()
+
+
+def test_totals_are_checked_in_integer_cents_by_pandera() -> None:
+    table = pl.DataFrame({"location": ["a", "b"], "measure": ["Charge", "Charge"],
+                          "sensei_all": [10_000_000, 0], **{c: [0, 0] for c in ("deleted", "quarantined", "unexplained")},
+                          "sensei_staged": [10_000_000, 0], "dataverse": [10_001_000, 1]})
+    result = check_totals(table)
+    assert result.table.get_column("ok").to_list() == [True, False]  # 0.01% exactly passes; 1 cent on 0 fails
+    assert not check_totals(table.with_columns(pl.col("dataverse").cast(pl.Float64))).passed  # cents, not floats
+
+
+def test_one_automatic_rerun_restores_a_missing_ledger_row(dv: DataverseClient, loaded: Loaded) -> None:
+    _, _, row = _largest_charge(loaded, _reconcile(dv, loaded)[0].table)
+    dv.delete(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]})
+    index = DataverseIndex(dv, loaded.entity_sets)
+    without = reconcile_and_repair(None, _inputs(loaded), FMAP, PLAN, CATALOG, loaded.entity_sets, index)
+    assert not without.passed and not without.repaired  # no loader (the gate closed): nothing re-sent
+    outcome = reconcile_and_repair(BulkLoader([dv]), _inputs(loaded), FMAP, PLAN, CATALOG, loaded.entity_sets,
+                                   DataverseIndex(dv, loaded.entity_sets))
+    assert outcome.rerun and not outcome.first.passed
+    assert outcome.repaired == {"ledger_transaction": [row["_source_id"]]}
+    assert outcome.passed and outcome.failed_rows == 0
+    back = dv.retrieve(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]}, ["smig_amount"])
+    assert to_cents(back["smig_amount"]) == to_cents(row["smig_amount"])
+
+
+def test_a_rerun_that_cannot_fix_it_still_fails(dv: DataverseClient, loaded: Loaded) -> None:
+    _, total, row = _largest_charge(loaded, _reconcile(dv, loaded)[0].table)
+    staged = {k: loaded.staging.staged[k] for k in OBJECTS}
+    wrong = Decimal(to_cents(row["smig_amount"]) + total // 1000) / 100  # 0.1%: a staging bug the re-run repeats
+    staged["ledger_transaction"] = staged["ledger_transaction"].with_columns(
+        pl.when(pl.col("_source_id") == row["_source_id"]).then(pl.lit(wrong, pl.Decimal(12, 2)))
+        .otherwise(pl.col("smig_amount")).alias("smig_amount"))
+    outcome = reconcile_and_repair(BulkLoader([dv]), _inputs(loaded, staged), FMAP, PLAN, CATALOG,
+                                   loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
+    assert outcome.first.passed  # Dataverse still matches Sensei: the wrong staged amount was never sent
+    dv.update(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]}, {"smig_amount": float(wrong)})
+    outcome = reconcile_and_repair(BulkLoader([dv]), _inputs(loaded, staged), FMAP, PLAN, CATALOG,
+                                   loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
+    assert outcome.rerun and outcome.repaired == {"ledger_transaction": [row["_source_id"]]}
+    assert not outcome.passed and "| NO |" in outcome.final.markdown()
