@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PATIENTS ?= 2000
 DEMO_DIR ?= data/demo
 
-.PHONY: install demo test test-fast ui bench bench-load bench-mapping bench-staging clean
+.PHONY: install demo demo-rollback test test-fast ui bench bench-load bench-mapping bench-staging bench-migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Generate a sandbox tenant, serve it over HTTP, extract every object into DuckDB, print the inventory.
+## The whole migration of a sandbox tenant into the Dataverse emulator (limits off), with a summary; exit 1 on a failed check.
 demo: install
 	$(BIN)/senseimig demo --workdir $(DEMO_DIR) --patients $(PATIENTS)
+
+## Roll the demo's migration back (restarts the demo's emulator; schema removed too).
+demo-rollback: install
+	$(BIN)/senseimig demo --rollback --workdir $(DEMO_DIR)
 
 ## All tests, the slow ones included (what CI runs).
 test: install
@@ -53,6 +57,10 @@ bench-mapping: install
 ## Staging at ~1.15M rows vs a bare Polars read + write, peak RSS, dedup scaling 100k -> 1M (~3 minutes).
 bench-staging: install
 	$(BIN)/python benchmarks/staging.py
+
+## The whole migration at ~1.15M source rows with Microsoft's limits: per-phase times, throttling, projections (~15 min+).
+bench-migrate: install
+	$(BIN)/python benchmarks/migrate.py
 
 clean:
 	rm -rf $(VENV) data .dagster_home .pytest_cache

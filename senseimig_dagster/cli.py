@@ -63,6 +63,12 @@ def print_inventory(database: str) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from senseimig_dagster.sandbox.generator import generate
 
+    if args.day2_from:  # issue 6 item 6: the tenant after a day of cutover, for delta pickup
+        from senseimig_dagster.sandbox.generator.day2 import CHANGES_FILE, generate_day2
+
+        changes = generate_day2(Path(args.day2_from), Path(args.out), at=args.at, seed=args.seed)
+        print(f"day 2 of {args.day2_from}: {len(changes)} changed records into {args.out} (see {CHANGES_FILE})")
+        return 0
     manifest = generate(Path(args.out), patients=args.patients, seed=args.seed)
     print(f"generated {manifest.total_rows} rows for {args.patients} patients into {args.out}")
     return 0
@@ -110,9 +116,12 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from senseimig_dagster.demo import run_demo
+    from senseimig_dagster.demo import run_demo, run_rollback
 
-    return run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source)
+    if args.rollback:
+        return run_rollback(Path(args.workdir))
+    return run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source,
+                    limits=args.limits, time_scale=args.time_scale)
 
 
 def _cmd_mapping_propose(args: argparse.Namespace) -> int:
@@ -201,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True)
     gen.add_argument("--patients", type=int, default=1000)
     gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--day2-from", default=None, metavar="TENANT",
+                     help="instead: write TENANT plus a day of cutover changes (new, edited, deleted records)")
+    gen.add_argument("--at", type=dt.datetime.fromisoformat, default=None,
+                     help="day 2's clock, ISO with offset (default: now); changes fall in the 20 hours before it")
     gen.set_defaults(func=_cmd_generate)
     sim = sandbox.add_parser("sensei", help="serve a tenant over the Sensei REST API",
                              description="Serve a tenant over the Sensei REST API. The accepted Csd-Api-Key is "
@@ -238,11 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--end", type=dt.date.fromisoformat, help="last day, inclusive (default: today)")
     ext.set_defaults(func=_cmd_extract)
 
-    demo = sub.add_parser("demo", help="generate a sandbox tenant, serve it, extract it and print the inventory")
+    demo = sub.add_parser("demo", help="the whole migration of a sandbox tenant into the Dataverse emulator, "
+                                       "with a summary (exit 1 when a check fails)")
     demo.add_argument("--workdir", default="data/demo")
     demo.add_argument("--patients", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--source", choices=["api", "export"], default="api")
+    demo.add_argument("--limits", choices=["on", "off"], default="off",
+                      help="the emulator's service protection limits (off: throttling doesn't dominate the demo)")
+    demo.add_argument("--time-scale", type=_positive_float, default=1.0, help="the emulator's time scale")
+    demo.add_argument("--rollback", action="store_true",
+                      help="instead: start the demo's emulator again and roll its migration back (schema too)")
     demo.set_defaults(func=_cmd_demo)
 
     maps = sub.add_parser("mapping", help="the field map: validate, review, confirm").add_subparsers(

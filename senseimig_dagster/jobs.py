@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 from senseimig_dagster.assets.audit import export_audit, rollback
-from senseimig_dagster.assets.dataverse_load import WRITER_KEYS
+from senseimig_dagster.assets.dataverse_load import DELETIONS_KEY, WRITER_KEYS
 from senseimig_dagster.assets.mapping import confirm_mapping
 from senseimig_dagster.assets.partitions import modification_days
 
@@ -54,6 +54,17 @@ migrate_job = define_asset_job(
                 "Needs the raw tables (extract) and a confirmed map; a re-run sends only what changed.",
 )
 
+# Delta pickup (issue 6 item 6): launched over the last days' partitions (e.g. the last two), one run lands those
+# days' raw rows, stages the tenant (context) and sends only the rows modified in the window; deletions reported.
+delta_job = define_asset_job(
+    "delta",
+    selection=RAW | AssetSelection.groups("staging") | AssetSelection.assets(*WRITER_KEYS, DELETIONS_KEY),
+    partitions_def=modification_days,
+    description="Pick up a modification window: raw partitions, staging, then every writer sends only the records "
+                "created or modified in the window (no duplicates: upsert by source id; unchanged bodies skipped); "
+                "records deleted in Sensei are listed in dataverse/deletions_report, never deleted in Dataverse.",
+)
+
 go_live_job = define_asset_job(
     "go_live_check",
     selection=AssetSelection.assets("go_live_ready"),
@@ -62,5 +73,5 @@ go_live_job = define_asset_job(
 )
 
 # confirm_mapping (assets/mapping.py): the UI path to `senseimig mapping confirm`, config path and by.
-all_jobs = [extract_job, inventory_job, schema_job, stage_job, sample_migration_job, migrate_job, go_live_job,
+all_jobs = [extract_job, inventory_job, schema_job, stage_job, sample_migration_job, migrate_job, delta_job, go_live_job,
             confirm_mapping, export_audit, rollback]  # assets/audit.py: op config path/format; remove_schema/force/run_id

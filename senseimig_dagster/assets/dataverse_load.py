@@ -16,7 +16,10 @@ Each writer:
   ``load.failures`` and to metadata;
 * writes the audit log (intent before each write, outcome after; before-images for updates).
 
-Delta windows (item 6) only change *which* staged rows arrive: the ledger comparison already skips the rest.
+Delta windows (item 6, ``staging/delta.py``): in a run over modification-day partitions (job ``delta``) a writer
+sends only the staged rows whose ``_modified_at`` is in the window (plus rows whose last attempt failed); the
+ledger comparison then skips unchanged bodies. ``dataverse/deletions_report`` lists records Sensei deleted (in the
+window) with their Dataverse ids: reported, never deleted in Dataverse.
 """
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
@@ -30,6 +33,7 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MetadataV
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.owners import OWNERS_KEY
+from senseimig_dagster.assets.partitions import run_window
 from senseimig_dagster.assets.staging import DEFAULT_MAP, _map
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.store import AuditStore
@@ -48,8 +52,9 @@ from senseimig_dagster.dataverse.loader import BulkLoader
 from senseimig_dagster.mapping.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import get
+from senseimig_dagster.objects import REGISTRY, get
 from senseimig_dagster.resources import DataverseResource, MappingResource
+from senseimig_dagster.staging.delta import deletions, latest_sql, window_rows
 from senseimig_dagster.staging.pipeline import written_objects
 
 LEDGER, FAILURES = "load.ledger", "load.failures"
@@ -140,11 +145,12 @@ def _read_inputs(conn: duckdb.DuckDBPyConnection, name: str) -> tuple[pl.DataFra
         else pl.DataFrame()
     owners = None
     if _table_exists(conn, "staging", "owners") and _table_exists(conn, "raw", "user"):
-        owners = OwnerMap.from_owners_table(conn.sql("SELECT * FROM staging.owners").pl(),
-                                            conn.sql('SELECT CAST(id AS VARCHAR) AS id, email FROM raw."user"').pl())
+        owners = OwnerMap.from_owners_table(conn.sql("SELECT * FROM staging.owners").pl(), conn.sql(
+            f'SELECT CAST(id AS VARCHAR) AS id, email FROM ({latest_sql("raw.user")})').pl())
     status = None
     if name == "communication" and _table_exists(conn, "raw", "communication"):
-        status = conn.sql("SELECT CAST(id AS VARCHAR) AS _source_id, status FROM raw.communication").pl()
+        status = conn.sql("SELECT CAST(id AS VARCHAR) AS _source_id, status "
+                          f"FROM ({latest_sql('raw.communication')})").pl()
     return staged, owners, status
 
 
@@ -195,6 +201,12 @@ def build_writer(name: str, fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinitio
             staged, owners, status = _read_inputs(conn, name)
             previous = previous_ledger(conn, name)
         staged = closed_states(name, staged, status)
+        # Delta pickup (issue 6 item 6): a run over modification-day partitions sends only the rows modified in
+        # that window (and last run's failures); the ledger comparison below still skips unchanged bodies.
+        window, picked = run_window(context.run.tags), None
+        if window is not None:
+            picked = window_rows(staged, window, {sid for (_, sid), e in previous.items() if e.failed})
+            staged = picked.frame
         rows: list[LedgerRow] = []
         if not staged.is_empty():
             catalog = TargetCatalog(dataverse.plan())
@@ -214,6 +226,9 @@ def build_writer(name: str, fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinitio
         with store.get_connection() as conn:
             ledger = append_ledger(conn, rows, context.run_id)
         meta = _metadata(ledger, rows)
+        if picked is not None:
+            meta |= {"window": window.describe(), "rows_in_window": picked.in_window,  # type: ignore[union-attr]
+                     "failed_rows_retried": picked.retried, "rows_outside_window_not_sent": picked.outside}
         context.log.info(f"{key.to_user_string()}: " + ", ".join(
             f"{o} {meta[o]}" for o in ("created", "updated", "unchanged", "failed")))
         yield Output(ledger, metadata=meta)
@@ -226,6 +241,48 @@ def build_dataverse_assets(fmap: FieldMapFile = DEFAULT_MAP) -> list[AssetsDefin
     return [build_writer(name, fmap) for name in written_objects(fmap)]
 
 
-dataverse_assets = build_dataverse_assets()
 WRITER_KEYS = [writer_key(name) for name in written_objects(DEFAULT_MAP)]
 dataverse_checks = [check for name in written_objects(DEFAULT_MAP) for check in verify_checks(name)]
+
+
+# -- deletions (issue 6 item 6) -------------------------------------------------------------------------------------
+DELETIONS_KEY = AssetKey(["dataverse", "deletions_report"])
+
+
+@asset(key=DELETIONS_KEY, group_name="dataverse", io_manager_key="duckdb_io_manager", kinds={"duckdb"},
+       deps=WRITER_KEYS, tags={"layer": "dataverse"},
+       description="Records Sensei soft-deleted (is_deleted; in the run's modification window, or ever when the run "
+                   "has none) with the Dataverse table and id the load ledger holds for them. Reported for a person "
+                   "to decide: the migration never deletes them in Dataverse.")
+def deletions_report(context: AssetExecutionContext, store: DuckDBResource) -> Output:
+    window = run_window(context.run.tags)
+    with store.get_connection() as conn:
+        ensure_ledger(conn)
+        raw = {o.name: conn.sql(latest_sql(f'raw."{o.name}"')).pl() for o in REGISTRY
+               if _table_exists(conn, "raw", o.name)}
+        ledger = conn.sql(f"""SELECT object, "table", source_id,
+            arg_max(dataverse_id, "at") FILTER (WHERE dataverse_id IS NOT NULL) AS dataverse_id
+            FROM {LEDGER} GROUP BY ALL""").pl()
+    report = deletions(raw, window, ledger)
+    per_object = {o: n for o, n in report.group_by("object").len().sort("object").iter_rows()}
+    if report.height:
+        context.log.warning(f"{report.height} record(s) deleted in Sensei"
+                            f"{' in ' + window.describe() if window else ''}: listed in dataverse.deletions_report "
+                            "(ids only); none is deleted in Dataverse")
+    return Output(report, metadata={
+        "deleted": report.height, "in_dataverse": int(report.get_column("in_dataverse").sum()),
+        "per_object": MetadataValue.json(per_object), "window": window.describe() if window else "all time",
+        "ids": MetadataValue.md(_id_table(report.head(FAILED_IDS_SHOWN)))})
+
+
+def _id_table(report: pl.DataFrame) -> str:
+    if report.is_empty():
+        return "none"
+    lines = ["| object | source id | table | Dataverse id |", "|---|---|---|---|"]
+    lines += [f"| {o} | {s} | {t or ''} | {d or 'not loaded'} |"
+              for o, s, t, d in report.select("object", "source_id", "table", "dataverse_id").iter_rows()]
+    return "\n".join(lines)
+
+
+# The writers, then the deletions report (one list, so definitions and tests pick the report up with the writers).
+dataverse_assets: list[AssetsDefinition] = [*build_dataverse_assets(), deletions_report]

@@ -33,6 +33,7 @@ from senseimig_dagster.dataverse.loader import BulkLoader
 from senseimig_dagster.mapping.gate import gate_problems
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.resources import DataverseResource, MappingResource
+from senseimig_dagster.staging.delta import latest_sql
 from senseimig_dagster.verify.counts import DataverseIndex
 from senseimig_dagster.verify.dagster_checks import read_owners, table_exists
 from senseimig_dagster.verify.ledger import (
@@ -48,13 +49,14 @@ from senseimig_dagster.verify.ledger import (
 )
 
 GO_LIVE_KEY = AssetKey("go_live_ready")
+LATEST_LOCATIONS = latest_sql('raw."location"')  # raw keeps every version a delta landed: the newest counts
 
 
 def _read_ledger_inputs(conn: duckdb.DuckDBPyConnection, objects: list[str]) -> tuple[LedgerInputs, dict[str, str]]:
     raw, staged = {}, {}
     for name in objects:
         if table_exists(conn, "raw", name):
-            raw[name] = conn.sql(f'SELECT * FROM raw."{name}"').pl()
+            raw[name] = conn.sql(latest_sql(f'raw."{name}"')).pl()  # a record edited in a delta: its newest copy
         if table_exists(conn, "staging", name):
             staged[name] = conn.sql(f'SELECT * FROM staging."{name}"').pl()
     held = None
@@ -63,7 +65,7 @@ def _read_ledger_inputs(conn: duckdb.DuckDBPyConnection, objects: list[str]) -> 
         held = {o: rows.filter(pl.col("object") == o).get_column("source_id").to_list() for o in objects}
     names = {}
     if table_exists(conn, "raw", "location"):
-        names = dict(conn.sql('SELECT CAST(id AS VARCHAR), name FROM raw."location"').fetchall())
+        names = dict(conn.sql(f'SELECT CAST(id AS VARCHAR), name FROM ({LATEST_LOCATIONS})').fetchall())
     return LedgerInputs(raw, staged, held), names
 
 

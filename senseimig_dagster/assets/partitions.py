@@ -4,11 +4,18 @@ window (e.g. the last two days of cutover) is a partition range."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from dagster import DailyPartitionsDefinition, TimeWindow
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 from senseimig_dagster import settings
 from senseimig_dagster.objects import MODIFIED_AT
+from senseimig_dagster.staging.delta import Window
 
 HISTORY_START = settings.history_start()
 
@@ -27,3 +34,19 @@ def source_window(window: TimeWindow) -> tuple[dt.datetime | None, dt.datetime |
     first = window.start.date() <= HISTORY_START
     newest = window.end >= modification_days.get_last_partition_window().end
     return (None if first else window.start.astimezone(dt.UTC)), (None if newest else window.end.astimezone(dt.UTC))
+
+
+# Delta pickup (issue 6 item 6): unpartitioned staging and writers in the same run as raw partitions read the
+# run's partition range from its tags, so one launch over "the last two days" stages and sends exactly that window.
+def run_window(tags: Mapping[str, str]) -> Window | None:
+    """The source window of a run over modification-day partitions; ``None`` for an unpartitioned run (a full
+    migration) or a range covering every partition."""
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if start is None or end is None:
+        start = end = tags.get(PARTITION_NAME_TAG)
+    if start is None or end is None:
+        return None
+    first = modification_days.time_window_for_partition_key(start)
+    last = modification_days.time_window_for_partition_key(end)
+    since, before = source_window(TimeWindow(first.start, last.end))
+    return None if since is None and before is None else Window(since, before)

@@ -9,10 +9,12 @@ the map: one per object with rows of its own (``mode: match`` users and ``mode: 
 policies, plans and referrals are merged into the patient contact, so ``staging/patient`` carries them and
 reports their conservation too.
 
-Unpartitioned in this slice: staging reads the full raw tables (whatever partitions were extracted); delta
-staging comes with issue 6. Not gated on the map's confirmation: the sample review runs staging *before* the map
-is confirmed; the Dataverse writers (issue 6) carry the gate. The map is the ``MappingResource``'s file, or the
-shipped default map when that file does not exist (the sandbox).
+Unpartitioned: staging reads the full raw tables (the latest version of each record, whatever partitions were
+extracted). Delta pickup (issue 6 item 6, ``staging/delta.py``): every staged row carries ``_modified_at``; in a run
+over modification-day partitions the metadata counts the rows in that window, and the writers send only those.
+Not gated on the map's confirmation: the sample review runs staging *before* the map is confirmed; the Dataverse
+writers (issue 6) carry the gate. The map is the ``MappingResource``'s file, or the shipped default map when that
+file does not exist (the sandbox).
 
 Every staging asset has a blocking ``conservation`` check (extracted = staged + merged + collapsed + quarantined +
 not written) and the blocking Pandera check of ``staging/validation.py``. Staged rows and quarantine rows hold
@@ -39,12 +41,14 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
+from senseimig_dagster.assets.partitions import run_window
 from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.mapping import default_map_path, load_valid
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.objects import OBJECTS, REGISTRY, get
 from senseimig_dagster.resources import MappingResource
 from senseimig_dagster.staging import quarantine as q
+from senseimig_dagster.staging.delta import latest_sql
 from senseimig_dagster.staging.pipeline import StagingResult, merged_objects, stage_tenant, written_objects
 from senseimig_dagster.staging.providers import FREE_TEXT_OBJECTS, decision_summary
 from senseimig_dagster.staging.validation import pandera_check_result, pandera_check_specs
@@ -85,7 +89,8 @@ def _read_raw(store: DuckDBResource) -> dict[str, pl.DataFrame]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'").fetchall()}
         for obj in REGISTRY:
             if obj.name in present:
-                frames[obj.name] = conn.sql(f'SELECT * FROM raw."{obj.name}"').pl()
+                # raw keeps every version received (a delta window lands a newer copy): the latest per id
+                frames[obj.name] = conn.sql(latest_sql(f'raw."{obj.name}"')).pl()
     return frames
 
 
@@ -169,13 +174,19 @@ def build_staging_assets(fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinition:
         # Owner resolution (staging/owners.py) needs the Dataverse users: asset staging/owners (assets/owners.py)
         # reads ``_owner_user_id`` from these tables; issue 6's writers join its table.
         parents = {k: v.get_column("_source_id") for k, v in result.staged.items()}
+        # Delta pickup: a run over modification-day partitions stages everything (context) and reports how many
+        # staged rows fall in its window (``_modified_at``); the writers send only those (staging/delta.py).
+        window = run_window(context.run.tags)
         for name in names:
             frame = result.staged.get(name)
             if frame is None:
                 continue
             key = AssetKey(["staging", name])
+            in_window = {"window": window.describe(), "rows_in_window": frame.filter(window.contains()).height} \
+                if window else {}
             yield Output(_ready_for_duckdb(frame), output_name=name,
-                         metadata={"rows": frame.height, **_object_metadata(result, accounted_by(name, fmap))})
+                         metadata={"rows": frame.height, **in_window,
+                                   **_object_metadata(result, accounted_by(name, fmap))})
             counts = result.counts.filter(pl.col("object").is_in(accounted_by(name, fmap)))
             yield _conservation_check(key, counts)
             yield pandera_check_result(key, name, frame, fmap_now, plan, parents)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -138,12 +138,27 @@ class Rollback:
         for w in creates + updates:
             if w.table not in self._tables:
                 self._tables[w.table] = self._load_table(w.table, w.entity_set, w.table in needs_key)
+        # A created record is compared (and If-Match'ed) with its version after our *last* write to it, not after
+        # the create: the link and state passes write it again, and judged by the create's version every linked or
+        # closed record looked "changed by a person" and was never deleted (found by the end-to-end test).
+        last = self._last_versions(pending)
+        creates = [replace(w, after_version=last.get((w.table, self._id_of(w)), w.after_version)) for w in creates]
         created = {(w.table, self._id_of(w)) for w in creates} - {(t, None) for t in self._tables}
         self._restore([w for w in updates if (w.table, self._id_of(w)) not in created])
         self._delete(creates)
         if remove_schema:
             self._remove_schema([c for c in schema_changes if self.only_run is None or c.run_id == self.only_run])
         return self.report
+
+    def _last_versions(self, writes: Sequence[Write]) -> dict[tuple[str, str], str | None]:
+        """(table, id) -> ``versionnumber`` after the latest write that may have landed; ``None`` when that write's
+        outcome was never recorded (a crash): the version is unknown, so the undo goes unchecked."""
+        out: dict[tuple[str, str], str | None] = {}
+        for w in sorted(writes, key=lambda w: w.seq):
+            if w.outcome != "failed" and w.operation in ("create", "update", "state", "link") \
+                    and w.table in self._tables and (record_id := self._id_of(w)) is not None:
+                out[(w.table, record_id)] = w.after_version if w.outcome == "ok" else None
+        return out
 
     def _load_table(self, table: str, entity_set: str, with_key: bool) -> _Table:
         found = self.meta.find_table(table)

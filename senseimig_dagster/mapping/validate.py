@@ -9,6 +9,8 @@ business, not the map's.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -344,7 +346,25 @@ def validate(fmap: FieldMapFile, catalog: TargetCatalog | None = None) -> list[M
 
 
 def load_valid(path: str | Path, catalog: TargetCatalog | None = None) -> FieldMapFile:
-    """The map at ``path``; raises :class:`MapInvalid` listing every problem (reading and checking)."""
+    """The map at ``path``; raises :class:`MapInvalid` listing every problem (reading and checking).
+
+    Parsing and checking a whole map takes over a second and every writer asks for it, so a valid map is cached by
+    its bytes (a file edited in place is read again); the model is frozen, so sharing it is safe."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        data = None  # mapfile.load reports it, naming the file
+    if catalog is not None or data is None:
+        return _load_valid(path, catalog)
+    return _cached(str(Path(path).resolve()), hashlib.sha256(data).hexdigest())
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(path: str, digest: str) -> FieldMapFile:
+    return _load_valid(path, None)
+
+
+def _load_valid(path: str | Path, catalog: TargetCatalog | None) -> FieldMapFile:
     fmap, errors = mapfile.load(path)
     if fmap is not None:
         errors = [*errors, *validate(fmap, catalog)]

@@ -40,6 +40,7 @@ from senseimig_dagster.objects import PRIMARY_KEY, get, load_order
 from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.chart_duplicates import LOG_SCHEMA, collapse_chart_duplicates
 from senseimig_dagster.staging.dedup import DedupResult, Overrides, deduplicate, repoint_children
+from senseimig_dagster.staging.delta import stamp_modified
 from senseimig_dagster.staging.providers import (
     DECISION_SCHEMA,
     apply_resolution,
@@ -195,6 +196,9 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
         out["patient"] = _merge(out, before_routes, fmap, staged_ids, ledger, findings)
     for name, frame in out.items():
         ledger.add(name, "staged", frame.height)
+    # Delta pickup (issue 6 item 6, staging/delta.py): ``_modified_at``, when the source last changed what each
+    # staged row is made of, so a windowed run's writers send exactly the window's records.
+    out = stamp_modified(out, raw, fmap, dedup.merge_map if dedup else None)
     quarantine = pl.concat(findings)
     return StagingResult(
         staged=out, counts=ledger.frame(order), quarantine=quarantine,

@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from senseimig_dagster.dataverse.load import OwnerMap, entity_sets, tables_of
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.resources import DataverseResource, MappingResource
+from senseimig_dagster.staging.delta import latest_sql
 from senseimig_dagster.staging.pipeline import written_objects
 from senseimig_dagster.verify.checks import (
     VerifyInputs,
@@ -22,6 +23,7 @@ from senseimig_dagster.verify.checks import (
 )
 
 LOAD_LEDGER = "load.ledger"  # assets/dataverse_load.py
+LATEST_USERS = latest_sql('raw."user"')  # raw keeps every version a delta landed: the newest counts
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -34,7 +36,7 @@ def read_owners(conn: duckdb.DuckDBPyConnection) -> OwnerMap | None:
     if not (table_exists(conn, "staging", "owners") and table_exists(conn, "raw", "user")):
         return None
     return OwnerMap.from_owners_table(conn.sql("SELECT * FROM staging.owners").pl(),
-                                      conn.sql('SELECT CAST(id AS VARCHAR) AS id, email FROM raw."user"').pl())
+                                      conn.sql(f'SELECT CAST(id AS VARCHAR) AS id, email FROM ({LATEST_USERS})').pl())
 
 
 def _inputs(conn: duckdb.DuckDBPyConnection, name: str, run_id: str

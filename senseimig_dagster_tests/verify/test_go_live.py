@@ -34,8 +34,9 @@ def _ledger_database(loaded: Loaded, path: Path) -> Path:
     with duckdb.connect(str(path)) as conn:
         conn.execute("CREATE SCHEMA raw; CREATE SCHEMA staging")
         for name in ("ledger_transaction", "claim", "location"):
-            conn.register("frame", loaded.raw[name])
-            conn.execute(f'CREATE TABLE raw."{name}" AS SELECT * FROM frame')
+            conn.register("frame", loaded.raw[name])  # with the lineage columns the raw layer adds
+            conn.execute(f'CREATE TABLE raw."{name}" AS SELECT *, now() AS _extracted_at, '
+                         f'row_number() OVER () AS _ordinal FROM frame')
         for name in ("ledger_transaction", "claim"):
             conn.register("frame", loaded.staging.staged[name])
             conn.execute(f'CREATE TABLE staging."{name}" AS SELECT * FROM frame')

@@ -1,0 +1,64 @@
+"""The loader process the crash-safety test kills: ``python -m senseimig_dagster_tests.crash_load CONFIG.json``
+materializes every ``dataverse/<object>`` writer (staging, owners and schema already done in the DuckDB file) into
+the emulator the parent test serves over HTTPS, with a Dagster instance kept in a directory of its own. Exit
+status 0 when the run succeeded, 1 otherwise (a SIGKILL shows as -9 to the parent)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+
+def memoize_map_parsing() -> None:
+    """Parsing the YAML map costs ~1.5 s and every writer parses it two or three times (gate, map): about 40 s of a
+    60 s run of 17 writers. Memoized by the file's bytes (the file is still read each time, so the gate still sees
+    a change), the test's time goes to crashes instead of parsing."""
+    from senseimig_dagster.mapping import mapfile
+
+    parse, cache = mapfile.load, {}
+
+    def load(path: str | Path):  # noqa: ANN202 - mapfile.load's own return type
+        key = (str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        if key not in cache:
+            cache[key] = parse(path)
+        return cache[key]
+
+    mapfile.load = load
+
+
+def main(argv: list[str]) -> int:
+    warnings.filterwarnings("ignore")  # Dagster's beta warnings: noise in the parent's output
+    memoize_map_parsing()
+    from dagster import DagsterInstance, materialize
+    from dagster_duckdb import DuckDBResource
+
+    from senseimig_dagster.assets.dataverse_load import WRITER_KEYS, dataverse_assets
+    from senseimig_dagster.assets.dataverse_schema import dataverse_schema
+    from senseimig_dagster.assets.owners import staging_owners
+    from senseimig_dagster.assets.staging import staging_assets
+    from senseimig_dagster.audit.store import AuditStore
+    from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
+    from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+
+    config = json.loads(Path(argv[0]).read_text())
+    dataverse = DataverseResource(**config["dataverse"])
+    resources = {"sensei": SenseiSource(base_url="http://127.0.0.1:9"),  # never called: raw is already landed
+                 "duckdb_io_manager": SenseimigDuckDBIOManager(database=config["database"]),
+                 "store": DuckDBResource(database=config["database"]),
+                 "mapping": MappingResource(path=config["mapping"]), "dataverse": dataverse,
+                 "audit": AuditStore(path=config["audit"])}
+    Path(config["home"]).mkdir(parents=True, exist_ok=True)
+    instance = DagsterInstance.local_temp(tempdir=config["home"])
+    try:
+        result = materialize([dataverse_schema, staging_assets, staging_owners, *dataverse_assets],
+                             selection=WRITER_KEYS, resources=resources, instance=instance, raise_on_error=False)
+    finally:
+        instance.dispose()
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,168 @@
+"""Crash safety of the load (issue 6 item 8): the writers run in a child process (``crash_load.py``) against the
+emulator this process serves over HTTPS; a :class:`~.migration_env.Switchboard` SIGKILLs the child just before its
+n-th write request (n and whether that request still lands drawn from a seeded random generator; some trials kill
+the recovery run too), then the load runs again to completion. The final Dataverse state must equal a clean run's:
+the same records by alternate key with the same values (lookups compared through their target's key), no
+duplicates, nothing missing; and the load ledger ends with every staged row, none failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from senseimig_dagster.assets.dataverse_load import LEDGER, WRITER_KEYS
+from senseimig_dagster.assets.dataverse_schema import dataverse_schema
+from senseimig_dagster.assets.owners import staging_owners
+from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.raw import raw_assets
+from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.sandbox.generator import generate
+from senseimig_dagster_tests.migration_env import (
+    Served,
+    confirmed_map,
+    fast_tmp,
+    keyed_state,
+    open_emulator,
+    resources,
+    serve_all,
+    state_diff,
+)
+
+pytestmark = pytest.mark.slow
+PATIENTS, SEED, TRIALS = 8, 41, 8
+REPO = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 90
+
+
+@dataclass
+class Base:
+    """The DuckDB file (raw, staging, owners, schema changes) and emulator database (seed + schema) every run
+    starts from, and the services."""
+
+    work: Path
+    served: Served
+    database: Path
+    emulator: Path
+    mapping: Path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
+    with fast_tmp(tmp_path_factory.mktemp("crash")) as work:
+        yield from _base(work)
+
+
+def _base(work: Path) -> Iterator[Base]:
+    generate(work / "tenant", patients=PATIENTS, seed=SEED)
+    store, app = open_emulator(work / "base.sqlite")
+    with serve_all(work / "tenant", work, app) as served, DagsterInstance.ephemeral() as instance:
+        mapping = confirmed_map(work)
+        res = resources(served, work / "base.duckdb", work / "base-audit.duckdb", mapping)
+        tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+        assert materialize(raw_assets, resources=res, instance=instance, tags=tags).success
+        assert materialize([dataverse_schema, staging_assets, staging_owners], resources=res,
+                           instance=instance).success
+        store.close()
+        yield Base(work, served, work / "base.duckdb", work / "base.sqlite", mapping)
+
+
+class Trial:
+    """One run directory: copies of the base files, a fresh audit store and Dagster instance."""
+
+    def __init__(self, base: Base, name: str) -> None:
+        self.base, self.dir = base, base.work / name
+        self.dir.mkdir()
+        shutil.copy(base.database, self.dir / "db.duckdb")
+        shutil.copy(base.emulator, self.dir / "dv.sqlite")
+        self.store, app = open_emulator(self.dir / "dv.sqlite")
+        base.served.use(app)
+        dv = base.served
+        self.config = self.dir / "config.json"
+        self.config.write_text(json.dumps({
+            "database": str(self.dir / "db.duckdb"), "audit": str(self.dir / "audit.duckdb"),
+            "home": str(self.dir / "dagster"), "mapping": str(base.mapping),
+            "dataverse": {"environment_url": dv.dataverse_url, "authority_host": dv.authority,
+                          "tenant_id": dv.entra.tenant, "ca_bundle": dv.ca_bundle, "dataverse_tier": "professional",
+                          "fallback_owner": dv.dataverse().fallback_owner}}))
+
+    def run(self, kill_at: int | None = None, land: bool = False) -> tuple[int, int]:
+        """The loader as a child process; with ``kill_at``, SIGKILLed just before its ``kill_at``-th write (which
+        still reaches Dataverse when ``land``). Returns its exit status and the writes it sent."""
+        switch = self.base.served.switch
+        switch.writes = 0
+        child = subprocess.Popen([sys.executable, "-m", "senseimig_dagster_tests.crash_load", str(self.config)],
+                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 env={**os.environ, "DAGSTER_HOME": str(self.dir / "dagster")})
+
+        def on_write(n: int) -> str:
+            if kill_at is not None and n >= kill_at:
+                os.kill(child.pid, signal.SIGKILL)
+                return "land" if land and n == kill_at else "drop"
+            return "land"
+
+        switch.on_write = on_write if kill_at is not None else None
+        try:
+            _, err = child.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            switch.on_write = None
+        if child.returncode not in (0, -signal.SIGKILL):
+            print(err.decode(errors="replace")[-3000:])
+        return child.returncode, switch.writes
+
+    def state(self) -> tuple[dict, list]:
+        self.store.close()
+        return keyed_state(self.dir / "dv.sqlite")
+
+    def ledger_problems(self) -> list[str]:
+        """Staged rows missing from the ledger's latest state, or whose latest outcome is ``failed``."""
+        with duckdb.connect(str(self.dir / "db.duckdb"), read_only=True) as conn:
+            latest = dict(conn.execute(f"""SELECT object || '/' || source_id, arg_max(outcome, "at")
+                                           FROM {LEDGER} GROUP BY ALL""").fetchall())
+            staged = [f"{k.path[-1]}/{sid}" for k in WRITER_KEYS for (sid,) in conn.execute(
+                f'SELECT CAST(_source_id AS VARCHAR) FROM staging."{k.path[-1]}"').fetchall()]
+        return [f"{key}: {latest.get(key, 'missing')}" for key in staged if latest.get(key) in (None, "failed")]
+
+
+@pytest.fixture(scope="module")
+def clean(base: Base) -> dict:
+    trial = Trial(base, "clean")
+    status, writes = trial.run()
+    assert status == 0
+    state, duplicates = trial.state()
+    assert duplicates == [] and len(state) > 250
+    assert trial.ledger_problems() == []
+    return {"state": state, "writes": writes}
+
+
+def test_a_load_killed_at_random_points_and_run_again_ends_as_a_clean_run(base: Base, clean: dict) -> None:
+    rng = random.Random(SEED)
+    for i in range(TRIALS):
+        trial = Trial(base, f"trial-{i}")
+        kills = [(rng.randint(1, clean["writes"] - 1), rng.random() < 0.5)]
+        if i % 4 == 3:  # the recovery run dies too, early (it may send only a few writes)
+            kills.append((rng.randint(1, 3), rng.random() < 0.5))
+        for n, (kill_at, land) in enumerate(kills):
+            status, _ = trial.run(kill_at, land)
+            if n and status == 0:
+                break  # the recovery run finished before its kill_at-th write
+            assert status == -signal.SIGKILL, (i, kill_at, status)
+        status, _ = trial.run()
+        assert status == 0, (i, kills)
+        state, duplicates = trial.state()
+        assert duplicates == [], (i, kills, duplicates[:5])
+        assert state_diff(clean["state"], state) == [], (i, kills)
+        assert trial.ledger_problems() == [], (i, kills)
