@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PATIENTS ?= 2000
+# The demo migrates the whole tenant end to end: 300 patients take a few minutes on 2 cores, 2000 about 15.
+PATIENTS ?= 300
 DEMO_DIR ?= data/demo
 
 .PHONY: install demo demo-rollback test test-fast ui bench bench-load bench-mapping bench-staging bench-migrate clean

@@ -4,6 +4,8 @@ click in the UI or ``senseimig rollback``."""
 
 from typing import Literal
 
+import duckdb
+import polars as pl
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
 from dagster_duckdb import DuckDBResource
 from pydantic import Field as ConfigField
@@ -44,6 +46,28 @@ def table_order() -> list[str]:
     return list(dict.fromkeys(o.target.table for o in load_order()))
 
 
+def forget_undone(conn: duckdb.DuckDBPyConnection, undone: list[tuple[str, str]], run_id: str) -> int:
+    """Mark every record rollback deleted or restored as ``rolled_back`` in the load ledger, so the next migration
+    sends it again instead of finding its old body hash "unchanged" (the ledger would otherwise still vouch for a
+    record that no longer exists, or holds its before-image again)."""
+    exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'load' "
+                          "AND table_name = 'ledger'").fetchone()[0]
+    if not exists or not undone:
+        return 0
+    frame = pl.DataFrame(undone, schema={"table": pl.String, "dataverse_id": pl.String}, orient="row")
+    conn.register("undone", frame)
+    try:
+        before = conn.execute("SELECT count(*) FROM load.ledger").fetchone()[0]
+        conn.execute("""INSERT INTO load.ledger BY NAME
+            SELECT DISTINCT l.object, l."table", l.source_id, NULL AS dataverse_id, NULL AS body_hash,
+                   NULL AS digests, 'rolled_back' AS outcome, ? AS run_id, now()::TIMESTAMP AS "at"
+            FROM load.ledger l JOIN undone u ON l."table" = u."table" AND l.dataverse_id = u.dataverse_id""",
+                     [run_id])
+        return conn.execute("SELECT count(*) FROM load.ledger").fetchone()[0] - before
+    finally:
+        conn.unregister("undone")
+
+
 @op(description="Restore what the migration updated, delete what it created (children first), optionally remove "
                 "its schema. Resumable and idempotent; records changed by people are reported, not touched.")
 def rollback_op(context: OpExecutionContext, config: RollbackConfig, dataverse: DataverseResource,
@@ -54,6 +78,8 @@ def rollback_op(context: OpExecutionContext, config: RollbackConfig, dataverse: 
         rollback = Rollback(client, AuditLog(conn), context.run_id, table_order=table_order(),
                             only_run=config.run_id, force=config.force)
         report = rollback.run(schema_changes, remove_schema=config.remove_schema)
+    with store.get_connection() as conn:
+        forget_undone(conn, [*report.deleted, *report.restored], context.run_id)
     summary = report.markdown()
     metadata = {"summary": MetadataValue.md(summary), "deleted": len(report.deleted),
                 "restored": len(report.restored), "changed_by_person": len(report.changed_by_person),

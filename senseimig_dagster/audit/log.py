@@ -133,20 +133,28 @@ class AuditLog:
     def _append(self, batch: AuditBatch, results: Sequence[AuditOutcome]) -> None:
         if not results:
             return
-        at = _now()
-        rows = []
         for r in results:
             if r.operation not in OPERATIONS or r.outcome not in OUTCOMES:
                 raise ValueError(f"unknown operation {r.operation!r} or outcome {r.outcome!r}")
-            rows.append([batch.id, batch.run_id, batch.asset, batch.table, batch.entity_set, r.operation,
-                         r.source_id, r.dataverse_id, at, r.outcome, r.error_code,
-                         None if r.before is None else json.dumps(r.before, default=str),
-                         None if r.after_version is None else str(r.after_version)])
+        n, at = len(results), _now()
         self.conn.execute("BEGIN")
         try:
-            self.conn.executemany(
-                f"INSERT INTO {TABLE} SELECT nextval('audit.writes_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
-                rows)
+            # Reserve the block of seqs and hand them out in row order: the latest row of a write is its highest seq.
+            seqs = sorted(int(v) for (v,) in self.conn.execute(
+                "SELECT nextval('audit.writes_seq') FROM range(?)", [n]).fetchall())
+            insert_columns(self.conn, TABLE, {
+                "seq": ("BIGINT", seqs), "batch": ("BIGINT", [batch.id] * n),
+                "run_id": ("VARCHAR", [batch.run_id] * n), "asset": ("VARCHAR", [batch.asset] * n),
+                "table": ("VARCHAR", [batch.table] * n), "entity_set": ("VARCHAR", [batch.entity_set] * n),
+                "operation": ("VARCHAR", [r.operation for r in results]),
+                "source_id": ("VARCHAR", [r.source_id for r in results]),
+                "dataverse_id": ("VARCHAR", [r.dataverse_id for r in results]),
+                "at": ("TIMESTAMP", [at] * n), "outcome": ("VARCHAR", [r.outcome for r in results]),
+                "error_code": ("VARCHAR", [r.error_code for r in results]),
+                "before": ("VARCHAR", [None if r.before is None else json.dumps(r.before, default=str)
+                                       for r in results]),
+                "after_version": ("VARCHAR", [None if r.after_version is None else str(r.after_version)
+                                              for r in results])})
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -223,6 +231,18 @@ class AuditLog:
         return self.count()
 
 
+def insert_columns(conn: duckdb.DuckDBPyConnection, table: str,
+                   columns: Mapping[str, tuple[str, Sequence[Any]]]) -> None:
+    """Append rows given column-wise (name -> (DuckDB type, values), equal lengths) in ONE statement,
+    ``INSERT INTO table (cols) SELECT unnest(?::type[]), ...``: a per-row ``executemany`` dominated the writers'
+    profile (~100x slower at 2,000 rows). Lists are bound as parameters rather than a registered Arrow frame so
+    the whole write goes through ``execute`` (connection proxies and the append-only test see it); unnest keeps
+    row order. The caller owns the transaction."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    unnests = ", ".join(f"unnest(?::{type_}[])" for type_, _ in columns.values())
+    conn.execute(f"INSERT INTO {table} ({names}) SELECT {unnests}", [list(values) for _, values in columns.values()])
+
+
 def before_image(current: Mapping[str, Any], changes: Mapping[str, Any],
                  lookups: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     """The PATCH body that restores ``current`` for the columns ``changes`` touches. ``current`` is the record as
@@ -240,4 +260,5 @@ def before_image(current: Mapping[str, Any], changes: Mapping[str, Any],
     return image
 
 
-__all__ = ["AuditBatch", "AuditLog", "AuditOutcome", "Operation", "Outcome", "Write", "before_image"]
+__all__ = ["AuditBatch", "AuditLog", "AuditOutcome", "Operation", "Outcome", "Write", "before_image",
+           "insert_columns"]

@@ -13,9 +13,11 @@ shortest decimal text):
 * ``sensei_all``: every extracted row; ``deleted``: rows deleted in Sensei; ``quarantined``: rows staging held back;
   ``sensei_staged``: the rows staged, i.e. expected in Dataverse; ``unexplained``: the rest of ``all - staged``
   (0 unless a row went missing in staging: shown, never folded into the quarantine);
-* ``dataverse``: the ledger table's migrated rows, read back (paged ``$select``).
+* ``dataverse``: the ledger table's migrated rows, read back (paged ``$select``); ``deleted_kept``: those of them
+  whose Sensei row was deleted later (a delta window reports deletions and never deletes in Dataverse, so they stay
+  until a person decides: shown, and taken out of the comparison).
 
-The Pandera schema's check: ``|dataverse - sensei_staged| <= 0.01% x |sensei_staged|`` on every row. The quarantine
+The Pandera schema's check: ``|dataverse - deleted_kept - sensei_staged| <= 0.01% x |sensei_staged|`` on every row. The quarantine
 explains ``sensei_all - sensei_staged``; it never widens the tolerance. :func:`reconcile_and_repair` re-upserts the
 staged ledger rows that Dataverse lacks or holds differently (``dataverse/load.py``) and reconciles again, once.
 
@@ -55,7 +57,7 @@ TOLERANCE = Decimal("0.0001")  # 0.01%
 _TOLERANCE_DENOMINATOR = 10_000  # |dv - staged| * 10000 <= |staged|: the same 0.01%, in integers
 LOCATION_FIELD = "location_id"
 LOCATION_TABLE = "account"
-CENTS = ("sensei_all", "deleted", "quarantined", "unexplained", "sensei_staged", "dataverse")
+CENTS = ("sensei_all", "deleted", "quarantined", "unexplained", "sensei_staged", "dataverse", "deleted_kept")
 KEYS = ("location", "measure")
 
 
@@ -205,7 +207,9 @@ def totals(sensei: pl.DataFrame, dataverse: pl.DataFrame) -> pl.DataFrame:
     source = sensei.group_by(KEYS).agg(cents_if(pl.lit(True), "sensei_all"), cents_if(pl.col("deleted"), "deleted"),
                                        cents_if(pl.col("quarantined"), "quarantined"),
                                        cents_if(pl.col("staged"), "sensei_staged"))
-    target = dataverse.group_by(KEYS).agg(pl.col("cents").sum().alias("dataverse"))
+    deleted_ids = sensei.filter(pl.col("deleted")).get_column(SOURCE_ID).unique()
+    target = dataverse.with_columns(pl.col(SOURCE_ID).is_in(deleted_ids.implode()).alias("_deleted")).group_by(
+        KEYS).agg(pl.col("cents").sum().alias("dataverse"), cents_if(pl.col("_deleted"), "deleted_kept"))
     per_location = source.join(target, on=list(KEYS), how="full", coalesce=True).with_columns(
         pl.col(c).fill_null(0).cast(pl.Int64) for c in CENTS if c != "unexplained")
     # not staged, yet neither deleted nor quarantined: shown, so nothing is hidden between Sensei and staged
@@ -219,7 +223,7 @@ def totals(sensei: pl.DataFrame, dataverse: pl.DataFrame) -> pl.DataFrame:
 
 
 def _within_tolerance(data: Any) -> pl.LazyFrame:
-    gap = (pl.col("dataverse") - pl.col("sensei_staged")).abs()
+    gap = (pl.col("dataverse") - pl.col("deleted_kept") - pl.col("sensei_staged")).abs()
     return data.lazyframe.select(gap * _TOLERANCE_DENOMINATOR <= pl.col("sensei_staged").abs())
 
 
@@ -281,10 +285,12 @@ def reconciliation_markdown(table: pl.DataFrame, names: Mapping[str, str] | None
         title = "All locations" if location == ALL else f"Location {names.get(location, location)} ({location})"
         lines = [f"### {title}", "",
                  "| measure | Sensei all | deleted in Sensei | quarantined | not staged, unexplained | Sensei staged | "
-                 "Dataverse | difference | within 0.01% |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+                 "Dataverse | deleted in Sensei, kept in Dataverse | difference | within 0.01% |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in part.iter_rows(named=True):
             lines.append(f"| {r['measure']} | " + " | ".join(money(r[c]) for c in CENTS)
-                         + f" | {money(r['dataverse'] - r['sensei_staged'])} | {'yes' if r.get('ok', True) else 'NO'} |")
+                         + f" | {money(r['dataverse'] - r['deleted_kept'] - r['sensei_staged'])} | "
+                         + f"{'yes' if r.get('ok', True) else 'NO'} |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) if sections else "No ledger rows."
 

@@ -87,3 +87,25 @@ def test_the_cli_takes_the_rollback_options() -> None:
     assert args.func.__name__ == "_cmd_rollback"
     defaults = build_parser().parse_args(["rollback"])
     assert (defaults.remove_schema, defaults.force, defaults.run_id) == (False, False, None)
+
+
+def test_rollback_makes_the_load_ledger_forget_what_it_undid() -> None:
+    """Otherwise the next migration would find its old body hashes "unchanged" and send nothing."""
+    import datetime as dt
+
+    import duckdb
+
+    from senseimig_dagster.assets.audit import forget_undone
+    from senseimig_dagster.assets.dataverse_load import ensure_ledger, previous_ledger
+
+    with duckdb.connect() as conn:
+        ensure_ledger(conn)
+        at = dt.datetime(2026, 11, 1)
+        conn.execute("INSERT INTO load.ledger VALUES ('patient', 'contact', 'p1', 'id-1', 'h1', '{}', 'created', 'r1', ?),"
+                     "('patient', 'contact', 'p2', 'id-2', 'h2', '{}', 'created', 'r1', ?)", [at, at])
+        assert set(previous_ledger(conn, "patient")) == {("contact", "p1"), ("contact", "p2")}
+        assert forget_undone(conn, [("contact", "id-1")], "rollback-run") == 1
+        assert set(previous_ledger(conn, "patient")) == {("contact", "p2")}
+        conn.execute("INSERT INTO load.ledger VALUES ('patient', 'contact', 'p1', 'id-9', 'h1', '{}', 'created', "
+                     "'r2', now()::TIMESTAMP + INTERVAL 1 MINUTE)")
+        assert previous_ledger(conn, "patient")[("contact", "p1")].dataverse_id == "id-9"  # loaded again

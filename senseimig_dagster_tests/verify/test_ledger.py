@@ -20,6 +20,7 @@ from senseimig_dagster.verify.ledger import (
     reconcile,
     reconcile_and_repair,
     to_cents,
+    totals,
 )
 from senseimig_dagster_tests.verify.conftest import CATALOG, FMAP, PLAN, Loaded
 
@@ -100,10 +101,24 @@ def test_an_amount_off_by_more_than_001pct_fails_and_by_less_passes(dv: Datavers
 def test_totals_are_checked_in_integer_cents_by_pandera() -> None:
     table = pl.DataFrame({"location": ["a", "b"], "measure": ["Charge", "Charge"],
                           "sensei_all": [10_000_000, 0], **{c: [0, 0] for c in ("deleted", "quarantined", "unexplained")},
-                          "sensei_staged": [10_000_000, 0], "dataverse": [10_001_000, 1]})
+                          "sensei_staged": [10_000_000, 0], "dataverse": [10_001_000, 1], "deleted_kept": [0, 0]})
     result = check_totals(table)
     assert result.table.get_column("ok").to_list() == [True, False]  # 0.01% exactly passes; 1 cent on 0 fails
     assert not check_totals(table.with_columns(pl.col("dataverse").cast(pl.Float64))).passed  # cents, not floats
+
+
+def test_a_row_deleted_in_sensei_but_kept_in_dataverse_is_shown_not_counted_against_the_ledger() -> None:
+    """After a delta window the deleted row is reported, never deleted in Dataverse: explained, not a difference."""
+    sensei = pl.DataFrame({"_source_id": ["l1", "l2"], "location": ["a", "a"], "measure": ["Payment", "Payment"],
+                           "cents": [5_059, 10_000], "deleted": [True, False], "staged": [False, True],
+                           "quarantined": [False, False]})
+    dataverse = pl.DataFrame({"_source_id": ["l1", "l2"], "location": ["a", "a"], "measure": ["Payment", "Payment"],
+                              "cents": [5_059, 10_000], "entry_type": [1, 1]})
+    table = totals(sensei, dataverse)
+    row = table.filter(pl.col("location") == "a").row(0, named=True)
+    assert (row["dataverse"], row["deleted_kept"], row["sensei_staged"]) == (15_059, 5_059, 10_000)
+    assert check_totals(table).passed
+    assert not check_totals(totals(sensei, dataverse.filter(pl.col("_source_id") == "l1"))).passed  # l2 missing
 
 
 def test_one_automatic_rerun_restores_a_missing_ledger_row(dv: DataverseClient, loaded: Loaded) -> None:
