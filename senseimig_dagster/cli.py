@@ -27,19 +27,14 @@ def _instance():
 
 def run_extract(start: dt.date | None, end: dt.date | None) -> bool:
     """Materialize raw assets over a range of modification days in one run, then the inventory."""
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from senseimig_dagster.assets.partitions import modification_days
+    from senseimig_dagster.assets.partitions import range_tags
     from senseimig_dagster.definitions import defs
 
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # Dagster's per-event DEBUG lines off
-    keys = modification_days.get_partition_keys()
-    first = start.isoformat() if start else keys[0]
-    last = end.isoformat() if end else keys[-1]
     instance = _instance()
     extract = defs.resolve_job_def("extract").execute_in_process(
         instance=instance, raise_on_error=False, run_config=quiet,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+        tags=range_tags(start and start.isoformat(), end and end.isoformat()))
     if not extract.success:
         print(f"extract failed (run {extract.run_id}); see the Dagster UI or the log above", file=sys.stderr)
         return False

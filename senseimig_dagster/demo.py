@@ -261,17 +261,14 @@ def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], N
 def delta_window(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], None]) -> None:
     """Day 2 of cutover: the practice's changes of the last hours (``generate_day2``) picked up by the ``delta``
     job over the last two modification-day partitions; only those records are sent, deletions are reported."""
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from senseimig_dagster.assets.partitions import modification_days
+    from senseimig_dagster.assets.partitions import modification_days, range_tags
     from senseimig_dagster.sandbox.generator.day2 import generate_day2
 
     keys = modification_days.get_partition_keys()
     with run.phase("delta window") as phase:
         changes = generate_day2(tenant, workdir / "day2")
         serve(workdir / "day2")
-        result = run_job(run, "delta", tags={ASSET_PARTITION_RANGE_START_TAG: keys[-2],
-                                             ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
+        result = run_job(run, "delta", tags=range_tags(keys[-2], keys[-1]))
         phase.ok = result.success
         outcomes = dict(_count(os.environ["SENSEIMIG_DUCKDB"], "SELECT outcome, count(*) FROM load.ledger "
                                                                "WHERE run_id = ? GROUP BY ALL", [result.run_id]))

@@ -21,12 +21,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from senseimig_dagster.assets.dataverse_load import LEDGER, WRITER_KEYS
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.owners import staging_owners
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.sandbox.generator import generate
@@ -71,8 +70,7 @@ def _base(work: Path) -> Iterator[Base]:
     with serve_all(work / "tenant", work, app) as served, DagsterInstance.ephemeral() as instance:
         mapping = confirmed_map(work)
         res = resources(served, work / "base.duckdb", work / "base-audit.duckdb", mapping)
-        tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+        tags = range_tags()
         assert materialize(raw_assets, resources=res, instance=instance, tags=tags).success
         assert materialize([dataverse_schema, staging_assets, staging_owners], resources=res,
                            instance=instance).success

@@ -17,7 +17,6 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from senseimig_dagster.assets.audit import rollback
 from senseimig_dagster.assets.dataverse_load import LEDGER, WRITER_KEYS, dataverse_assets, dataverse_checks
@@ -26,7 +25,7 @@ from senseimig_dagster.assets.go_live import GO_LIVE_KEY, go_live_ready
 from senseimig_dagster.assets.inventory import inventory
 from senseimig_dagster.assets.mapping import mapping_state
 from senseimig_dagster.assets.owners import staging_owners
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator, RecordStore
@@ -80,8 +79,7 @@ def _world(work: Path) -> Iterator[World]:
     with serve_all(work / "tenant", work, app) as served, DagsterInstance.ephemeral() as instance:
         mapping = confirmed_map(work)
         res = resources(served, work / "extracted.duckdb", work / "unused-audit.duckdb", mapping)
-        tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+        tags = range_tags()
         assert materialize(raw_assets, resources=res, instance=instance, tags=tags).success
         counted = materialize([*raw_assets, inventory, mapping_state], resources=res, instance=instance,
                               selection=[*inventory.keys, mapping_state.key])

@@ -50,3 +50,10 @@ def run_window(tags: Mapping[str, str]) -> Window | None:
     last = modification_days.time_window_for_partition_key(end)
     since, before = source_window(TimeWindow(first.start, last.end))
     return None if since is None and before is None else Window(since, before)
+
+
+def range_tags(first: str | None = None, last: str | None = None) -> dict[str, str]:
+    """Run tags materializing modification-day partitions ``first``..``last`` (default: all of them) in one run, as
+    the single-run backfill policy allows: the first full load, or a delta window."""
+    keys = modification_days.get_partition_keys()
+    return {ASSET_PARTITION_RANGE_START_TAG: first or keys[0], ASSET_PARTITION_RANGE_END_TAG: last or keys[-1]}

@@ -16,7 +16,6 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.dataverse_load import (
@@ -28,7 +27,7 @@ from senseimig_dagster.assets.dataverse_load import (
 )
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.owners import staging_owners
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.audit.store import AuditStore
@@ -91,8 +90,7 @@ def env(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
                      "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
                      "store": DuckDBResource(database=database), "mapping": MappingResource(path=str(confirmed)),
                      "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb"))}
-        tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+        tags = range_tags()
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
         yield {"resources": resources, "instance": instance, "counter": counter, "database": database,
                "unconfirmed": str(unconfirmed), "audit": work / "audit.duckdb"}

@@ -25,7 +25,7 @@ from dagster_duckdb import DuckDBResource
 from senseimig_dagster.assets.dataverse_load import DELETIONS_KEY, LEDGER, WRITER_KEYS, dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.owners import staging_owners
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days, run_window
+from senseimig_dagster.assets.partitions import modification_days, range_tags, run_window
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.audit.store import AuditStore
@@ -135,15 +135,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         everything = [*raw_assets, dataverse_schema, staging_assets, staging_owners, *dataverse_assets]
         with serve(SenseiSimulator(work / "day1", rate_limit=None)) as sensei_url:  # day 1: the full migration
             day1 = {**resources, "sensei": SenseiSource(base_url=sensei_url)}
-            tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-                    ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+            tags = range_tags()
             assert materialize(raw_assets, resources=day1, instance=instance, tags=tags).success
             full = materialize(everything, resources=day1, instance=instance,
                                selection=[dataverse_schema.key, *staging_assets.keys, staging_owners.key,
                                           *WRITER_KEYS])
             assert full.success
         keys = modification_days.get_partition_keys()
-        window_tags = {ASSET_PARTITION_RANGE_START_TAG: keys[-2], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+        window_tags = range_tags(keys[-2], keys[-1])
         with serve(SenseiSimulator(work / "day2", rate_limit=None)) as sensei_url:  # day 2: the last 48 hours
             before = len(wire.requests)
             delta = materialize(everything, resources={**resources, "sensei": SenseiSource(base_url=sensei_url)},

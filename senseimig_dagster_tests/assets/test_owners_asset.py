@@ -11,12 +11,11 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster._serdes import serialize_value
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.owners import OWNED_OBJECTS, staging_owners
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
@@ -55,8 +54,7 @@ def staged_db(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The small tenant extracted and staged once (raw + staging); each test then runs only staging/owners."""
     database = str(tmp_path_factory.mktemp("owners") / "db.duckdb")
     resources = _resources(database)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+    tags = range_tags()
     with DagsterInstance.ephemeral() as instance, serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url:
         resources["sensei"] = SenseiSource(base_url=sensei_url)
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success

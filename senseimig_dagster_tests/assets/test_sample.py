@@ -11,11 +11,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster._serdes import serialize_value
 from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.sample import SAMPLE_DIFF_KEY, diff_csv_path, sample_diff
 from senseimig_dagster.assets.staging import _read_raw
@@ -61,8 +60,7 @@ def run(tenant: Path, instance: DagsterInstance, tmp_path_factory: pytest.TempPa
                      "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
                      "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path()),
                      "sample_dataverse": dataverse}
-        tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+        tags = range_tags()
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
         config = {"ops": {"mapping__sample_diff": {"config": {"patients": PATIENTS, "seed": SEED}}}}
         result = materialize([sample_diff], resources=resources, instance=instance, run_config=config,

@@ -10,11 +10,10 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, materialize
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster._serdes import serialize_value
 from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
+from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import CONSERVATION, accounted_by, raw_needs, staging_assets
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
@@ -43,8 +42,7 @@ def _run(sensei_url: str, database: str, instance: DagsterInstance):
     resources = {"sensei": SenseiSource(base_url=sensei_url),
                  "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
                  "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path())}
-    tags = {ASSET_PARTITION_RANGE_START_TAG: HISTORY_START.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: modification_days.get_last_partition_key()}
+    tags = range_tags()
     assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
     return materialize([staging_assets], resources=resources, instance=instance, raise_on_error=False)
 
