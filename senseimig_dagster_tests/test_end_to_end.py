@@ -1,7 +1,10 @@
-"""The whole migration through Dagster, then the rollback job (issue 6 item 7): a generated tenant (60 patients)
-served by the Sensei simulator over HTTP, the Dataverse emulator over HTTPS with tokens from the Entra stand-in.
-extract -> inventory -> confirmed map -> stage -> schema -> owners -> writers -> verification checks ->
-go_live_ready; then ``rollback`` with ``remove_schema`` puts the emulator back exactly as it was (records of every
+"""The whole migration through Dagster, then a delta window, then the rollback job (issue 6): a generated tenant
+(60 patients) served by the Sensei simulator over HTTP, the Dataverse emulator over HTTPS with tokens from the Entra
+stand-in. extract -> inventory -> confirmed map -> stage -> schema -> owners -> writers -> verification checks ->
+go_live_ready (ledger reconciliation); then the simulator serves the tenant's day 2 (``generate_day2``: new
+patients, edits, checked-out appointments, payments, soft deletes) and one run over the last two modification-day
+partitions goes raw -> staging -> writers -> checks -> deletions report -> go_live_ready, writing exactly the
+day-2 records; then ``rollback`` with ``remove_schema`` puts the emulator back exactly as it was (records of every
 table and the custom schema, ``modifiedon``/``versionnumber``/ETags aside). The same after a migration that failed
 halfway: every write to one table is refused by a fault injected in front of the emulator, the run fails, rollback
 still restores the snapshot."""
@@ -19,17 +22,26 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job, materialize
 
 from senseimig_dagster.assets.audit import rollback
-from senseimig_dagster.assets.dataverse_load import LEDGER, WRITER_KEYS, dataverse_assets, dataverse_checks
+from senseimig_dagster.assets.dataverse_load import (
+    DELETIONS_KEY,
+    LEDGER,
+    WRITER_KEYS,
+    dataverse_assets,
+    dataverse_checks,
+)
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.go_live import GO_LIVE_KEY, go_live_ready
 from senseimig_dagster.assets.inventory import inventory
 from senseimig_dagster.assets.mapping import mapping_state
 from senseimig_dagster.assets.owners import staging_owners
-from senseimig_dagster.assets.partitions import range_tags
+from senseimig_dagster.assets.partitions import modification_days, range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.resources import SenseiSource
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.generator import generate
+from senseimig_dagster.sandbox.generator.day2 import generate_day2, read_changes
+from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
 from senseimig_dagster.verify.ledger import CHECK_NAME
 from senseimig_dagster_tests.audit.harness import diff, snapshot
 from senseimig_dagster_tests.migration_env import (
@@ -46,6 +58,9 @@ PATIENTS, SEED = 60, 23
 FAULTY_SET = "smig_treatmentplans"  # dataverse/treatment_plan: its children are never reached
 MIGRATION = [dataverse_schema, staging_assets, staging_owners, *dataverse_assets, go_live_ready]
 MIGRATE = define_asset_job("e2e_migrate", selection=AssetSelection.assets(*(k for a in MIGRATION for k in a.keys)))
+# The delta window: raw partitions of the window, staging, owners, writers (and their checks), deletions, go-live.
+DELTA_ASSETS = [*raw_assets, staging_assets, staging_owners, *dataverse_assets, go_live_ready]  # + deletions
+DELTA = define_asset_job("e2e_delta", selection=AssetSelection.assets(*(k for a in DELTA_ASSETS for k in a.keys)))
 
 
 @dataclass
@@ -75,6 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _world(work: Path) -> Iterator[World]:
     generate(work / "tenant", patients=PATIENTS, seed=SEED)
+    generate_day2(work / "tenant", work / "day2", seed=3)  # changes stamped in the 20 hours before now
     store, app = open_emulator(work / "unused.sqlite")
     with serve_all(work / "tenant", work, app) as served, DagsterInstance.ephemeral() as instance:
         mapping = confirmed_map(work)
@@ -103,6 +119,15 @@ def _migrate(world: World, res: dict):
     return defs.resolve_job_def(MIGRATE.name).execute_in_process(instance=world.instance, raise_on_error=False)
 
 
+def _delta(world: World, res: dict):
+    """One run over the last two modification-day partitions, with the simulator serving day 2."""
+    keys = modification_days.get_partition_keys()
+    defs = Definitions(assets=[*DELTA_ASSETS, inventory, mapping_state, dataverse_schema],
+                       asset_checks=dataverse_checks, jobs=[DELTA], resources=res)
+    return defs.resolve_job_def(DELTA.name).execute_in_process(
+        instance=world.instance, raise_on_error=False, tags=range_tags(keys[-2], keys[-1]))
+
+
 def _rollback(world: World, res: dict):
     return rollback.execute_in_process(
         resources={k: res[k] for k in ("dataverse", "audit", "store")}, instance=world.instance,
@@ -129,7 +154,25 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
         staged = sum(conn.execute(f'SELECT count(*) FROM staging."{k.path[-1]}"').fetchone()[0]
                      for k in WRITER_KEYS)
     assert outcomes == {"created": staged} and staged > 1000
-    assert diff(before, snapshot(app)) != []
+    migrated = snapshot(app)
+    assert diff(before, migrated) != []
+
+    changes = read_changes(world.work / "day2")
+    with serve(SenseiSimulator(world.work / "day2", rate_limit=None)) as day2_url:
+        delta = _delta(world, {**res, "sensei": SenseiSource(base_url=day2_url)})
+
+    assert delta.success
+    assert [(e.asset_key, e.check_name) for e in delta.get_asset_check_evaluations() if not e.passed] == []
+    assert (GO_LIVE_KEY, CHECK_NAME) in {(e.asset_key, e.check_name) for e in delta.get_asset_check_evaluations()}
+    with duckdb.connect(res["store"].database, read_only=True) as conn:
+        window = set(conn.execute(f"SELECT object, source_id, outcome FROM {LEDGER} WHERE run_id = ?",
+                                  [delta.run_id]).fetchall())
+        deletions = ".".join(f'"{part}"' for part in DELETIONS_KEY.path)
+        reported = {r[0] for r in conn.execute(f"SELECT source_id FROM {deletions}").fetchall()}
+    # exactly the day-2 records were written (created or updated), and only they; soft deletes are reported
+    assert window == {(c.object, c.id, c.change) for c in changes if c.change != "deleted"} and len(window) > 10
+    assert {c.id for c in changes if c.change == "deleted"} <= reported
+    assert diff(migrated, snapshot(app)) != []
 
     undo = _rollback(world, res)
 
