@@ -89,6 +89,13 @@ def _cmd_dataverse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from senseimig_dagster.sandbox.graph.server import run_graph_server
+
+    run_graph_server(Path(args.db), args.host, args.port, tls=args.tls)
+    return 0
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not (value > 0 and value != float("inf")):
@@ -236,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--time-scale", type=_positive_float, default=1.0,
                     help="compress the 300 s window and modelled execution times by this factor")
     dv.set_defaults(func=_cmd_dataverse)
+    gr = sandbox.add_parser("graph", help="serve the Microsoft Graph stand-in (SharePoint document libraries)",
+                            description="Serve the Graph drive stand-in (sites, libraries, files, upload sessions "
+                                        "kept in --db) with an Entra ID stand-in on the same port.")
+    gr.add_argument("--host", default="127.0.0.1")
+    gr.add_argument("--port", type=int, default=8767, help="0 picks a free port")
+    gr.add_argument("--db", required=True, help="SQLite file holding sites, files and upload sessions")
+    gr.add_argument("--tls", action="store_true", help="serve HTTPS with a freshly generated local CA (path printed)")
+    gr.set_defaults(func=_cmd_graph)
     exp = sandbox.add_parser("export", help="write a tenant as Sensei's CSV Data Export")
     exp.add_argument("--data", required=True)
     exp.add_argument("--out", required=True)
