@@ -36,7 +36,13 @@ from senseimig_dagster.dataverse.batch import MAX_REQUESTS, BatchRequest
 from senseimig_dagster.dataverse.client import record_segment
 from senseimig_dagster.dataverse.errors import DataverseError
 from senseimig_dagster.dataverse.loader import STANDARD_ENTITY_SETS, BulkLoader, LoadResult, RowFailure
-from senseimig_dagster.dataverse.payload import SOURCE_KEY, PayloadBuilder
+from senseimig_dagster.dataverse.payload import (
+    ACTIVITY_PARTIES,
+    PARTY_USER,
+    SOURCE_KEY,
+    PayloadBuilder,
+    parties_key,
+)
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.sample import READ_AS, Readback
 from senseimig_dagster.mapping.targets import TargetCatalog
@@ -253,15 +259,20 @@ def _upsert_by_id(client: DataverseClient, entity_set: str, ids: Sequence[str],
                   bodies: Iterable[dict[str, Any]]) -> LoadResult:
     """``PATCH <set>(<id>)`` per row (upsert by primary key, reference §1), as continue-on-error ``$batch`` es:
     for tables without the source-id key. Rows whose part is throttled fail with 429 (small tables only)."""
-    result = LoadResult(ids=[None] * len(ids))
     requests = [BatchRequest("PATCH", entity_set + record_segment(i), body=b) for i, b in zip(ids, bodies, strict=True)]
+    return _batch_rows(client, requests, list(ids))
+
+
+def _batch_rows(client: DataverseClient, requests: Sequence[BatchRequest], ids: Sequence[str | None]) -> LoadResult:
+    """One request per row as continue-on-error ``$batch`` es; a row's id is ``ids[i]`` or its ``OData-EntityId``."""
+    result = LoadResult(ids=[None] * len(ids))
     for start in range(0, len(requests), MAX_REQUESTS):
         answer = client.batch(requests[start:start + MAX_REQUESTS], continue_on_error=True)
         result.requests += 1
         for offset, response in enumerate(answer.responses):
             index = start + offset
             if response is not None and response.ok:
-                result.ids[index] = ids[index]
+                result.ids[index] = ids[index] or response.entity_id
                 result.succeeded += 1
             else:
                 result.failed.append(RowFailure(index, response.status if response else None,
@@ -456,11 +467,24 @@ def write_object(ctx: WriteContext, name: str, frame: pl.DataFrame, tables: Sequ
     """Upsert one staged object by source id with its ledger and audit trail; see :func:`_write_table`."""
     if name in TIME_ORDERED and TIME_ORDERED[name] in frame.columns:
         frame = frame.sort(TIME_ORDERED[name], SOURCE_ID, nulls_last=True)
-    frame = resolve_users(frame, tables, ctx.catalog, owners)
+    frame = resolve_users(_party_users(frame, tables, owners), tables, ctx.catalog, owners)
     out: list[LedgerRow] = []
     for table, part in split_tables(frame, tables, ctx.catalog):
         out += _write_table(ctx, name, table, part)
     return out
+
+
+def _party_users(frame: pl.DataFrame, tables: Sequence[str], owners: OwnerMap | None) -> pl.DataFrame:
+    """:data:`PARTY_USER` for communications: the Sensei user's system user matched by e-mail (``by_email``), never
+    the fallback owner, so a call made by someone who left the practice names no staff party instead of a wrong
+    one (the owner still shows who holds the record). A matched but disabled user stays a party: only owners must be
+    enabled (reference §10; parties of disabled users [memory])."""
+    navs = [f"ownerid_{t}" for t in tables if t in ACTIVITY_PARTIES and f"ownerid_{t}" in frame.columns]
+    if not navs or owners is None:
+        return frame
+    email = pl.coalesce([pl.col(c).cast(pl.String) for c in navs]).str.strip_chars().str.to_lowercase()
+    return frame.with_columns(email.replace_strict(dict(owners.by_email), default=None, return_dtype=pl.String)
+                              .alias(PARTY_USER))
 
 
 @dataclass
@@ -484,7 +508,8 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -
     unkeyed = table in UNKEYED_TABLES
     if SOURCE_KEY not in part.columns:
         part = part.with_columns(pl.col(SOURCE_ID).cast(pl.String).alias(SOURCE_KEY))
-    builder = PayloadBuilder(table, part.columns, ctx.catalog, ctx.entity_sets)
+    builder = PayloadBuilder(table, part.columns, ctx.catalog, ctx.entity_sets, parties=True)
+    party = parties_key(table) if table in ACTIVITY_PARTIES else None
     deferred = {builder.body_key(c) for c in _in_frame_lookups(part, table, ctx.catalog)}
     states = {c for c in STATE_COLUMNS if c in part.columns}
     rows: list[_Row] = []
@@ -519,17 +544,21 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -
     sender.send("create", [(r, {k: v for k, v in r.desired.items() if v is not None and k not in deferred
                                 and k not in states}) for r in creates])
     updates = [r for r in rows if not r.create and r.sid not in ledger_out]
-    main = [(r, {k: r.desired[k] for k in sorted(r.changed - deferred - states - set(CREATE_ONLY_COLUMNS))})
+    main = [(r, {k: r.desired[k] for k in sorted(r.changed - deferred - states - set(CREATE_ONLY_COLUMNS) - {party})})
             for r in updates]
     main = [(r, b) for r, b in main if b]
+    # A changed activity's parties are replaced (PUT, reference §9) only when they changed; created ones went inline.
+    moved = [(r, {party: r.desired[party] or []}) for r in updates if party in r.changed] if party else []
     closed: set[str] = set()
-    if table in OPEN_STATUS and main:
-        current = sender.read([r.sid for r, _ in main], ["statecode"])
+    if table in OPEN_STATUS and (main or moved):
+        touched = list({r.sid: r for r, _ in [*main, *moved]}.values())
+        current = sender.read([r.sid for r in touched], ["statecode"])
         closed = {sid for sid, rec in current.items() if rec.get("statecode") in (1, 2)}
-        sender.send("state", [(r, {"statecode": 0, "statuscode": OPEN_STATUS[table]}) for r, _ in main
+        sender.send("state", [(r, {"statecode": 0, "statuscode": OPEN_STATUS[table]}) for r in touched
                               if r.sid in closed], read_before=True)
     sender.send("update", [(r, {**b, **({SOURCE_KEY: r.sid} if not unkeyed else {})}) for r, b in main],
                 read_before=True)
+    sender.send("update", moved, read_before=True)
     later = [r for r in rows if r.sid not in ledger_out and r.failure is None]
     links = [(r, {k: r.desired[k] for k in sorted(deferred) if (r.desired[k] is not None if r.create
                                                                 else k in r.changed)}) for r in later]
@@ -567,12 +596,13 @@ class _Sender:
         self.ctx, self.table, self.unkeyed, self.restore = ctx, table, unkeyed, restore
         self.entity_set = ctx.entity_sets[table]
         self.client = ctx.loader.clients[0]
+        self.party = parties_key(table) if table in ACTIVITY_PARTIES else None
 
     def read(self, sids: Sequence[str], columns: Iterable[str]) -> dict[str, dict[str, Any]]:
         return read_back(self.client, self.entity_set, self.table, sids, sorted(columns)) if sids else {}
 
     def _columns_of(self, bodies: Iterable[Mapping[str, Any]]) -> set[str]:
-        keys = {k for b in bodies for k in b if k != SOURCE_KEY}
+        keys = {k for b in bodies for k in b if k != SOURCE_KEY and k != self.party}
         return {self.restore[k][0] if k in self.restore else k for k in keys}
 
     def send(self, op: str, items: Sequence[tuple[_Row, dict[str, Any]]], *, read_before: bool = False) -> None:
@@ -585,11 +615,12 @@ class _Sender:
             current = self.read(sids, self._columns_of(b for _, b in chunk)) if read_before else {}
             intents = [(r.sid, "create") if op == "create" else
                        (r.sid, op, r.dataverse_id,
-                        before_image(current.get(r.sid, {}), {k: v for k, v in b.items() if k != SOURCE_KEY},
-                                     self.restore))
+                        # Parties can't be $select ed: a rollback restores an activity's columns, not its parties.
+                        before_image(current.get(r.sid, {}), {k: v for k, v in b.items()
+                                                              if k not in (SOURCE_KEY, self.party)}, self.restore))
                        for r, b in chunk]
             batch = self.ctx.audit.intend(self.ctx.run_id, self.ctx.asset, self.table, self.entity_set, intents)
-            result = self._write(chunk)
+            result = self._write(chunk, op)
             failed = {f.index: f for f in result.failed}
             landed = [r.sid for i, (r, _) in enumerate(chunk) if i not in failed]
             after = self.read(landed, [primary_id(self.table), "versionnumber"])
@@ -608,7 +639,17 @@ class _Sender:
                                              after_version=None if version is None else str(version)))
             self.ctx.audit.record(batch, outcomes)
 
-    def _write(self, chunk: Sequence[tuple[_Row, dict[str, Any]]]) -> LoadResult:
+    def _write(self, chunk: Sequence[tuple[_Row, dict[str, Any]]], op: str) -> LoadResult:
+        if self.party is not None and op == "create":
+            # Deep insert (an activity with its parties) is documented for POST only, not for UpsertMultiple or an
+            # upsert PATCH (L/webapi/create-entity-web-api; the emulator refuses those).
+            requests = [BatchRequest("POST", self.entity_set, body={**b, SOURCE_KEY: r.sid}) for r, b in chunk]
+            return _batch_rows(self.client, requests, [None] * len(requests))
+        if self.party is not None and any(self.party in b for _, b in chunk):
+            requests = [BatchRequest("PUT", self.entity_set + record_segment(
+                r.dataverse_id or {SOURCE_KEY: r.sid}) + f"/{self.party}", body={"value": b[self.party]})
+                for r, b in chunk]
+            return _batch_rows(self.client, requests, [r.dataverse_id for r, _ in chunk])
         if not self.unkeyed:
             bodies = [{**b, SOURCE_KEY: r.sid} for r, b in chunk]
             return self.ctx.loader.upsert(self.table, bodies, [SOURCE_KEY])

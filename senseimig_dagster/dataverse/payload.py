@@ -26,6 +26,19 @@ SOURCE_KEY = "smig_sourcesystemid"
 OWNER_NAVIGATION = "ownerid"
 
 
+# Activity parties (reference §9; L/activityparty-entity: phone calls take Sender 1 and To 2, e-mails 1-4): the
+# patient is the regarding contact, the staff member the system user in PARTY_USER (set by the load: the Sensei
+# user's matched system user, never the fallback owner). Outbound: staff -> patient; inbound: patient -> staff.
+SENDER, TO = 1, 2
+PARTY_USER = "_party_user"
+ACTIVITY_PARTIES = {"phonecall": "regardingobjectid_contact_phonecall", "email": "regardingobjectid_contact_email"}
+
+
+def parties_key(table: str) -> str:
+    """The activity's collection-valued navigation property to its parties (``<table>_activity_parties``)."""
+    return f"{table}_activity_parties"
+
+
 # Every custom table has statecode/statuscode (Active 0/1, Inactive 1/2: L/create-update-entity-definitions), which
 # the target catalog does not list (it lists what the schema setup creates).
 STATE_COLUMNS = ("statecode", "statuscode")
@@ -56,8 +69,11 @@ class PayloadBuilder:
     tables' sets come from metadata: never assume a plural)."""
 
     def __init__(self, table: str, columns: list[str], catalog: TargetCatalog, entity_sets: Mapping[str, str],
-                 key_column: str = SOURCE_KEY) -> None:
+                 key_column: str = SOURCE_KEY, *, parties: bool = False) -> None:
         self.table, self.key_column = table, key_column
+        # With ``parties`` an activity's body carries its parties under parties_key(table) (None when it has none).
+        self._patient = ACTIVITY_PARTIES.get(table) if parties and ACTIVITY_PARTIES.get(table) in columns else None
+        self._party_sets = (entity_sets.get("contact", "contacts"), entity_sets.get("systemuser", "systemusers"))
         self._values: list[str] = []
         self._binds: list[tuple[str, str, bool]] = []  # (navigation property, target entity set, owner)
         for name in columns:
@@ -97,7 +113,24 @@ class PayloadBuilder:
                 out[f"{nav}@odata.bind"] = f"/{entity_set}({parent})"
             else:
                 out[f"{nav}@odata.bind"] = f"/{entity_set}{key_segment({self.key_column: str(parent)})}"
+        if self._patient is not None:
+            out[parties_key(self.table)] = self._parties(row)
         return out
+
+    def _parties(self, row: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """Sender and To by ``directioncode`` (missing: outgoing, Dataverse's default), in mask order."""
+        patient, user = row.get(self._patient), row.get(PARTY_USER)
+        if patient is None and user is None:
+            return None
+        staff, customer = (SENDER, TO) if row.get("directioncode") is not False else (TO, SENDER)
+        contacts, users = self._party_sets
+        out = []
+        if patient is not None:
+            out.append({"partyid_contact@odata.bind": f"/{contacts}{key_segment({self.key_column: str(patient)})}",
+                        "participationtypemask": customer})
+        if user is not None:
+            out.append({"partyid_systemuser@odata.bind": f"/{users}({user})", "participationtypemask": staff})
+        return sorted(out, key=lambda p: p["participationtypemask"])
 
     def bodies(self, frame: pl.DataFrame, *, send_nulls: bool = False, batch_rows: int = 10_000) -> Iterator[dict]:
         """Bodies in row order, converting ``batch_rows`` rows at a time so memory stays bounded."""

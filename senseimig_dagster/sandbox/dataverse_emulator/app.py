@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from senseimig_dagster.sandbox.dataverse_emulator import (
+    activity_parties,
     batch,
     bulk,
     errors,
@@ -99,6 +100,7 @@ class DataverseEmulator:
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
         routed = bulk.route(self, environ)  # bulk messages and the sdkmessagefilters support query
+        routed = routed or activity_parties.route(self, environ)  # PUT/GET <activity>(id)/<table>_activity_parties
         routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc. (reference §7)
         if routed is None:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value

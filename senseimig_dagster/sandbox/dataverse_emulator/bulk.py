@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from senseimig_dagster.sandbox.dataverse_emulator import errors, odata
+from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, errors, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import Table
 from senseimig_dagster.sandbox.dataverse_emulator.store import not_found
@@ -173,6 +173,7 @@ def _targets(environ: dict, table: Table) -> list[tuple[dict[str, Any], str | No
                 + (f", not '{odata_type}'." if odata_type is not None else " and is missing."))
         odata_id = target.get("@odata.id")
         body = {k: v for k, v in target.items() if k not in ("@odata.type", "@odata.id")}
+        activity_parties.refuse_nested(table.logical_name, body, "a bulk message")  # undocumented: refused
         out.append((body, odata_id if isinstance(odata_id, str) else None))
     return out
 

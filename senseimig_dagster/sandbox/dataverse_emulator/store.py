@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.sandbox.dataverse_emulator import errors, files
+from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, errors, files
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
 from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
@@ -85,6 +85,7 @@ class RecordStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._conn.execute(activity_parties.INDEX_SQL)
         # The systemuser owning records created without an owner (the caller's application user; seed.py sets it).
         self.default_owner: str | None = None
 
@@ -183,7 +184,10 @@ class RecordStore:
     def create(self, table: str, body: dict[str, Any]) -> StoredRecord:
         """POST: a new record with a new GUID, or the client's primary key (duplicate id -> 412)."""
         with self._lock, self._tx():
-            return self._create(table, body, None)
+            body, parties = activity_parties.take(table, body)  # deep insert of an activity's parties
+            record = self._create(table, body, None)
+            activity_parties.insert(self, record, parties)
+            return record
 
     def update(self, table: str, record_id: str, body: dict[str, Any], *, if_match: str | None = "*") -> StoredRecord:
         """PATCH that may only update (If-Match ``*`` or a version): missing -> 404, stale version -> 412."""
@@ -200,6 +204,7 @@ class RecordStore:
         if_none_match: str | None = None,
     ) -> tuple[StoredRecord, bool]:
         """PATCH by id or alternate key; returns (record, created). Conditional headers per reference §2."""
+        activity_parties.refuse_nested(table, body, "PATCH")
         with self._lock, self._tx():
             existing = self.retrieve(table, id) if id is not None else self.find_by_key(table, key or {})
             if existing is None:
@@ -235,6 +240,8 @@ class RecordStore:
             self._conn.execute("DELETE FROM records WHERE tbl=? AND id=?", (table, existing.id))
             self._conn.execute("DELETE FROM key_index WHERE tbl=? AND id=?", (table, existing.id))
             self._conn.execute("DELETE FROM files WHERE tbl=? AND id=?", (table, existing.id))
+            if table in activity_parties.MASKS:
+                activity_parties.delete_for(self, existing.id)  # cascade (activitypointer_activity_parties)
 
     # -- file columns (file_columns.py): the bytes in `files`, the file id and name on the record ------------
     def put_file(self, table: str, record_id: str, column: str, name: str, content: bytes) -> str:
