@@ -32,6 +32,10 @@ OWNER_NAVIGATION = "ownerid"
 SENDER, TO = 1, 2
 PARTY_USER = "_party_user"
 ACTIVITY_PARTIES = {"phonecall": "regardingobjectid_contact_phonecall", "email": "regardingobjectid_contact_email"}
+# A contact may be a phone call's Sender, not an e-mail's: Microsoft's published metadata gives email.from the targets
+# queue and systemuser only (phonecall.from: account, contact, systemuser). An inbound e-mail keeps the patient as its
+# regarding record and the staff member as To, with no Sender party.
+CONTACT_MAY_SEND = frozenset({"phonecall"})
 
 
 def parties_key(table: str) -> str:
@@ -125,7 +129,7 @@ class PayloadBuilder:
         staff, customer = (SENDER, TO) if row.get("directioncode") is not False else (TO, SENDER)
         contacts, users = self._party_sets
         out = []
-        if patient is not None:
+        if patient is not None and (customer != SENDER or self.table in CONTACT_MAY_SEND):
             out.append({"partyid_contact@odata.bind": f"/{contacts}{key_segment({self.key_column: str(patient)})}",
                         "participationtypemask": customer})
         if user is not None:

@@ -115,6 +115,7 @@ def _validate(store: RecordStore, activity_table: str, party: Any) -> dict[str, 
             raise _invalid(f"An undeclared property '{nav}' which only has property annotations in the payload "
                            "but no property value was found in the payload.")
         target = parse_bind(store.catalog, meta, nav, party[binds[0]])
+        _check_target(store, activity_table, mask, target.table)
         found = (store.retrieve(target.table, target.id) if target.id is not None
                  else store.find_by_key(target.table, dict(target.alternate_key or ())))
         if found is None:
@@ -123,6 +124,20 @@ def _validate(store: RecordStore, activity_table: str, party: Any) -> dict[str, 
     elif "addressused" not in values:
         raise _invalid("An activity party needs a partyid bind or an addressused.")
     return values
+
+
+# The PartyList column each mask fills (L/activityparty-entity): its Targets in Microsoft's published metadata say
+# which tables may take that role, e.g. an e-mail's ``from`` only queue and systemuser (standard_tables.json).
+ROLE_COLUMNS = {1: "from", 2: "to", 3: "cc", 4: "bcc", 5: "requiredattendees", 6: "optionalattendees",
+                7: "organizer"}
+
+
+def _check_target(store: RecordStore, activity_table: str, mask: int, party_table: str) -> None:
+    column = store.catalog.table(activity_table).columns.get(ROLE_COLUMNS.get(mask, ""))
+    if column is not None and column.targets and party_table not in column.targets:
+        # Code and text unverified; Dataverse refuses a party of a table the PartyList doesn't target.
+        raise _invalid(f"The party of type {party_table} is not valid for the '{column.logical_name}' field of "
+                       f"{activity_table}. Accepted entities: {', '.join(column.targets)}")
 
 
 # A partial expression index (created by the store) keeps the cascade cheap when a rollback deletes many activities.

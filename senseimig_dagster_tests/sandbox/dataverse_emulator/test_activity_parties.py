@@ -151,3 +151,13 @@ def test_deep_insert_and_put_inside_batch(client: httpx.Client, patient: str) ->
     mail = re.search(r"\(([^)]+)\)$", parts_of(r)[0].http_headers["odata-entityid"])[1]
     assert read_parties(client, mail) == {(1, USER), (2, patient)}
     assert read_parties(client, call) == {(1, patient), (2, USER)}
+
+
+
+def test_an_email_refuses_a_contact_as_sender_as_its_published_targets_say(client: httpx.Client, patient: str) -> None:
+    """email.from targets queue and systemuser only (Microsoft's metadata); a phone call's may be a contact."""
+    r = client.post("/emails", json={"subject": "x", "email_activity_parties": parties(patient, sender="patient")})
+    error(r, 400, INVALID_ARGUMENT)
+    assert "'from'" in r.json()["error"]["message"] and count(client, "emails") == 0
+    call = create(client, "phonecalls", {"subject": "x", "phonecall_activity_parties": parties(patient, sender="patient")})
+    assert read_parties(client, call) == {(1, patient), (2, USER)}
