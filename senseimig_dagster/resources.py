@@ -157,6 +157,40 @@ def sample_dataverse_from_env() -> DataverseResource:
                              ca_bundle=os.environ.get("DATAVERSE_CA_BUNDLE") or None)
 
 
+class GraphResource(ConfigurableResource):
+    """The SharePoint document library Dynamics integrates with contact, through Microsoft Graph (issue 7), as the
+    same app registration as Dataverse by default (it needs Graph's Sites.Selected or Sites.ReadWrite.All
+    application permission [memory]). ``site_url`` None: SharePoint is not configured."""
+
+    graph_url: str = ConfigField(default_factory=settings.graph_url)
+    site_url: str | None = ConfigField(default_factory=settings.sharepoint_site_url)
+    library: str = "contact"
+    tenant_id: str = SANDBOX_TENANT
+    client_id: str = SANDBOX_CLIENT_ID
+    client_secret: str = ConfigField(default=SANDBOX_CLIENT_SECRET, description="use EnvVar for real tenants")
+    authority_host: str = ConfigField(default_factory=settings.azure_authority_host)
+    ca_bundle: str | None = ConfigField(default=None, description="CA file to trust (a sandbox's local CA)")
+
+    def drive(self):  # -> graph.drive.GraphDrive | None
+        if not self.site_url:
+            return None
+        from senseimig_dagster.graph.drive import GraphDrive
+
+        return GraphDrive(graph_url=self.graph_url, tenant_id=self.tenant_id, client_id=self.client_id,
+                          client_secret=self.client_secret, authority_host=self.authority_host,
+                          site_url=self.site_url, library=self.library, verify=self.ca_bundle or True)
+
+
+def graph_from_env() -> GraphResource:
+    """Graph as configured by environment (``SHAREPOINT_SITE_URL``, ``GRAPH_URL``, ``GRAPH_CA_BUNDLE``, the
+    ``AZURE_*`` app registration); the secret stays an EnvVar."""
+    secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET
+    return GraphResource(tenant_id=os.environ.get("AZURE_TENANT_ID", SANDBOX_TENANT),
+                         client_id=os.environ.get("AZURE_CLIENT_ID", SANDBOX_CLIENT_ID),
+                         client_secret=secret,  # type: ignore[arg-type]
+                         ca_bundle=os.environ.get("GRAPH_CA_BUNDLE") or None)
+
+
 def dataverse_from_env() -> DataverseResource:
     """The Dataverse resource as configured by environment; the secret stays an EnvVar."""
     secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET

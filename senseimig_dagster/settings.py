@@ -66,3 +66,18 @@ def azure_authority_host() -> str:
     if "AZURE_AUTHORITY_HOST" in os.environ:
         return os.environ["AZURE_AUTHORITY_HOST"]
     return "https://login.microsoftonline.com" if "DATAVERSE_URL" in os.environ else dataverse_url()
+
+
+SANDBOX_GRAPH_PORT = 8767
+
+
+def sharepoint_site_url() -> str | None:
+    """The SharePoint site Dynamics' document management uses (``https://<tenant>.sharepoint.com/sites/<name>``);
+    None = SharePoint not configured: documents that need it fail with ``sharepoint_not_configured``."""
+    return os.environ.get("SHAREPOINT_SITE_URL") or None
+
+
+def graph_url() -> str:
+    """Microsoft Graph's root; the sandbox Graph stand-in (``senseimig sandbox graph --tls``) when the site is local."""
+    return os.environ.get("GRAPH_URL", "https://graph.microsoft.com/v1.0" if "DATAVERSE_URL" in os.environ
+                          else f"https://127.0.0.1:{SANDBOX_GRAPH_PORT}/v1.0")

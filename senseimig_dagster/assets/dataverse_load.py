@@ -248,12 +248,17 @@ def build_writer(name: str, fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinitio
 
 
 def build_dataverse_assets(fmap: FieldMapFile = DEFAULT_MAP) -> list[AssetsDefinition]:
-    """One writer per object the map writes (``mode: match`` users and merged objects have none)."""
-    return [build_writer(name, fmap) for name in written_objects(fmap)]
+    """One writer per object the map writes (``mode: match`` users and merged objects have none); documents get
+    their own asset, which uploads bodies too (assets/documents.py)."""
+    from senseimig_dagster.assets.documents import build_document_asset
+
+    return [build_document_asset() if name == "document" else build_writer(name, fmap)
+            for name in written_objects(fmap)]
 
 
 WRITER_KEYS = [writer_key(name) for name in written_objects(DEFAULT_MAP)]
-dataverse_checks = [check for name in written_objects(DEFAULT_MAP) for check in verify_checks(name)]
+dataverse_checks = [check for name in written_objects(DEFAULT_MAP) if name != "document"  # checks its own bodies
+                    for check in verify_checks(name)]
 
 
 # -- deletions (issue 6 item 6) -------------------------------------------------------------------------------------

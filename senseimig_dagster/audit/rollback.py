@@ -40,6 +40,7 @@ from senseimig_dagster.dataverse.metadata import DataverseMetadata
 ASSET = "rollback"
 SOURCE_KEY = "smig_sourcesystemid"
 CHANGED = "changed_since_migration"
+GRAPH_FILES = "graph_driveitem"  # the audit table name of SharePoint files (dataverse/documents.py)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,10 @@ class Rollback:
     writes are recorded under ``run_id``."""
 
     def __init__(self, client: DataverseClient, log: AuditLog, run_id: str, *, table_order: Sequence[str] = (),
-                 only_run: str | None = None, force: bool = False, key_column: str = SOURCE_KEY) -> None:
+                 only_run: str | None = None, force: bool = False, key_column: str = SOURCE_KEY,
+                 drive: Any = None) -> None:
         self.client, self.log, self.run_id = client, log, run_id
+        self.drive = drive  # graph.drive.GraphDrive: SharePoint files the document load uploaded
         self.meta = DataverseMetadata(client)
         self.table_order, self.only_run, self.force, self.key_column = list(table_order), only_run, force, key_column
         self.report = RollbackReport()
@@ -132,6 +135,8 @@ class Rollback:
         undone = self.log.undone()
         pending = [w for w in writes if not _is_undone(w, undone)]
         creates = [w for w in pending if w.operation == "create" and w.outcome in ("ok", "pending")]
+        files = [w for w in creates if w.table == GRAPH_FILES]  # not Dataverse records: deleted through Graph
+        creates = [w for w in creates if w.table != GRAPH_FILES]
         updates = [w for w in pending if w.operation in ("update", "state", "link")
                    and (w.outcome == "ok" or (w.outcome == "pending" and w.before is not None))]
         needs_key = {w.table for w in creates + updates if w.dataverse_id is None}
@@ -145,6 +150,7 @@ class Rollback:
         creates = [replace(w, after_version=last.get((w.table, self._id_of(w)), w.after_version)) for w in creates]
         created = {(w.table, self._id_of(w)) for w in creates} - {(t, None) for t in self._tables}
         self._restore([w for w in updates if (w.table, self._id_of(w)) not in created])
+        self._delete_files(files)
         self._delete(creates)
         if remove_schema:
             self._remove_schema([c for c in schema_changes if self.only_run is None or c.run_id == self.only_run])
@@ -242,6 +248,31 @@ class Rollback:
                 if outcome is not None:
                     outcomes.append(outcome)
             self.log.record(batch, outcomes)
+
+    def _delete_files(self, files: list[Write]) -> None:
+        """SharePoint files (Graph drive items), newest first; a 404 counts as deleted. No version check: Graph
+        items carry no ``versionnumber``. Without a drive they are reported as failed, never marked undone."""
+        targets = [w for w in sorted(files, key=lambda w: w.seq, reverse=True) if w.dataverse_id]
+        self.report.absent += len(files) - len(targets)  # an upload that never finished left no item id
+        if not targets:
+            return
+        if self.drive is None:
+            self.report.failed += [(GRAPH_FILES, w.dataverse_id or "", "no Graph drive configured") for w in targets]
+            return
+        batch = self.log.intend(self.run_id, ASSET, GRAPH_FILES, targets[0].entity_set,
+                                [(w.source_id, "undo_delete") for w in targets])
+        outcomes = []
+        for w in targets:
+            try:
+                self.drive.delete(w.dataverse_id)  # 404 = already gone (GraphDrive.delete)
+            except Exception as e:  # a Graph error: its code, never its text
+                code = getattr(e, "code", None) or type(e).__name__
+                self.report.failed.append((GRAPH_FILES, w.dataverse_id or "", code))
+                outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "failed", code))
+                continue
+            self.report.deleted.append((GRAPH_FILES, w.dataverse_id or ""))
+            outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "ok"))
+        self.log.record(batch, outcomes)
 
     def _delete_one(self, table: _Table, w: Write, record_id: str) -> AuditOutcome | None:
         if record_id not in table.versions:  # already gone (an earlier, interrupted run): close it in the log

@@ -80,6 +80,19 @@ _REASONS = (
 )
 # fmt: on
 REASONS: dict[str, Reason] = {r.code: r for r in _REASONS}
+# Reasons the document load (dataverse/documents.py) decides from the fetched bytes and SharePoint's name rules:
+# kept apart from REASONS, which lists what staging's checks catch (and its tests exercise every one of).
+DOCUMENT_REASONS: dict[str, Reason] = {r.code: r for r in (
+    Reason("zero_byte_file", "{object} {source_id}: the file is empty (a failed upload at the practice); no note "
+           "is created", "row"),
+    Reason("missing_at_source", "{object} {source_id}: Sensei answers 404 for the file's content", "row"),
+    Reason("source_hash_mismatch", "{object} {source_id}: the bytes fetched differ from Sensei's recorded "
+           "{detail}", "row"),
+    Reason("renamed_forbidden_characters", "{object} {source_id}: {field} has characters or a form SharePoint "
+           "forbids ({detail}); stored under a sanitised name", "warning"),
+    Reason("renamed_duplicate", "{object} {source_id}: {field} repeats another file's name in the patient's "
+           "folder; stored with a numbered suffix", "warning"),
+)}
 
 
 def reason(code: str) -> Reason:

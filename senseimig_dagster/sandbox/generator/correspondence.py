@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import weakref
 
 from senseimig_dagster.sandbox.generator.core import DAY, Ctx, Weighted
 from senseimig_dagster.sandbox.generator.model import Chart, Reference, Staff, Visit
@@ -26,6 +27,11 @@ XRAY_LABEL = {
     "D0210": "FMX", "D0330": "PANO", "D0274": "BWX", "D0272": "BWX", "D0220": "PA",
 }
 # fmt: on
+# File defects by document number modulo the period: every tenant with ~100 documents carries each.
+FILE_DEFECT_PERIOD = 97
+FILE_DEFECT_SLOTS = {13: "missing_document", 41: "corrupt_document", 67: "forbidden_file_name",
+                     83: "duplicate_file_name"}
+_LAST_FILE: weakref.WeakKeyDictionary[Ctx, tuple[str, str]] = weakref.WeakKeyDictionary()
 CONSENT_KINDS = frozenset({"Extraction", "Implant", "Endo", "Crown Prep", "Scaling and Root Planing"})
 CHANNEL = Weighted([("Text", 60), ("Email", 25), ("Call", 15)])
 # fmt: off
@@ -53,6 +59,7 @@ def document(
         size = rng.randint(1, 1023) if "zero_byte" in ctx.flags else 0  # a failed upload left an empty file
         ctx.flags.add("zero_byte")
         ctx.defect("tiny_document", "document", doc_id, field="size_bytes", detail=str(size))
+    file_name = file_defects(ctx, chart.person.id, doc_id, f"{label}.{EXTENSIONS[mime]}")
     ctx.emit(
         "document",
         {
@@ -60,13 +67,38 @@ def document(
             "patient_id": chart.person.id,
             "claim_id": claim_id,
             "category": category,
-            "file_name": f"{label}.{EXTENSIONS[mime]}",
+            "file_name": file_name,
             "mime_type": mime,
             "size_bytes": size,
         },
         at,
     )
     return doc_id
+
+
+def file_defects(ctx: Ctx, patient_id: str, doc_id: str, file_name: str) -> str:
+    """The file defects of issue 7 on a fixed schedule of document numbers (no draw from ``ctx.rng``, so the rest
+    of the tenant is unchanged): content gone at the source, content that no longer matches its sha256, a name
+    SharePoint forbids, a name repeated in the patient's files. Returns the file name to record."""
+    n = ctx.next_number("document_file")
+    slot = n % FILE_DEFECT_PERIOD
+    last = _LAST_FILE.get(ctx)
+    _LAST_FILE[ctx] = (patient_id, file_name)
+    if slot in FILE_DEFECT_SLOTS:
+        kind = FILE_DEFECT_SLOTS[slot]
+        if kind == "duplicate_file_name":
+            ctx.flags.add(kind)  # hosted by the next document of a patient who already has one
+        else:
+            ctx.defect(kind, "document", doc_id, field="file_name" if kind == "forbidden_file_name" else None)
+            if kind == "forbidden_file_name":
+                file_name = file_name.replace("_", ": ", 1).replace(".", "?.", 1)
+                _LAST_FILE[ctx] = (patient_id, file_name)
+    elif "duplicate_file_name" in ctx.flags and last is not None and last[0] == patient_id:
+        ctx.flags.discard("duplicate_file_name")
+        ctx.defect("duplicate_file_name", "document", doc_id, field="file_name")
+        file_name = last[1]
+        _LAST_FILE[ctx] = (patient_id, file_name)
+    return file_name
 
 
 def visit_documents(ctx: Ctx, chart: Chart, visit: Visit) -> None:

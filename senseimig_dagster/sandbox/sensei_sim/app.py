@@ -32,6 +32,8 @@ DEFAULT_PAGE_SIZE = 500
 # when many clients share a key (parallel extraction), as it would on the real service.
 DEFAULT_RATE_LIMIT = RateLimit(requests_per_second=100.0, burst=200)
 CONTENT_CHUNK = 256 * 1024
+# Declared document defects (sandbox/generator/defects.py) the content endpoint acts out.
+MISSING_CONTENT, CORRUPT_CONTENT = "missing_document", "corrupt_document"
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 404: "404 Not Found",
            405: "405 Method Not Allowed", 429: "429 Too Many Requests", 500: "500 Internal Server Error"}
 
@@ -70,6 +72,7 @@ class SenseiSimulator:
         self.limiter = RateLimiter(rate_limit) if rate_limit else None
         self.faults = faults or Faults()
         self._tokens = TokenCodec()
+        self._defects: dict[str, str] | None = None
 
     def __repr__(self) -> str:  # never the keys
         return f"SenseiSimulator(data_dir={str(self.store.data_dir)!r}, keys={len(self._keys)})"
@@ -186,14 +189,39 @@ class SenseiSimulator:
         if line is None:
             raise ApiError(404, "not_found", f"no such {obj.name}")
         row = orjson.loads(line)
+        defect = self._content_defects().get(record_id)
+        if defect == MISSING_CONTENT:  # the record is listed but its file is gone, as on the real service
+            raise ApiError(404, "not_found", f"no content for this {obj.name}")
         size, mime = row.get("size_bytes"), row.get("mime_type")
         size = size if isinstance(size, int) and size >= 0 else 0  # a broken size still serves (as empty)
         mime = mime if isinstance(mime, str) and mime else "application/octet-stream"
         from senseimig_dagster.sandbox import documents  # written by the generator; imported only when needed
 
         chunks = documents.iter_document_bytes(self.store.seed, record_id, size, mime, chunk_size=CONTENT_CHUNK)
+        if defect == CORRUPT_CONTENT:  # same length, other bytes: the recorded sha256 no longer matches
+            chunks = _flip_first_byte(chunks)
         start_response(_STATUS[200], [("Content-Type", mime), ("Content-Length", str(size))])
         return chunks
+
+    def _content_defects(self) -> dict[str, str]:
+        """Document id -> content defect the generator declared (defects.jsonl), read once."""
+        if self._defects is None:
+            path, found = self.store.data_dir / "defects.jsonl", {}
+            if path.exists():
+                for line in path.read_bytes().splitlines():
+                    d = orjson.loads(line)
+                    if d.get("kind") in (MISSING_CONTENT, CORRUPT_CONTENT):
+                        found[d["id"]] = d["kind"]
+            self._defects = found
+        return self._defects
+
+
+def _flip_first_byte(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    first = True
+    for chunk in chunks:
+        if first and chunk:
+            chunk, first = bytes([chunk[0] ^ 0xFF]) + chunk[1:], False
+        yield chunk
 
 
 def _path(environ: dict) -> str:
