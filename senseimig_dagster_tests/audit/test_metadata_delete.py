@@ -19,6 +19,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     RecordStore,
     restore_custom_schema,
 )
+from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster_tests.audit.harness import build_emulator, connect, setup_schema
 
 BASE = "http://dv.test/api/data/v9.2"
@@ -109,8 +110,10 @@ def test_relationships_are_deleted_by_metadata_id_too_and_removals_survive_a_res
         return {name: (sorted(t.columns), sorted(t.lookups), [k.schema_name for k in t.keys])
                 for name, t in catalog.tables.items()}
 
-    fresh = Catalog.load()
-    restore_custom_schema(fresh, RecordStore(tmp_path / "dv.sqlite", fresh))
+    fresh = Catalog.load()  # a restart, as the server does it: custom schema replayed, seed (schema parts) applied
+    restarted = RecordStore(tmp_path / "dv.sqlite", fresh)
+    restore_custom_schema(fresh, restarted)
+    apply_seed(restarted, load_seed())
     assert shape(fresh) == shape(emulator.catalog)
     assert "smig_appointmentid" not in shape(fresh)["smig_clinicalnote"][0] and "smig_perioreading" not in fresh.tables
     assert sorted(fresh.relationships) == sorted(emulator.catalog.relationships)

@@ -2,7 +2,10 @@
 
 An organization (``maxuploadfilesize`` 5 MB), a business unit, system users (enabled, disabled, non-interactive and
 one application user per app registration) and a team, plus the app registrations (client id and secret) the token
-endpoint accepts. The default is the package's ``seed.json``; ``senseimig sandbox dataverse --seed PATH`` takes
+endpoint accepts; optionally (``sharepoint``) server-based SharePoint integration: the default ``sharepointsite`` and,
+per table with document management on, its library's ``sharepointdocumentlocation`` (relative URL = the table's
+logical name, as Dynamics names the library) and the ``regardingobjectid_<table>`` lookup the table gains
+(:func:`enable_document_management`; Microsoft's published metadata lists a fresh environment's targets only). The default is the package's ``seed.json``; ``senseimig sandbox dataverse --seed PATH`` takes
 another JSON or YAML file of the same shape. GUIDs come from the file, so tests and demos can name them.
 
 Seeding happens once per store: a store that already holds an organization record is left alone (restarts keep
@@ -12,14 +15,17 @@ what the previous run wrote), but its default owner is always set from the seed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from senseimig_dagster.sandbox.dataverse_emulator.metadata import Catalog, Lookup
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 
 DEFAULT_SEED_FILE = "seed.json"
+LOCATION_TABLE = "sharepointdocumentlocation"
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,12 @@ class Seed:
     businessunit: dict[str, Any]
     systemusers: tuple[dict[str, Any], ...]
     teams: tuple[dict[str, Any], ...]
+    sharepoint: dict[str, Any] | None = None  # {"site": {...}, "libraries": {table: location id}}
+
+    @property
+    def document_tables(self) -> tuple[str, ...]:
+        """Tables with document management on (a library each)."""
+        return tuple((self.sharepoint or {}).get("libraries") or ())
 
     def __repr__(self) -> str:  # never the secrets
         return f"Seed(tenant={self.tenant!r}, apps={sorted(self.apps)!r}, users={len(self.systemusers)})"
@@ -87,13 +99,29 @@ def _parse(raw: Any) -> Seed:
     if not apps:
         raise ValueError("seed file: at least one application is needed")
     teams = tuple({"businessunitid": bu["businessunitid"], **t} for t in raw.get("teams") or ())
-    return Seed(str(raw["tenant"]), apps, app_users, dict(raw["organization"]), bu, tuple(users), teams)
+    sharepoint = raw.get("sharepoint")
+    if sharepoint is not None and not (isinstance(sharepoint, dict) and isinstance(sharepoint.get("site"), dict)):
+        raise ValueError("seed file: sharepoint needs a site")
+    return Seed(str(raw["tenant"]), apps, app_users, dict(raw["organization"]), bu, tuple(users), teams,
+                sharepoint)
+
+
+def enable_document_management(catalog: Catalog, tables: Iterable[str]) -> None:
+    """What turning document management on for ``tables`` does to the schema: a location's ``regardingobjectid``
+    may point at their records (navigation ``regardingobjectid_<table>`` [memory]). Applied at every start."""
+    locations = catalog.definition(LOCATION_TABLE)
+    lookups = dict(locations.lookups)
+    for table in tables:
+        lookups.setdefault(f"regardingobjectid_{table}", Lookup(f"regardingobjectid_{table}", "regardingobjectid",
+                                                                (table,)))
+    catalog._put(replace(locations, lookups=lookups))
 
 
 def apply_seed(store: RecordStore, seed: Seed) -> bool:
     """Write the seed's records into a fresh store (``True``), or leave a seeded one alone (``False``); either way
     records created without an owner go to the seed's application user from now on."""
     store.default_owner = seed.default_owner
+    enable_document_management(store.catalog, seed.document_tables)  # schema: at every start, like custom schema
     if store.count("organization"):
         return False
     with store.transaction():  # all or nothing: a half-seeded store would never be completed
@@ -103,4 +131,11 @@ def apply_seed(store: RecordStore, seed: Seed) -> bool:
             store.put_system_record("systemuser", user)
         for team in seed.teams:
             store.put_system_record("team", team)
+        if seed.sharepoint:
+            site = seed.sharepoint["site"]
+            store.put_system_record("sharepointsite", site)
+            for table, location_id in seed.sharepoint.get("libraries", {}).items():
+                store.put_system_record(LOCATION_TABLE, {
+                    "sharepointdocumentlocationid": location_id, "name": f"Documents on {site['name']} ({table})",
+                    "relativeurl": table, "parentsiteorlocation": site["sharepointsiteid"]})
     return True

@@ -24,6 +24,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
+    check_location_urls,
     check_owner,
     validate_write,
 )
@@ -325,6 +326,7 @@ class RecordStore:
         """What the platform adds to a validated write: state/status pairs and closed activities (validation.py),
         the default owner on create, the note size limit (files.py)."""
         changes = apply_state_rules(meta, changes, existing)
+        check_location_urls(meta, changes, existing)
         owner = meta.columns.get("ownerid")
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
                 and changes.get("ownerid") is None:

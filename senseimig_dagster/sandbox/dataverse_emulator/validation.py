@@ -371,3 +371,13 @@ def check_owner(target_table: str, target: dict[str, Any]) -> None:
     if not target.get("businessunitid"):
         raise DataverseError(OWNER_ERROR_STATUS, USER_NOT_ENABLED,
                              "The specified user is either disabled or is not a member of any business unit.")
+
+
+def check_location_urls(table: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    """A SharePoint document location has an absolute URL or a relative one under its parent, never both
+    (reference §8, community-reported text; code as reported)."""
+    if table.logical_name != "sharepointdocumentlocation":
+        return
+    merged = {**(existing or {}), **changes}
+    if merged.get("absoluteurl") and merged.get("relativeurl"):
+        raise DataverseError(400, "0x80040203", "A document location cannot have both absoluteurl and relative url.")

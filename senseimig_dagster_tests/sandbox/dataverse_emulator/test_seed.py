@@ -166,3 +166,23 @@ def test_one_port_issues_tokens_that_expire(tmp_path: Path) -> None:
         r = c.get("/api/data/v9.2/contacts", headers=auth)
         assert r.status_code == 401 and r.json()["error"]["code"] == "0x8005F101"
     store.close()
+
+
+def test_sharepoint_integration_seeds_the_default_site_and_the_contact_library(client: httpx.Client) -> None:
+    sites = client.get("/sharepointsites", params={"$select": "absoluteurl,isdefault"}).json()["value"]
+    assert [(s["absoluteurl"], s["isdefault"]) for s in sites] == [("https://contoso.sharepoint.com/sites/dental", True)]
+    site = sites[0]["sharepointsiteid"]
+    library = client.get("/sharepointdocumentlocations", params={
+        "$filter": f"_parentsiteorlocation_value eq {site} and relativeurl eq 'contact'"}).json()["value"]
+    assert len(library) == 1
+    contact = client.post("/contacts", json={"lastname": "P"}).headers["OData-EntityId"].rsplit("(", 1)[1][:-1]
+    folder = {"name": "Documents", "relativeurl": "ABC",
+              "parentsiteorlocation_sharepointdocumentlocation@odata.bind":
+                  f"/sharepointdocumentlocations({library[0]['sharepointdocumentlocationid']})",
+              "regardingobjectid_contact@odata.bind": f"/contacts({contact})"}  # document management on contact
+    assert client.post("/sharepointdocumentlocations", json=folder).status_code == 204
+    both = client.post("/sharepointdocumentlocations", json={**folder, "absoluteurl": "https://x.test/a"})
+    assert both.status_code == 400 and both.json()["error"]["code"] == "0x80040203"
+    account = client.post("/sharepointdocumentlocations", json={  # a table without document management
+        "name": "x", "relativeurl": "y", "regardingobjectid_email@odata.bind": f"/emails({contact})"})
+    assert account.status_code == 400
