@@ -76,6 +76,39 @@ def _start_dataverse(workdir: Path, limits: str = "off", time_scale: float = 1.0
     raise TimeoutError("the Dataverse emulator did not answer within 60 s")
 
 
+SANDBOX_SITE_URL = "https://contoso.sharepoint.com/sites/dental"  # the emulator's seeded site = the stand-in's
+
+
+def _start_graph(workdir: Path, port: int = 0) -> tuple[subprocess.Popen, dict[str, str]]:
+    """The Microsoft Graph stand-in (SharePoint files of large documents) over HTTPS with its own token endpoint;
+    returns the process and the environment the document load and rollback read."""
+    url, db = f"https://127.0.0.1:{port or _free_port()}", workdir / "graph.sqlite"
+    ca = Path(f"{db}.tls") / "ca.pem"
+    ca.unlink(missing_ok=True)
+    process = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", "graph", "--db", str(db),
+                                "--port", url.rsplit(":", 1)[1], "--tls"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Graph stand-in exited with code {process.returncode}")
+        if ca.exists():
+            try:
+                httpx.get(f"{url}/v1.0/sites", verify=str(ca), timeout=2.0)  # 401 without a token: it's up
+                return process, {"SHAREPOINT_SITE_URL": SANDBOX_SITE_URL, "GRAPH_URL": f"{url}/v1.0",
+                                 "GRAPH_CA_BUNDLE": str(ca), "GRAPH_AUTHORITY_HOST": url}
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    process.terminate()
+    raise TimeoutError("the Graph stand-in did not answer within 60 s")
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 class Simulator:
     """The Sensei simulator in its own process, on one port for its lifetime: the resources read
     ``SENSEI_BASE_URL`` once, so serving another tenant (day 2) restarts it on the same port."""
@@ -348,11 +381,14 @@ def run_demo(workdir: Path, patients: int, seed: int, source: str = "api", limit
         print(f"  {manifest.total_rows:,} rows, {patients:,} patients, seed {seed}")
     os.environ["SENSEIMIG_SOURCE"] = source
     simulator: Simulator | None = None
-    dataverse = None
+    dataverse = graph = None
     try:
         dataverse, dataverse_url, ca = _start_dataverse(workdir, limits, time_scale)
         os.environ.update(demo_environment(workdir, dataverse_url, ca))
         print(f"Dataverse emulator serving on {dataverse_url} (limits {limits})")
+        graph, graph_env = _start_graph(workdir)
+        os.environ.update(graph_env)
+        print(f"Microsoft Graph stand-in serving on {graph_env['GRAPH_URL']} (SharePoint site {SANDBOX_SITE_URL})")
         if source == "export":
             os.environ["SENSEI_EXPORT_DIR"] = str(workdir / "export")
             write_export(tenant, workdir / "export")
@@ -365,9 +401,8 @@ def run_demo(workdir: Path, patients: int, seed: int, source: str = "api", limit
     finally:
         if simulator is not None:
             simulator.stop()
-        if dataverse is not None:
-            dataverse.terminate()
-            dataverse.wait(timeout=30)
+        _stop(dataverse)
+        _stop(graph)
     print_summary(run, workdir, limits)
     print("\ndemo: " + ("every phase and check passed" if run.ok else "FAILED"))
     return 0 if run.ok else 1
@@ -380,10 +415,12 @@ def run_rollback(workdir: Path, remove_schema: bool = True) -> int:
         return 1
     dataverse, url, ca = _start_dataverse(workdir)
     os.environ.update(demo_environment(workdir, url, ca))
+    graph, graph_env = _start_graph(workdir)
+    os.environ.update(graph_env)
     try:
         from senseimig_dagster.cli import main
 
         return main(["rollback", *(["--remove-schema"] if remove_schema else [])])
     finally:
-        dataverse.terminate()
-        dataverse.wait(timeout=30)
+        _stop(dataverse)
+        _stop(graph)

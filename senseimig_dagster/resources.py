@@ -185,7 +185,9 @@ def graph_from_env() -> GraphResource:
     """Graph as configured by environment (``SHAREPOINT_SITE_URL``, ``GRAPH_URL``, ``GRAPH_CA_BUNDLE``, the
     ``AZURE_*`` app registration); the secret stays an EnvVar."""
     secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET
+    # GRAPH_AUTHORITY_HOST: only the sandbox, whose Graph stand-in issues its own tokens (real: one Entra ID).
     return GraphResource(tenant_id=os.environ.get("AZURE_TENANT_ID", SANDBOX_TENANT),
+                         authority_host=os.environ.get("GRAPH_AUTHORITY_HOST") or settings.azure_authority_host(),
                          client_id=os.environ.get("AZURE_CLIENT_ID", SANDBOX_CLIENT_ID),
                          client_secret=secret,  # type: ignore[arg-type]
                          ca_bundle=os.environ.get("GRAPH_CA_BUNDLE") or None)

@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
 
     config = json.loads(Path(argv[0]).read_text())
     dataverse = DataverseResource(**config["dataverse"])
-    resources = {"sensei": SenseiSource(base_url="http://127.0.0.1:9"),  # never called: raw is already landed
+    resources = {"sensei": SenseiSource(base_url=config["sensei_url"]),  # raw is landed: only document bodies
                  "duckdb_io_manager": SenseimigDuckDBIOManager(database=config["database"]),
                  "store": DuckDBResource(database=config["database"]),
                  "mapping": MappingResource(path=config["mapping"]), "dataverse": dataverse,

@@ -22,6 +22,7 @@ from typing import Any
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.audit.store import AuditStore
+from senseimig_dagster.demo import SANDBOX_SITE_URL
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path
 from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
@@ -29,6 +30,9 @@ from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmula
 from senseimig_dagster.sandbox.dataverse_emulator.metadata_api import restore_custom_schema
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
+from senseimig_dagster.sandbox.graph.app import GraphStandIn
+from senseimig_dagster.sandbox.graph.server import serve_graph
+from senseimig_dagster.sandbox.graph.store import DriveStore
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
 from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
 
@@ -111,6 +115,7 @@ class Served:
     dataverse_url: str
     authority: str
     ca_bundle: str
+    graph: GraphStandIn
 
     def use(self, app: DataverseEmulator) -> None:
         app.token_validator, app.tenant = self.entra.token_info, self.entra.tenant
@@ -124,6 +129,8 @@ class Served:
 
 @contextmanager
 def serve_all(tenant: Path, work: Path, app: DataverseEmulator) -> Iterator[Served]:
+    """Sensei over HTTP; Dataverse, Entra ID and Microsoft Graph (the SharePoint site the emulator's seed names,
+    configured through the environment the document load and rollback read) over HTTPS."""
     tls = make_local_ca(work / "tls")
     entra = EntraStandIn()
     switch = Switchboard(app)
@@ -131,9 +138,28 @@ def serve_all(tenant: Path, work: Path, app: DataverseEmulator) -> Iterator[Serv
         sensei_url = stack.enter_context(serve(SenseiSimulator(tenant, rate_limit=None)))
         authority = stack.enter_context(serve_entra(entra, tls=tls))
         url = stack.enter_context(serve_wsgi(switch, tls=tls))
-        served = Served(switch, entra, sensei_url, url, authority, str(tls.ca_cert))
+        graph = GraphStandIn(DriveStore(work / "graph.sqlite"), token_validator=entra.token_info)
+        stack.callback(graph.store.close)
+        graph_url = stack.enter_context(serve_graph(graph, tls=tls))
+        stack.enter_context(_environment({"SHAREPOINT_SITE_URL": SANDBOX_SITE_URL, "GRAPH_URL": f"{graph_url}/v1.0",
+                                          "GRAPH_CA_BUNDLE": str(tls.ca_cert), "GRAPH_AUTHORITY_HOST": authority}))
+        served = Served(switch, entra, sensei_url, url, authority, str(tls.ca_cert), graph)
         served.use(app)
         yield served
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def confirmed_map(work: Path) -> Path:
@@ -157,16 +183,26 @@ def records(database: Path) -> list[tuple[str, str, dict[str, Any]]]:
     return [(t, i, json.loads(d)) for t, i, d in rows]
 
 
+# Records with neither a source id nor a deterministic GUID: an activity party is its activity, role and party; a
+# SharePoint location its regarding record and folder.
+CONTENT_KEYED = {"activityparty": ("activityid", "participationtypemask", "partyid"),
+                 "sharepointdocumentlocation": ("regardingobjectid", "relativeurl")}
+
+
 def keyed_state(database: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], list[tuple[str, str]]]:
     """Every record by (table, source id), or (table, id) when it has none (seed rows, deterministic ids), with
     GUIDs that name another record replaced by that record's (table, key); ``createdon`` only where the migration
     overrode it. Also the (table, key) pairs seen more than once."""
     rows = records(database)
     name_of = {i: f"{t}:{d.get(KEY) or i}" for t, i, d in rows}
+    # A contact's SharePoint folder is named by its GUID (documents.folder_name), which differs between two runs.
+    name_of |= {i.replace("-", "").upper(): f"folder of {t}:{d.get(KEY) or i}" for t, i, d in rows}
     state: dict[tuple[str, str], dict[str, Any]] = {}
     seen: Counter[tuple[str, str]] = Counter()
     for table, record_id, data in rows:
         key = (table, str(data.get(KEY) or record_id))
+        if table in CONTENT_KEYED:  # rows the platform gives random GUIDs: known by what they connect
+            key = (table, "|".join(str(name_of.get(v, v)) for v in (data.get(c) for c in CONTENT_KEYED[table])))
         seen[key] += 1
         values = {}
         for column, value in data.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from senseimig_dagster.assets.dataverse_load import (
     dataverse_checks,
 )
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
+from senseimig_dagster.assets.documents import DOCUMENTS, SOURCE_FAULTS
 from senseimig_dagster.assets.go_live import GO_LIVE_KEY, go_live_ready
 from senseimig_dagster.assets.inventory import inventory
 from senseimig_dagster.assets.mapping import mapping_state
@@ -106,6 +108,12 @@ def _world(work: Path) -> Iterator[World]:
     store.close()
 
 
+def graph_items(world: World) -> int:
+    """Files and folders in the SharePoint stand-in, the libraries' own roots aside."""
+    with sqlite3.connect(world.work / "graph.sqlite") as conn:
+        return conn.execute("SELECT count(*) FROM items WHERE parent_id IS NOT NULL").fetchone()[0]
+
+
 def _writes_to(entity_set: str):
     """Requests that write to ``entity_set``: by path, or by a ``$batch`` part's request line (a bind to one of
     its records in another table's body is not a write to it)."""
@@ -149,11 +157,18 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
     assert [(e.asset_key, e.check_name) for e in evaluations if not e.passed] == []
     assert GO_LIVE_KEY in {e.asset_key for e in result.get_asset_materialization_events()}
     with duckdb.connect(res["store"].database, read_only=True) as conn:
-        # The ledger reconciles with staging: one ledger row per staged row of every object, none failed.
+        # The ledger reconciles with staging: one ledger row per staged row of every object; the only failures are
+        # documents whose file is bad at the source (zero bytes, missing, not matching its hash), each named.
         outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {LEDGER} GROUP BY ALL").fetchall())
         staged = sum(conn.execute(f'SELECT count(*) FROM staging."{k.path[-1]}"').fetchone()[0]
                      for k in WRITER_KEYS)
-    assert outcomes == {"created": staged} and staged > 1000
+        failed = conn.execute(f"SELECT DISTINCT object FROM {LEDGER} WHERE outcome = 'failed'").fetchall()
+        reasons = [r for (r,) in conn.execute(f"SELECT reason FROM {DOCUMENTS} WHERE outcome = 'failed'").fetchall()]
+        routes = dict(conn.execute(f"SELECT outcome, count(*) FROM {DOCUMENTS} GROUP BY ALL").fetchall())
+    assert outcomes == {"created": staged - len(reasons), "failed": len(reasons)} and staged > 1000
+    assert failed == [("document",)] and all(set(r.split(";")) & set(SOURCE_FAULTS) for r in reasons)
+    assert routes.get("note", 0) > 0 and routes.get("sharepoint", 0) > 0  # notes and SharePoint files both
+    assert graph_items(world) > 0
     migrated = snapshot(app)
     assert diff(before, migrated) != []
 
@@ -179,6 +194,7 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
     assert undo.success
     assert diff(before, snapshot(app)) == [], undo.output_for_node("rollback_op")
     assert "| schema removed | 0 |" not in undo.output_for_node("rollback_op")
+    assert graph_items(world) == 0  # SharePoint files and the folders the load made are gone too
     store.close()
 
 

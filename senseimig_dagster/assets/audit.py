@@ -14,7 +14,7 @@ from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import Rollback, read_schema_changes
 from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.objects import load_order
-from senseimig_dagster.resources import DataverseResource
+from senseimig_dagster.resources import DataverseResource, graph_from_env
 
 
 class ExportAuditConfig(Config):
@@ -74,10 +74,15 @@ def rollback_op(context: OpExecutionContext, config: RollbackConfig, dataverse: 
                 audit: AuditStore, store: DuckDBResource) -> str:
     with store.get_connection() as conn:
         schema_changes = read_schema_changes(conn)
-    with audit.connect() as conn, dataverse.client() as client:
-        rollback = Rollback(client, AuditLog(conn), context.run_id, table_order=table_order(),
-                            only_run=config.run_id, force=config.force)
-        report = rollback.run(schema_changes, remove_schema=config.remove_schema)
+    drive = graph_from_env().drive()  # SharePoint files the document load uploaded (None: SharePoint not configured)
+    try:
+        with audit.connect() as conn, dataverse.client() as client:
+            rollback = Rollback(client, AuditLog(conn), context.run_id, table_order=table_order(),
+                                only_run=config.run_id, force=config.force, drive=drive)
+            report = rollback.run(schema_changes, remove_schema=config.remove_schema)
+    finally:
+        if drive is not None:
+            drive.close()
     with store.get_connection() as conn:
         forget_undone(conn, [*report.deleted, *report.restored], context.run_id)
     summary = report.markdown()

@@ -54,6 +54,7 @@ from senseimig_dagster.assets.dataverse_load import (
     writer_parents,
 )
 from senseimig_dagster.assets.owners import OWNERS_KEY
+from senseimig_dagster.assets.partitions import run_window
 from senseimig_dagster.assets.staging import _map
 from senseimig_dagster.audit.log import AuditLog, insert_columns
 from senseimig_dagster.audit.rollback import GRAPH_FILES
@@ -77,7 +78,7 @@ from senseimig_dagster.mapping.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import get
 from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource, graph_from_env
-from senseimig_dagster.staging.delta import latest_sql
+from senseimig_dagster.staging.delta import latest_sql, window_rows
 from senseimig_dagster.staging.pipeline import written_objects
 
 NAME, TABLE = "document", "annotation"
@@ -115,6 +116,20 @@ def previous_documents(conn: duckdb.DuckDBPyConnection) -> dict[str, PreviousDoc
                         [NAME]).fetchall()
     return {sid: PreviousDocument(route, sha, meta, name, note, location, item)
             for sid, route, sha, meta, name, note, location, item in rows}
+
+
+# Failures that only a change at the source can cure: a window run retries them only when the document itself is
+# in the window (a full run re-attempts every document anyway).
+SOURCE_FAULTS = ("zero_byte_file", "missing_at_source", "source_hash_mismatch")
+
+
+def failed_documents(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Documents whose latest attempt failed for a reason a retry may cure (a window run tries them again)."""
+    conn.execute(_DDL)
+    return {r[0] for r in conn.execute(
+        f"""SELECT source_id FROM {DOCUMENTS} GROUP BY source_id
+            HAVING arg_max(outcome, "at") = 'failed' AND NOT list_has_any(
+                string_split(coalesce(arg_max(reason, "at"), ''), ';'), ?)""", [list(SOURCE_FAULTS)]).fetchall()}
 
 
 def record(conn: duckdb.DuckDBPyConnection, results: list[DocumentResult], run_id: str) -> pl.DataFrame:
@@ -231,6 +246,13 @@ def build_document_asset() -> AssetsDefinition:
         with store.get_connection() as conn:
             staged, owners, _ = _read_inputs(conn, NAME)
             manifest, previous = _manifest(conn), previous_documents(conn)
+            failed_before = failed_documents(conn)
+        # Delta pickup, as the generic writers do it: a window run sends the documents modified in the window and
+        # those whose last attempt failed; the rest are neither fetched nor compared.
+        window, picked = run_window(context.run.tags), None
+        if window is not None:
+            picked = window_rows(staged, window, failed_before)
+            staged = picked.frame
         results: list[DocumentResult] = []
         setup_error, drive, started = None, None, time.monotonic()
         if not staged.is_empty():
@@ -256,6 +278,9 @@ def build_document_asset() -> AssetsDefinition:
         with store.get_connection() as conn:
             value = record(conn, results, context.run_id)
         meta = summary(results, seconds)
+        if picked is not None:
+            meta |= {"window": window.describe(), "rows_in_window": picked.in_window,  # type: ignore[union-attr]
+                     "failed_rows_retried": picked.retried, "rows_outside_window_not_sent": picked.outside}
         context.log.info("dataverse/document: " + ", ".join(f"{o} {meta[o]}" for o in OUTCOMES)
                          + f", {meta['mb_per_s']} MB/s")
         if setup_error and drive is not None:  # Graph is configured, Dynamics' SharePoint integration is not

@@ -41,6 +41,8 @@ ASSET = "rollback"
 SOURCE_KEY = "smig_sourcesystemid"
 CHANGED = "changed_since_migration"
 GRAPH_FILES = "graph_driveitem"  # the audit table name of SharePoint files (dataverse/documents.py)
+GRAPH_FOLDERS = "graph_folder"  # SharePoint folders the document load created (removed when empty)
+GRAPH_TABLES = (GRAPH_FILES, GRAPH_FOLDERS)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ class Rollback:
         pending = [w for w in writes if not _is_undone(w, undone)]
         creates = [w for w in pending if w.operation == "create" and w.outcome in ("ok", "pending")]
         files = [w for w in creates if w.table == GRAPH_FILES]  # not Dataverse records: deleted through Graph
-        creates = [w for w in creates if w.table != GRAPH_FILES]
+        folders = [w for w in creates if w.table == GRAPH_FOLDERS]
+        creates = [w for w in creates if w.table not in GRAPH_TABLES]
         updates = [w for w in pending if w.operation in ("update", "state", "link")
                    and (w.outcome == "ok" or (w.outcome == "pending" and w.before is not None))]
         needs_key = {w.table for w in creates + updates if w.dataverse_id is None}
@@ -151,6 +154,7 @@ class Rollback:
         created = {(w.table, self._id_of(w)) for w in creates} - {(t, None) for t in self._tables}
         self._restore([w for w in updates if (w.table, self._id_of(w)) not in created])
         self._delete_files(files)
+        self._delete_folders(folders)
         self._delete(creates)
         if remove_schema:
             self._remove_schema([c for c in schema_changes if self.only_run is None or c.run_id == self.only_run])
@@ -271,6 +275,33 @@ class Rollback:
                 outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "failed", code))
                 continue
             self.report.deleted.append((GRAPH_FILES, w.dataverse_id or ""))
+            outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "ok"))
+        self.log.record(batch, outcomes)
+
+    def _delete_folders(self, folders: list[Write]) -> None:
+        """Folders the load created, after their files: only an empty one is deleted; one holding files a person
+        added since is reported (``changed_by_person``), never removed with its contents."""
+        targets = [w for w in folders if w.dataverse_id]
+        if not targets:
+            return
+        if self.drive is None:
+            self.report.failed += [(GRAPH_FOLDERS, w.dataverse_id or "", "no Graph drive configured") for w in targets]
+            return
+        batch = self.log.intend(self.run_id, ASSET, GRAPH_FOLDERS, targets[0].entity_set,
+                                [(w.source_id, "undo_delete") for w in targets])
+        outcomes = []
+        for w in targets:
+            try:
+                result = self.drive.delete_folder_if_empty(w.dataverse_id)
+            except Exception as e:  # a Graph error: its code, never its text
+                code = getattr(e, "code", None) or type(e).__name__
+                self.report.failed.append((GRAPH_FOLDERS, w.dataverse_id or "", code))
+                outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "failed", code))
+                continue
+            if result == "not_empty":
+                self.report.changed_by_person.append((GRAPH_FOLDERS, w.dataverse_id or ""))
+                continue  # not undone: a later rollback (or a person) may still remove it
+            self.report.deleted.append((GRAPH_FOLDERS, w.dataverse_id or ""))
             outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "ok"))
         self.log.record(batch, outcomes)
 

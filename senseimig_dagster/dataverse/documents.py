@@ -38,11 +38,13 @@ import json
 import logging
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from senseimig_dagster.audit.rollback import GRAPH_FILES
+from senseimig_dagster.audit.rollback import GRAPH_FILES, GRAPH_FOLDERS
 from senseimig_dagster.dataverse.client import record_segment
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseNotFound
 
@@ -313,7 +315,7 @@ class Drive(Protocol):
 
     @property
     def library_url(self) -> str: ...
-    def ensure_folder(self, folder: str) -> str: ...
+    def make_folder(self, folder: str) -> tuple[str, bool]: ...  # item id, created by this call
     def upload(self, folder: str, name: str, content: Callable[[int, int], bytes], size: int) -> Any: ...
     def download(self, item_id: str) -> Iterator[bytes]: ...
 
@@ -438,14 +440,34 @@ class DocumentResult:
     status: int | None = None
 
 
+class _SerialAudit:
+    """The audit log for several worker threads: one DuckDB connection, one call at a time."""
+
+    def __init__(self, audit: Any):
+        self._audit, self._lock = audit, threading.Lock()
+
+    def intend(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._audit.intend(*args, **kwargs)
+
+    def record(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._audit.record(*args, **kwargs)
+
+
 class DocumentLoader:
-    """Loads documents one by one (in source id order), each audited: intent before, outcome after (with the
-    record's ``versionnumber`` after our last write, rollback's "changed by a person" test)."""
+    """Loads documents, each audited: intent before, outcome after (with the record's ``versionnumber`` after our
+    last write, rollback's "changed by a person" test). ``workers`` threads each take one patient's documents at a
+    time (in source id order), so a contact's folder and location are made once, by one thread; a document costs a
+    handful of round trips and Dataverse holds each for its execution time, so one at a time would leave the
+    service idle."""
 
     def __init__(self, client: DataverseClient, content: Callable[[str], Iterable[bytes]], audit: Any, run_id: str,
                  asset: str, *, drive: Drive | None = None, previous: Mapping[str, PreviousDocument] | None = None,
-                 max_upload: int | None = None):
-        self.client, self.content, self.audit, self.run_id, self.asset = client, content, audit, run_id, asset
+                 max_upload: int | None = None, workers: int = 8):
+        self.client, self.content, self.audit, self.run_id, self.asset = (client, content, _SerialAudit(audit),
+                                                                          run_id, asset)
+        self.workers = max(1, workers)
         self.drive, self.previous = drive, dict(previous or {})
         self.max_upload = max_upload if max_upload is not None else max_upload_file_size(client)
         self.notes, self.locations = Notes(client), SharePointLocations(client)
@@ -471,10 +493,19 @@ class DocumentLoader:
         self._resolve_contacts(d.patient_id for d in shared if d.patient_id)
         names = assign_file_names([(d.source_id, self._contacts.get(d.patient_id or "", ""), d.file_name or "")
                                    for d in shared])
-        out = []
+        per_patient: dict[str, list[DocumentInput]] = {}
         for doc in sorted(docs, key=lambda d: d.source_id):
-            out.append(self._one(doc, routes.get(doc.source_id), names.get(doc.source_id)))
-        return out
+            per_patient.setdefault(doc.patient_id or doc.source_id, []).append(doc)
+
+        def patient(group: list[DocumentInput]) -> list[DocumentResult]:
+            return [self._one(doc, routes.get(doc.source_id), names.get(doc.source_id)) for doc in group]
+
+        if self.workers == 1:
+            done = [patient(g) for g in per_patient.values()]
+        else:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="documents") as pool:
+                done = list(pool.map(patient, per_patient.values()))
+        return sorted((r for group in done for r in group), key=lambda r: r.source_id)
 
     # -- one document --------------------------------------------------------------------------------------------
     def _one(self, doc: DocumentInput, how: Route | None, name: tuple[str, list[str]] | None) -> DocumentResult:
@@ -571,7 +602,10 @@ class DocumentLoader:
                                                    after_version=None if version is None else str(version))])
         else:
             location_id = str(location["sharepointdocumentlocationid"])
-        self.drive.ensure_folder(folder)
+        folder_id, created = self.drive.make_folder(folder)
+        if created:  # audited so that rollback removes the folder too (when still empty)
+            made = self.audit.intend(self.run_id, self.asset, GRAPH_FOLDERS, GRAPH_SET, [(doc.patient_id, "create")])
+            self.audit.record(made, [AuditOutcome(doc.patient_id, folder_id, "create", "ok")])
         batch = self.audit.intend(self.run_id, self.asset, GRAPH_FILES, GRAPH_SET, [(doc.source_id, "create")])
         try:
             item = self.drive.upload(folder, stored, source.read, source.size)

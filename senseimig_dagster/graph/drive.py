@@ -152,13 +152,19 @@ class GraphDrive:
     # -- folders -------------------------------------------------------------------------------------------------
     def ensure_folder(self, folder: str) -> str:
         """The item id of ``folder`` (``"a"`` or ``"a/b"``) under the library root, created if missing."""
+        return self.make_folder(folder)[0]
+
+    def make_folder(self, folder: str) -> tuple[str, bool]:
+        """:meth:`ensure_folder`, and whether this call created the (last) folder: what the audit log records,
+        so a rollback removes only folders the migration made."""
+        created = False
         drive_id = self.drive_id
         segments = [s for s in folder.split("/") if s]
         if not segments:
             if "" not in self._folders:
                 self._folders[""] = self._call("GET", f"{self.graph_url}/drives/{drive_id}/root",
                                                operation="root").json()["id"]
-            return self._folders[""]
+            return self._folders[""], False
         parent: str | None = None
         for depth in range(1, len(segments) + 1):
             key = "/".join(segments[:depth]).casefold()
@@ -169,12 +175,13 @@ class GraphDrive:
             if reason:
                 raise ValueError(f"folder name refused by SharePoint's rules: {reason}")
             item = self._get_item("/".join(segments[:depth]))
+            created = item is None
             if item is None:
                 item = self._create_folder(drive_id, parent, segments[depth - 1], "/".join(segments[:depth]))
             elif "folder" not in item:
                 raise GraphConflict(409, "nameAlreadyExists", None, operation="ensure_folder")
             self._folders[key] = parent = item["id"]
-        return parent  # type: ignore[return-value]
+        return parent, created  # type: ignore[return-value]
 
     def _create_folder(self, drive_id: str, parent: str | None, name: str, path: str) -> dict:
         url = (f"{self.graph_url}/drives/{drive_id}/items/{parent}/children" if parent
@@ -297,6 +304,19 @@ class GraphDrive:
             return
         with self._lock:
             self._folders = {k: v for k, v in self._folders.items() if v != item_id}
+
+    def delete_folder_if_empty(self, item_id: str) -> str:
+        """Delete a folder only if it holds nothing (a person may have added files since the migration made it):
+        ``"deleted"``, ``"not_empty"`` or ``"absent"``."""
+        try:
+            item = self._call("GET", f"{self.graph_url}/drives/{self.drive_id}/items/{item_id}",
+                              operation="get_item").json()
+        except GraphNotFound:
+            return "absent"
+        if (item.get("folder") or {}).get("childCount", 0):
+            return "not_empty"
+        self.delete(item_id)
+        return "deleted"
 
     # -- HTTP ----------------------------------------------------------------------------------------------------
     def _call(self, method: str, url: str, *, operation: str, expect: tuple[int, ...] = (200,),

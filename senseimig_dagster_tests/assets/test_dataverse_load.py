@@ -26,6 +26,7 @@ from senseimig_dagster.assets.dataverse_load import (
     writer_parents,
 )
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
+from senseimig_dagster.assets.documents import DOCUMENT_KEY
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
@@ -98,9 +99,11 @@ def env(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 
 
 EVERYTHING = [dataverse_schema, staging_assets, staging_owners, *dataverse_assets]
+# The generic writers: documents have their own asset (bodies, SharePoint; test_documents_asset.py).
+GENERIC_KEYS = [k for k in WRITER_KEYS if k != DOCUMENT_KEY]
 
 
-def _writers(env: dict, keys=WRITER_KEYS, mapping: str | None = None):
+def _writers(env: dict, keys=GENERIC_KEYS, mapping: str | None = None):
     resources = dict(env["resources"])
     if mapping:
         resources["mapping"] = MappingResource(path=mapping)

@@ -43,11 +43,7 @@ from senseimig_dagster.sandbox.graph.server import serve_graph
 from senseimig_dagster.sandbox.graph.store import DriveStore
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
 from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
-from senseimig_dagster_tests.dataverse.test_documents import (
-    SITE_URL,
-    enable_contact_documents,
-    sharepoint_site,
-)
+from senseimig_dagster_tests.dataverse.test_documents import SITE_URL
 
 pytestmark = pytest.mark.slow
 WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
@@ -97,9 +93,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tls = make_local_ca(work / "tls")
     entra, catalog = EntraStandIn(), Catalog.load()
     catalog.key_delay = catalog.column_delay = 0.0
-    enable_contact_documents(catalog)
     store = RecordStore(work / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
+    apply_seed(store, load_seed())  # SharePoint integration seeded: the site the Graph stand-in serves
     writes = Writes(DataverseEmulator(catalog, store, token_validator=entra.token_info, tenant=entra.tenant))
     graph = GraphStandIn(DriveStore(work / "graph.sqlite"), token_validator=entra.token_info)
     confirmed = work / "mapping.yaml"
@@ -115,7 +110,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
                                       ca_bundle=str(tls.ca_cert), fallback_owner=TEAM)
         with dataverse.client() as client:
-            sharepoint_site(client)
             org = next(client.query("organizations", ["organizationid"]))["organizationid"]
             client.update("organizations", org, {"maxuploadfilesize": limit})
         resources = {"sensei": SenseiSource(base_url=sensei_url),

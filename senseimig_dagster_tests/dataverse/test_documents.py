@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from senseimig_dagster.audit.log import AuditLog
-from senseimig_dagster.audit.rollback import GRAPH_FILES, Rollback
+from senseimig_dagster.audit.rollback import GRAPH_FILES, GRAPH_FOLDERS, Rollback
 from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.documents import (
@@ -39,21 +39,14 @@ from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.metadata import Lookup
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
+from senseimig_dagster.sandbox.dataverse_emulator.seed import (
+    apply_seed,
+    enable_document_management,
+    load_seed,
+)
 
 SITE_URL = "https://contoso.sharepoint.com/sites/dental"
 DEFAULT_LIMIT = 5_242_880
-
-
-def enable_contact_documents(catalog: Catalog) -> None:
-    """What turning on document management for contact does in Dynamics: ``regardingobjectid`` of a location may
-    point at a contact (navigation ``regardingobjectid_contact`` [memory]). Microsoft's published metadata, which
-    the emulator loads, lists only the targets of a fresh environment."""
-    table = catalog.definition("sharepointdocumentlocation")
-    lookups = {**table.lookups, "regardingobjectid_contact": Lookup("regardingobjectid_contact", "regardingobjectid",
-                                                                    ("contact",))}
-    catalog._put(replace(table, lookups=lookups))
 
 
 @dataclass
@@ -78,9 +71,11 @@ class Env:
 def env(tmp_path: Path) -> Iterator[Env]:
     catalog = Catalog.load()
     catalog.key_delay = catalog.column_delay = 0
-    enable_contact_documents(catalog)
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
+    # An environment before SharePoint setup (each test makes the site with sharepoint_site), with document
+    # management on for contact (the regardingobjectid_contact lookup; seed.enable_document_management).
+    apply_seed(store, replace(load_seed(), sharepoint=None))
+    enable_document_management(catalog, ["contact"])
     app = DataverseEmulator(catalog, store)
     requests: list[tuple[str, str, bytes]] = []
 
@@ -153,10 +148,20 @@ class FakeDrive:
     deleted: list[str] = field(default_factory=list)
     corrupt: bool = False
 
-    def ensure_folder(self, folder: str) -> str:
-        if folder not in self.folders:
+    def make_folder(self, folder: str) -> tuple[str, bool]:
+        created = folder not in self.folders
+        if created:
             self.folders.append(folder)
-        return f"folder-{folder}"
+        return f"folder-{folder}", created
+
+    def delete_folder_if_empty(self, item_id: str) -> str:
+        folder = item_id.removeprefix("folder-")
+        if folder not in self.folders:
+            return "absent"
+        if any(f == folder for f, _, _ in self.items.values()):
+            return "not_empty"
+        self.folders.remove(folder)
+        return "deleted"
 
     def upload(self, folder: str, name: str, content: Callable[[int, int], bytes], size: int):
         data = b"".join(content(o, min(327_680, size - o)) for o in range(0, size, 327_680))
@@ -350,7 +355,7 @@ def test_sharepoint_folder_location_per_contact_renames_and_verification(env: En
                                  ["_regardingobjectid_value", "_parentsiteorlocation_value", "relativeurl"])
     assert (stored["_regardingobjectid_value"], stored["_parentsiteorlocation_value"]) == (contact, library)
     assert sorted((w.table, w.operation) for w in writes) == [
-        (GRAPH_FILES, "create")] * 3 + [("sharepointdocumentlocation", "create")]
+        (GRAPH_FILES, "create")] * 3 + [(GRAPH_FOLDERS, "create"), ("sharepointdocumentlocation", "create")]
 
 
 def test_sharepoint_read_back_mismatch_is_reported_unverified(env: Env) -> None:
@@ -373,8 +378,9 @@ def test_rollback_deletes_notes_locations_and_sharepoint_files(env: Env) -> None
         log = AuditLog(conn)
         report = Rollback(env.client, log, "rollback-1", drive=drive).run()
         again = Rollback(env.client, log, "rollback-2", drive=drive).run()
-    assert sorted(t for t, _ in report.deleted) == ["annotation", GRAPH_FILES, "sharepointdocumentlocation"]
-    assert drive.items == {} and drive.deleted == [results[1].item_id]
+    assert sorted(t for t, _ in report.deleted) == ["annotation", GRAPH_FILES, GRAPH_FOLDERS,
+                                                    "sharepointdocumentlocation"]
+    assert drive.items == {} and drive.deleted == [results[1].item_id] and drive.folders == []
     assert list(env.client.query("annotations", ["annotationid"])) == []
     assert [r["relativeurl"] for r in env.client.query("sharepointdocumentlocations", ["relativeurl"])] == [
         "contact"]  # only the library's location, which Dynamics made
@@ -383,12 +389,13 @@ def test_rollback_deletes_notes_locations_and_sharepoint_files(env: Env) -> None
 
 def test_rollback_without_a_drive_reports_files_instead_of_marking_them_undone(env: Env) -> None:
     sharepoint_site(env.client)
-    env.contact("p1")
+    contact = env.contact("p1")
     source, drive = Source(), FakeDrive()
     with env.audit.connect() as conn:
         [result] = loader(env, source, conn, drive=drive).load([doc(source, "d1", 9000, mime="application/dicom")])
         report = Rollback(env.client, AuditLog(conn), "rollback-1").run()
-    assert report.failed == [(GRAPH_FILES, result.item_id, "no Graph drive configured")]
+    assert report.failed == [(GRAPH_FILES, result.item_id, "no Graph drive configured"),
+                             (GRAPH_FOLDERS, f"folder-{folder_name(contact)}", "no Graph drive configured")]
     assert result.item_id in drive.items
 
 
@@ -421,3 +428,15 @@ def test_simulator_answers_404_for_missing_content_and_other_bytes_for_corrupt(t
             good = next(r for r in rows.values() if r["id"] not in (missing, corrupt) and r["size_bytes"])
             with fetch_source(content, good["id"], good["size_bytes"], good["sha256"]) as fetched:
                 assert (fetched.size, fetched.sha256) == (good["size_bytes"], good["sha256"])
+
+
+def test_rollback_keeps_a_folder_a_person_added_files_to_and_reports_it(env: Env) -> None:
+    sharepoint_site(env.client)
+    contact = env.contact("p1")
+    source, drive = Source(), FakeDrive()
+    with env.audit.connect() as conn:
+        loader(env, source, conn, drive=drive).load([doc(source, "d2", 9000, mime="application/dicom")])
+        drive.items["theirs"] = (folder_name(contact), "referral letter.pdf", b"%PDF")  # added after the migration
+        report = Rollback(env.client, AuditLog(conn), "rollback-1", drive=drive).run()
+    assert report.changed_by_person == [(GRAPH_FOLDERS, f"folder-{folder_name(contact)}")]
+    assert list(drive.items) == ["theirs"] and drive.folders == [folder_name(contact)]

@@ -45,6 +45,21 @@ def test_library_url_and_folder_idempotent(drive: GraphDrive, graph_env: GraphEn
     assert nested != drive.ensure_folder("a")
 
 
+def test_make_folder_says_who_created_it_and_only_an_empty_folder_is_deleted(
+        drive: GraphDrive, graph_env: GraphEnv) -> None:
+    made, created = drive.make_folder("P1")
+    assert created is True and drive.make_folder("P1") == (made, False)
+    with graph_env.drive() as other:
+        assert other.make_folder("p1") == (made, False)  # found, not made, by a fresh client
+    data = b"x" * 1000
+    drive.upload("P1", "a.pdf", _reader(data), len(data))
+    assert drive.delete_folder_if_empty(made) == "not_empty" and drive.find("P1", "a.pdf") is not None
+    drive.delete(drive.find("P1", "a.pdf").id)
+    assert drive.delete_folder_if_empty(made) == "deleted"
+    assert drive.delete_folder_if_empty(made) == "absent"
+    assert drive.make_folder("P1")[1] is True  # the cache forgot it: made again
+
+
 def test_small_upload_reads_back_equal(drive: GraphDrive, graph_env: GraphEnv) -> None:
     data = os.urandom(200_000)
     stored = drive.upload("p1", "consent.pdf", _reader(data), len(data))
