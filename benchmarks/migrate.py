@@ -137,6 +137,39 @@ def install_meter(meter: Meter) -> None:
     DataverseClient.__init__ = metered_init  # type: ignore[method-assign]
 
 
+class CpuSampler:
+    """CPU seconds of this process and of the emulator's, sampled once a second, so a phase's CPU share can be
+    read afterwards (both share the machine's cores: is the client's work or the emulator's the bound?)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples = pid, []  # (monotonic, own cpu s, emulator cpu s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _emulator(self) -> float:
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return self.samples[-1][2] if self.samples else 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append((time.monotonic(), time.process_time(), self._emulator()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """CPU seconds (this process, emulator) spent within [start, end] (to the nearest sample)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return 0.0, 0.0
+        return inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
+
+
 # -- figures from the stores ----------------------------------------------------------------------------------------
 def writer_figures(run_id: str, database: str) -> list[tuple[str, int, float]]:
     """Per ``dataverse/<object>`` step of the load run: records written (created + updated), seconds."""
@@ -218,14 +251,17 @@ def main() -> int:
     with run.phase("generate tenant") as phase:
         manifest = generate(work / "tenant", patients=args.patients, seed=args.seed)
         phase.rows = manifest.total_rows
-    simulator, dataverse = demo.Simulator(), None
+    simulator, dataverse, cpu = demo.Simulator(), None, None
     try:
         dataverse, url, ca = demo._start_dataverse(work, "on", k)
+        cpu = CpuSampler(dataverse.pid)
         os.environ.update({**demo.demo_environment(work, url, ca), "SENSEIMIG_SOURCE": "api"})
         simulator.serve(work / "tenant")
         demo.migrate(run, work, work / "tenant", serve=simulator.serve)
     finally:
         simulator.stop()
+        if cpu is not None:
+            cpu.stop()
         if dataverse is not None:
             dataverse.terminate()
             dataverse.wait(timeout=60)
@@ -261,6 +297,10 @@ def main() -> int:
           f"{achieved:.0f} records/s Dataverse-equivalent; ceiling (1 user) {ceiling[1].records_per_s:.0f}; "
           f"429 pauses {meter.throttled}, waiting {meter.waited(start, end):.1f} s of the load phase's "
           f"{end - start:.1f} s")
+    own_cpu, emulator_cpu = cpu.between(start, end) if cpu is not None else (0.0, 0.0)
+    print(f"CPU during load + verify ({end - start:.1f} s wall): migration process {own_cpu:.1f} s "
+          f"({own_cpu / (end - start):.0%} of one core), emulator {emulator_cpu:.1f} s "
+          f"({emulator_cpu / (end - start):.0%} of one core)")
 
     local_s = sum(phases[n].seconds for n in ("extract + inventory", "stage") if n in phases)  # no generation
     other_dv_s = (sum(phases[n].seconds for n in DATAVERSE_PHASES if n in phases) - load_s) * k
