@@ -142,3 +142,43 @@ def test_emulator_answers_a_source_id_filter_from_the_key_index(store: RecordSto
         store.query("contact", [("lastname", "N")])
     with pytest.raises(AssertionError):  # a number is not the string key "1": json_extract's comparison decides
         store.query("contact", [(KEY, 1)])
+
+
+# -- the version read of one chunk overlaps the next chunk's write -------------------------------------------------
+class _Audit:
+    def __init__(self, events: list[str]) -> None:
+        self.events, self.outcomes, self.batches = events, [], 0
+
+    def intend(self, run_id: str, asset: str, table: str, entity_set: str, intents: list) -> int:
+        self.batches += 1
+        self.events.append(f"intend {','.join(i[0] for i in intents)}")
+        return self.batches
+
+    def record(self, batch: int, outcomes: list) -> None:
+        self.events.append(f"record {batch}")
+        self.outcomes += [(batch, o.source_id, o.outcome, o.after_version, o.error_code) for o in outcomes]
+
+
+def test_outcomes_carry_the_versions_read_after_the_next_chunk_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import senseimig_dagster.dataverse.load as load
+
+    monkeypatch.setattr(load, "AUDIT_CHUNK", 2)
+    events: list[str] = []
+    loader = _RecordingLoader(refuse="r3")
+    loader.upsert = lambda table, bodies, keys, up=loader.upsert: (  # type: ignore[method-assign]
+        events.append(f"write {','.join(b[KEY] for b in bodies)}"), up(table, bodies, keys))[1]
+    client = _SlowClient({f"r{i}": {KEY: f"r{i}", "contactid": f"id{i}", "versionnumber": 100 + i}
+                          for i in range(1, 6)})
+    loader.clients = [client]
+    audit = _Audit(events)
+    ctx = SimpleNamespace(loader=loader, entity_sets={"contact": "contacts"}, audit=audit, run_id="run",
+                          asset="dataverse/patient")
+    rows = [_Row(f"r{i}", {}, {}) for i in range(1, 6)]
+    _Sender(ctx, "contact", False, {}).send("create", [(r, {"lastname": "x"}) for r in rows])  # type: ignore[arg-type]
+    assert events == ["intend r1,r2", "write r1,r2", "intend r3,r4", "write r3,r4", "record 1",
+                      "intend r5", "write r5", "record 2", "record 3"]
+    assert audit.outcomes == [(1, "r1", "ok", "101", None), (1, "r2", "ok", "102", None),
+                              (2, "r3", "failed", None, "0x80040203"), (2, "r4", "ok", "104", None),
+                              (3, "r5", "ok", "105", None)]
+    assert [r.dataverse_id for r in rows] == ["id1", "id2", None, "id4", "id5"]
+    assert rows[2].failure == (400, "0x80040203") and not rows[2].sent and rows[3].sent
