@@ -17,8 +17,11 @@ Set-up, and why:
   not scaled: they are this machine's (and the simulator's) time.
 * Ceiling: ``load.modelled_ceiling`` for the loader's chunk of 100 records (per user and server: min over 6000
   requests, ceil(1,200,000 ms / cost) requests, 52 concurrent; × 4 servers × users). The ratio is the load's
-  Dataverse-equivalent records/s over the 1-user ceiling. Writers that fall back to ``$batch`` or run one sender
-  in time order (claim status events) can't reach it; the per-asset table shows which.
+  Dataverse-equivalent records/s over the 1-user ceiling. Writers that fall back to ``$batch`` (documents) or go in
+  rounds (claim status events: the n-th event of every claim in round n, to keep each claim's trail in time
+  order) reach less of it; the per-asset table shows which. The CPU line says whether this process or the
+  emulator (both on this machine's cores) was busy during the load: profile with py-spy (``py-spy record --idle
+  -f raw -- python benchmarks/migrate.py ...``; the emulator is a child started by a module, sample it by pid).
 * Projection (real world, U application users): local phases as measured + the load at ``min(ratio ×
   ceiling(U), records/s this client sustained per wall-clock second)`` (the same fraction of the ceiling with U
   users, as ``load.py``'s ``users_4_speedup`` measures, unless the client's own work is the bound, which more

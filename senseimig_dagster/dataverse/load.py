@@ -406,9 +406,10 @@ TIME_ORDERED_UNDER = {"claim_status_event": "smig_ClaimId"}
 # Appointment statuses that end a visit: the custom table's Inactive state (1, status 2; custom tables have only
 # Active/Inactive), the text status stays in smig_status. Future/scheduled visits stay Active.
 CLOSED_APPOINTMENT = frozenset({"Completed", "Cancelled", "Canceled", "NoShow", "No-Show", "Rescheduled"})
-# Rows per audit intent / write round: bounds what a crash can leave pending. Large enough that a round keeps the
-# loader's senders busy (1000 rows were 10 bulk requests for 16 slots, then a read-back with the slots idle).
-AUDIT_CHUNK = 5000
+# Rows per audit intent / write round: bounds what a crash can leave pending. Three full rounds of the loader's
+# default 16 senders x 100-row requests (1000 rows were 10 requests for 16 slots, then a read-back with the slots
+# idle; 5000 left a round of 2 requests at the end of every chunk).
+AUDIT_CHUNK = 4800
 
 
 def closed_states(name: str, frame: pl.DataFrame, source_status: pl.DataFrame | None = None) -> pl.DataFrame:
