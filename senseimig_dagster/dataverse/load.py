@@ -328,8 +328,8 @@ def read_back(client: DataverseClient, entity_set: str, table: str, source_ids: 
               ) -> dict[str, dict[str, Any]]:
     """The rows with these source ids, by source id, ``$select`` ing ``columns`` (see :func:`readback_columns`).
 
-    One ``$filter`` of ``or`` ed ids per ``chunk`` ids, up to ``parallel`` of those queries at a time. A service that refuses that filter (400; the sandbox
-    emulator accepts only ``and``) is asked once per id instead, those queries sent together as one ``$batch``."""
+    One ``$filter`` of ``or`` ed ids per ``chunk`` ids, up to ``parallel`` of those queries at a time. A service
+    that refuses that filter (400) is asked once per id instead, those queries sent together as one ``$batch``."""
     select = sorted({*columns, SOURCE_KEY, primary_id(table)})
     ids = sorted({str(s) for s in source_ids})
     pieces = [ids[start:start + chunk] for start in range(0, len(ids), chunk)]
