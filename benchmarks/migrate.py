@@ -17,8 +17,11 @@ Set-up, and why:
   not scaled: they are this machine's (and the simulator's) time.
 * Ceiling: ``load.modelled_ceiling`` for the loader's chunk of 100 records (per user and server: min over 6000
   requests, ceil(1,200,000 ms / cost) requests, 52 concurrent; × 4 servers × users). The ratio is the load's
-  Dataverse-equivalent records/s over the 1-user ceiling. Writers that fall back to ``$batch`` or run one sender
-  in time order (claim status events) can't reach it; the per-asset table shows which.
+  Dataverse-equivalent records/s over the 1-user ceiling. Writers that fall back to ``$batch`` (documents) or go in
+  rounds (claim status events: the n-th event of every claim in round n, to keep each claim's trail in time
+  order) reach less of it; the per-asset table shows which. The CPU line says whether this process or the
+  emulator (both on this machine's cores) was busy during the load: profile with py-spy (``py-spy record --idle
+  -f raw -- python benchmarks/migrate.py ...``; the emulator is a child started by a module, sample it by pid).
 * Projection (real world, U application users): local phases as measured + the load at ``min(ratio ×
   ceiling(U), records/s this client sustained per wall-clock second)`` (the same fraction of the ceiling with U
   users, as ``load.py``'s ``users_4_speedup`` measures, unless the client's own work is the bound, which more
@@ -58,9 +61,9 @@ from senseimig_dagster.sandbox.dataverse_emulator.limits import CostModel, Limit
 from senseimig_dagster.sandbox.dataverse_emulator.server import SERVERS  # noqa: E402
 
 DEFAULT_PATIENTS = 12_000  # ≈ 1.15M source rows (README "Figures")
-# 1: on the shared 2-core machine the migration's own work (payloads, audit log, ledger, checks), not the limits,
-# bounds the load (no 429 at k=4 with 200 patients, 70 records/s Dataverse-equivalent); a larger k only shortens
-# the modelled time the client can't fill and shrinks the ratio. Raise it on a machine that keeps up.
+# 1: the ratio to the ceiling is the client's, undistorted. At k=4 the client keeps up about half-way (500
+# patients: 519 records/s at k=1, 1,137/s wall-clock = 285/s Dataverse-equivalent at k=4, no 429), so k=4 halves
+# the wall time of a full-size run (≈ 17 min of writers at 12,000 patients) at the price of a lower ratio.
 DEFAULT_TIME_SCALE = 1.0
 POOL_BASE, POOL_PER_LICENSE, POOL_MAX = 500_000, 5_000, 10_000_000  # non-licensed identities, per 24 h [doc]
 LICENSED_USER_DAILY = 40_000
@@ -135,6 +138,39 @@ def install_meter(meter: Meter) -> None:
         self._sleep = metered_sleep
 
     DataverseClient.__init__ = metered_init  # type: ignore[method-assign]
+
+
+class CpuSampler:
+    """CPU seconds of this process and of the emulator's, sampled once a second, so a phase's CPU share can be
+    read afterwards (both share the machine's cores: is the client's work or the emulator's the bound?)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples = pid, []  # (monotonic, own cpu s, emulator cpu s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _emulator(self) -> float:
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return self.samples[-1][2] if self.samples else 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append((time.monotonic(), time.process_time(), self._emulator()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """CPU seconds (this process, emulator) spent within [start, end] (to the nearest sample)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return 0.0, 0.0
+        return inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
 
 
 # -- figures from the stores ----------------------------------------------------------------------------------------
@@ -218,14 +254,17 @@ def main() -> int:
     with run.phase("generate tenant") as phase:
         manifest = generate(work / "tenant", patients=args.patients, seed=args.seed)
         phase.rows = manifest.total_rows
-    simulator, dataverse = demo.Simulator(), None
+    simulator, dataverse, cpu = demo.Simulator(), None, None
     try:
         dataverse, url, ca = demo._start_dataverse(work, "on", k)
+        cpu = CpuSampler(dataverse.pid)
         os.environ.update({**demo.demo_environment(work, url, ca), "SENSEIMIG_SOURCE": "api"})
         simulator.serve(work / "tenant")
         demo.migrate(run, work, work / "tenant", serve=simulator.serve)
     finally:
         simulator.stop()
+        if cpu is not None:
+            cpu.stop()
         if dataverse is not None:
             dataverse.terminate()
             dataverse.wait(timeout=60)
@@ -261,6 +300,10 @@ def main() -> int:
           f"{achieved:.0f} records/s Dataverse-equivalent; ceiling (1 user) {ceiling[1].records_per_s:.0f}; "
           f"429 pauses {meter.throttled}, waiting {meter.waited(start, end):.1f} s of the load phase's "
           f"{end - start:.1f} s")
+    own_cpu, emulator_cpu = cpu.between(start, end) if cpu is not None else (0.0, 0.0)
+    print(f"CPU during load + verify ({end - start:.1f} s wall): migration process {own_cpu:.1f} s "
+          f"({own_cpu / (end - start):.0%} of one core), emulator {emulator_cpu:.1f} s "
+          f"({emulator_cpu / (end - start):.0%} of one core)")
 
     local_s = sum(phases[n].seconds for n in ("extract + inventory", "stage") if n in phases)  # no generation
     other_dv_s = (sum(phases[n].seconds for n in DATAVERSE_PHASES if n in phases) - load_s) * k

@@ -38,7 +38,6 @@ from senseimig_dagster.assets.staging import DEFAULT_MAP, _map
 from senseimig_dagster.audit.log import AuditLog, insert_columns
 from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.dataverse.load import (
-    TIME_ORDERED,
     LedgerEntry,
     LedgerRow,
     OwnerMap,
@@ -224,8 +223,9 @@ def build_writer(name: str, fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinitio
             clients = dataverse.clients()
             try:
                 sets = entity_sets(dataverse.metadata(clients[0]), tables_of(fmap_now, written_objects(fmap_now)))
-                # A claim's status trail is created in time order: one sender, chunks in sequence.
-                loader = BulkLoader(clients[:1], max_parallel=1) if name in TIME_ORDERED else BulkLoader(clients)
+                # A claim's status trail is still created in time order: write_object sends it in rounds, the n-th
+                # event of every claim in round n (load.TIME_ORDERED_UNDER), each round with every sender.
+                loader = BulkLoader(clients)
                 with audit.connect() as audit_conn:
                     log = AuditLog(audit_conn)
                     ctx = WriteContext(loader, catalog, sets, log, context.run_id, key.to_user_string(),

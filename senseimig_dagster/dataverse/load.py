@@ -22,11 +22,13 @@ Logs and errors carry table names, counts and codes only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +59,12 @@ log = logging.getLogger("senseimig.dataverse.load")
 SOURCE_ID, TABLE, OWNER_USER = "_source_id", "_table", "_owner_user_id"
 SYSTEMUSER = "systemuser"
 READ_CHUNK = 50  # source ids per read-back query: keeps the $filter URL well under Dataverse's URL limit
+# Read-back queries in flight at once: well under the client's pool and x-ms-dop-hint, so reads never crowd out the
+# loader's senders; a read throttled anyway waits out its Retry-After in the client.
+READ_PARALLEL = 8
+# Tables without the source-id key go as continue-on-error $batch es of this many PATCHes, this many at a time (the
+# loader's chunk size; few enough in flight that their parts are not throttled: such a part would fail as 429).
+BY_ID_PIECE, BY_ID_PARALLEL = 100, 4
 # Activities share activitypointer's primary key (Microsoft's entity reference); other tables use <logical>id.
 ACTIVITY_TABLES = frozenset({"appointment", "email", "fax", "letter", "phonecall", "task"})
 # Tables the schema gives no source-id key (annotation can't carry one, dataverse/schema.py).
@@ -107,8 +115,11 @@ class OwnerMap:
 def entity_sets(meta: DataverseMetadata, tables: Iterable[str]) -> dict[str, str]:
     """Entity set per table: the standard ones, plus each other table's ``EntitySetName`` from metadata."""
     out = dict(STANDARD_ENTITY_SETS)
-    for table in sorted(set(tables) - out.keys()):
-        found = meta.find_table(table)
+    wanted = sorted(set(tables) - out.keys())
+    # One metadata GET per table; sent together (every writer step and check asks for all of them).
+    with ThreadPoolExecutor(max(1, min(READ_PARALLEL, len(wanted))), thread_name_prefix="dataverse-meta") as pool:
+        definitions = list(pool.map(meta.find_table, wanted))
+    for table, found in zip(wanted, definitions, strict=True):
         if not found or not found.get("EntitySetName"):
             raise LoadError(f"table {table} is not in this Dataverse environment: run dataverse/schema first")
         out[table] = found["EntitySetName"]
@@ -266,8 +277,17 @@ def _upsert_by_id(client: DataverseClient, entity_set: str, ids: Sequence[str],
 def _batch_rows(client: DataverseClient, requests: Sequence[BatchRequest], ids: Sequence[str | None]) -> LoadResult:
     """One request per row as continue-on-error ``$batch`` es; a row's id is ``ids[i]`` or its ``OData-EntityId``."""
     result = LoadResult(ids=[None] * len(ids))
-    for start in range(0, len(requests), MAX_REQUESTS):
-        answer = client.batch(requests[start:start + MAX_REQUESTS], continue_on_error=True)
+    starts = range(0, len(requests), BY_ID_PIECE)
+
+    def send(start: int) -> Any:
+        return client.batch(requests[start:start + BY_ID_PIECE], continue_on_error=True)
+
+    if len(starts) <= 1:
+        answers = [send(s) for s in starts]
+    else:  # independent pieces: one 1000-part $batch at a time held the writer for its whole modelled time
+        with ThreadPoolExecutor(min(BY_ID_PARALLEL, len(starts)), thread_name_prefix="dataverse-by-id") as pool:
+            answers = list(pool.map(send, starts))
+    for start, answer in zip(starts, answers, strict=True):
         result.requests += 1
         for offset, response in enumerate(answer.responses):
             index = start + offset
@@ -315,22 +335,32 @@ def readback_columns(table: str, columns: Iterable[str], catalog: TargetCatalog)
 
 
 def read_back(client: DataverseClient, entity_set: str, table: str, source_ids: Sequence[str],
-              columns: Sequence[str], *, chunk: int = READ_CHUNK) -> dict[str, dict[str, Any]]:
+              columns: Sequence[str], *, chunk: int = READ_CHUNK, parallel: int = READ_PARALLEL
+              ) -> dict[str, dict[str, Any]]:
     """The rows with these source ids, by source id, ``$select`` ing ``columns`` (see :func:`readback_columns`).
 
-    One ``$filter`` of ``or`` ed ids per ``chunk`` ids. A service that refuses that filter (400; the sandbox
-    emulator accepts only ``and``) is asked once per id instead, those queries sent together as one ``$batch``."""
+    One ``$filter`` of ``or`` ed ids per ``chunk`` ids, up to ``parallel`` of those queries at a time. A service
+    that refuses that filter (400) is asked once per id instead, those queries sent together as one ``$batch``."""
     select = sorted({*columns, SOURCE_KEY, primary_id(table)})
-    out: dict[str, dict[str, Any]] = {}
     ids = sorted({str(s) for s in source_ids})
-    for start in range(0, len(ids), chunk):
-        piece = ids[start:start + chunk]
+    pieces = [ids[start:start + chunk] for start in range(0, len(ids), chunk)]
+
+    def fetch(piece: list[str]) -> list[dict[str, Any]]:
         try:
-            rows = list(client.query(entity_set, select, filter=source_id_filter(piece)))
+            return list(client.query(entity_set, select, filter=source_id_filter(piece)))
         except DataverseError as e:
             if e.status != 400:
                 raise
-            rows = _read_one_by_one(client, entity_set, select, piece)
+            return _read_one_by_one(client, entity_set, select, piece)
+
+    width = min(parallel, len(pieces), getattr(client, "pool_size", parallel))
+    if width <= 1:
+        answers: Iterable[list[dict[str, Any]]] = map(fetch, pieces)
+    else:  # independent GETs: one at a time they left the writers waiting on round trips, not on Dataverse
+        with ThreadPoolExecutor(width, thread_name_prefix="dataverse-read") as pool:
+            answers = list(pool.map(fetch, pieces))
+    out: dict[str, dict[str, Any]] = {}
+    for rows in answers:
         for row in rows:
             out[str(row[SOURCE_KEY])] = row
     return out
@@ -380,10 +410,17 @@ def build_readback(client: DataverseClient, staged: Mapping[str, pl.DataFrame], 
 OPEN_STATUS = {"phonecall": 1, "email": 1, "appointment": 1}
 # Objects whose rows are created in time order (item 5: a claim's status trail), by this staged column.
 TIME_ORDERED = {"claim_status_event": "smig_occurredat"}
+# ... under this parent (the lookup to it): within an audit chunk the rows go in rounds, the n-th row of each parent
+# in round n, so a parent's trail is created in time order while the rounds' requests run in parallel (one sender
+# for the whole object capped it at one request's worth of records per modelled second).
+TIME_ORDERED_UNDER = {"claim_status_event": "smig_ClaimId"}
 # Appointment statuses that end a visit: the custom table's Inactive state (1, status 2; custom tables have only
 # Active/Inactive), the text status stays in smig_status. Future/scheduled visits stay Active.
 CLOSED_APPOINTMENT = frozenset({"Completed", "Cancelled", "Canceled", "NoShow", "No-Show", "Rescheduled"})
-AUDIT_CHUNK = 1000  # rows per audit intent / write round: bounds what a crash can leave pending
+# Rows per audit intent / write round: bounds what a crash can leave pending. Three full rounds of the loader's
+# default 16 senders x 100-row requests (1000 rows were 10 requests for 16 slots, then a read-back with the slots
+# idle; 5000 left a round of 2 requests at the end of every chunk).
+AUDIT_CHUNK = 4800
 
 
 def closed_states(name: str, frame: pl.DataFrame, source_status: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -539,7 +576,9 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -
         else:
             row.create = True
     restore = builder.restore_lookups(ctx.catalog)
-    sender = _Sender(ctx, table, unkeyed, restore)
+    under = TIME_ORDERED_UNDER.get(name)
+    sender = _Sender(ctx, table, unkeyed, restore,
+                     builder.body_key(under) if under is not None and under in part.columns else None)
     creates = [r for r in rows if r.create]
     sender.send("create", [(r, {k: v for k, v in r.desired.items() if v is not None and k not in deferred
                                 and k not in states}) for r in creates])
@@ -592,8 +631,10 @@ class _Sender:
     """One audited write pass at a time: intent (with before-images read by source id) -> write -> outcome with
     the record's id and ``versionnumber`` read back (rollback's "changed by a person" test)."""
 
-    def __init__(self, ctx: WriteContext, table: str, unkeyed: bool, restore: Mapping[str, tuple[str, str]]):
+    def __init__(self, ctx: WriteContext, table: str, unkeyed: bool, restore: Mapping[str, tuple[str, str]],
+                 ordered_under: str | None = None):
         self.ctx, self.table, self.unkeyed, self.restore = ctx, table, unkeyed, restore
+        self.ordered_under = ordered_under  # body key of the parent whose rows go in order (TIME_ORDERED_UNDER)
         self.entity_set = ctx.entity_sets[table]
         self.client = ctx.loader.clients[0]
         self.party = parties_key(table) if table in ACTIVITY_PARTIES else None
@@ -606,38 +647,62 @@ class _Sender:
         return {self.restore[k][0] if k in self.restore else k for k in keys}
 
     def send(self, op: str, items: Sequence[tuple[_Row, dict[str, Any]]], *, read_before: bool = False) -> None:
-        from senseimig_dagster.audit.log import AuditOutcome, before_image
+        """Chunk by chunk: intent, write, then the landed rows' ids and versions read back while the next chunk
+        is written (the read waited on its own round trips with the senders idle); outcomes recorded in order."""
+        from senseimig_dagster.audit.log import before_image
 
         items = [(r, b) for r, b in items if r.failure is None]
-        for start in range(0, len(items), AUDIT_CHUNK):
-            chunk = items[start:start + AUDIT_CHUNK]
-            sids = [r.sid for r, _ in chunk]
-            current = self.read(sids, self._columns_of(b for _, b in chunk)) if read_before else {}
-            intents = [(r.sid, "create") if op == "create" else
-                       (r.sid, op, r.dataverse_id,
-                        # Parties can't be $select ed: a rollback restores an activity's columns, not its parties.
-                        before_image(current.get(r.sid, {}), {k: v for k, v in b.items()
-                                                              if k not in (SOURCE_KEY, self.party)}, self.restore))
-                       for r, b in chunk]
-            batch = self.ctx.audit.intend(self.ctx.run_id, self.ctx.asset, self.table, self.entity_set, intents)
-            result = self._write(chunk, op)
-            failed = {f.index: f for f in result.failed}
-            landed = [r.sid for i, (r, _) in enumerate(chunk) if i not in failed]
-            after = self.read(landed, [primary_id(self.table), "versionnumber"])
-            outcomes = []
-            for i, (row, _) in enumerate(chunk):
-                if i in failed:
-                    f = failed[i]
-                    row.failure = (f.status, f.code)
-                    outcomes.append(AuditOutcome(row.sid, row.dataverse_id, op, "failed",  # type: ignore[arg-type]
-                                                 error_code=f.code or (str(f.status) if f.status else None)))
-                    continue
-                found, row.sent = after.get(row.sid, {}), True
-                row.dataverse_id = found.get(primary_id(self.table)) or row.dataverse_id or result.ids[i]
-                version = found.get("versionnumber")
-                outcomes.append(AuditOutcome(row.sid, row.dataverse_id, op, "ok",  # type: ignore[arg-type]
-                                             after_version=None if version is None else str(version)))
-            self.ctx.audit.record(batch, outcomes)
+        previous: tuple | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="dataverse-after") as after_reads:
+            try:
+                for start in range(0, len(items), AUDIT_CHUNK):
+                    chunk = items[start:start + AUDIT_CHUNK]
+                    sids = [r.sid for r, _ in chunk]
+                    current = self.read(sids, self._columns_of(b for _, b in chunk)) if read_before else {}
+                    intents = [(r.sid, "create") if op == "create" else
+                               (r.sid, op, r.dataverse_id,
+                                # Parties can't be $select ed: a rollback restores an activity's columns, not its
+                                # parties.
+                                before_image(current.get(r.sid, {}), {k: v for k, v in b.items()
+                                                                      if k not in (SOURCE_KEY, self.party)},
+                                             self.restore))
+                               for r, b in chunk]
+                    batch = self.ctx.audit.intend(self.ctx.run_id, self.ctx.asset, self.table, self.entity_set,
+                                                  intents)
+                    result = self._write(chunk, op)
+                    failed = {f.index: f for f in result.failed}
+                    landed = [r.sid for i, (r, _) in enumerate(chunk) if i not in failed]
+                    after = after_reads.submit(self.read, landed, [primary_id(self.table), "versionnumber"])
+                    if previous is not None:
+                        self._record(op, *previous)
+                    previous = (batch, chunk, result, failed, after)
+                if previous is not None:
+                    self._record(op, *previous)
+            except BaseException:
+                if previous is not None:  # the chunk before keeps its outcomes when it can (else: pending)
+                    with contextlib.suppress(Exception):
+                        self._record(op, *previous)
+                raise
+
+    def _record(self, op: str, batch: Any, chunk: Sequence[tuple[_Row, dict[str, Any]]], result: LoadResult,
+                failed: Mapping[int, RowFailure], after: Future) -> None:
+        from senseimig_dagster.audit.log import AuditOutcome
+
+        versions = after.result()
+        outcomes = []
+        for i, (row, _) in enumerate(chunk):
+            if i in failed:
+                f = failed[i]
+                row.failure = (f.status, f.code)
+                outcomes.append(AuditOutcome(row.sid, row.dataverse_id, op, "failed",  # type: ignore[arg-type]
+                                             error_code=f.code or (str(f.status) if f.status else None)))
+                continue
+            found, row.sent = versions.get(row.sid, {}), True
+            row.dataverse_id = found.get(primary_id(self.table)) or row.dataverse_id or result.ids[i]
+            version = found.get("versionnumber")
+            outcomes.append(AuditOutcome(row.sid, row.dataverse_id, op, "ok",  # type: ignore[arg-type]
+                                         after_version=None if version is None else str(version)))
+        self.ctx.audit.record(batch, outcomes)
 
     def _write(self, chunk: Sequence[tuple[_Row, dict[str, Any]]], op: str) -> LoadResult:
         if self.party is not None and op == "create":
@@ -650,11 +715,38 @@ class _Sender:
                 r.dataverse_id or {SOURCE_KEY: r.sid}) + f"/{self.party}", body={"value": b[self.party]})
                 for r, b in chunk]
             return _batch_rows(self.client, requests, [r.dataverse_id for r, _ in chunk])
+        if self.ordered_under is None:
+            return self._write_round(chunk)
+        total = LoadResult(ids=[None] * len(chunk))
+        for indexes in _rounds([r.desired.get(self.ordered_under) or ("", r.sid) for r, _ in chunk]):
+            result = self._write_round([chunk[i] for i in indexes])
+            for i, landed in zip(indexes, result.ids, strict=True):
+                total.ids[i] = landed
+            total.failed += [RowFailure(indexes[f.index], f.status, f.code, f.message) for f in result.failed]
+            total.succeeded += result.succeeded
+            total.requests += result.requests
+            total.throttled += result.throttled
+        return total
+
+    def _write_round(self, chunk: Sequence[tuple[_Row, dict[str, Any]]]) -> LoadResult:
         if not self.unkeyed:
             bodies = [{**b, SOURCE_KEY: r.sid} for r, b in chunk]
             return self.ctx.loader.upsert(self.table, bodies, [SOURCE_KEY])
         ids = [r.dataverse_id or deterministic_id(self.table, r.sid) for r, _ in chunk]
         return _upsert_by_id(self.client, self.entity_set, ids, [b for _, b in chunk])
+
+
+def _rounds(lanes: Sequence[Any]) -> list[list[int]]:
+    """Indexes in rounds: the n-th occurrence of each lane in round n, in input order within a round."""
+    seen: dict[Any, int] = {}
+    rounds: list[list[int]] = []
+    for index, lane in enumerate(lanes):
+        n = seen.get(lane, 0)
+        seen[lane] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(index)
+    return rounds
 
 
 __all__ = ["LedgerEntry", "LedgerRow", "LoadError", "OwnerMap", "WriteContext", "body_hash", "build_readback",

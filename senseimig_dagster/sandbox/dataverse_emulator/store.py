@@ -156,6 +156,18 @@ class RecordStore:
         limit: int | None = None,
     ) -> list[StoredRecord]:
         """Records matching ``col = value`` filters, ordered (then by id, as Dataverse orders by primary key)."""
+        keyed = self._key_lookup(table, filters) if not orderby else None
+        if keyed is not None:  # same rows, through the key index instead of a json_extract scan of the table
+            keyname, values = keyed
+            marks = ", ".join("?" * len(values))
+            sql = (f"SELECT r.id, r.data, r.versionnumber FROM key_index k JOIN records r ON r.tbl = k.tbl AND "
+                   f"r.id = k.id WHERE k.tbl=? AND k.keyname=? AND k.keyvalue IN ({marks}) ORDER BY r.id "
+                   "LIMIT ? OFFSET ?")
+            with self._lock:
+                self._build_key_index(self.catalog.table(table))
+                rows = self._conn.execute(sql, [table, keyname, *(json.dumps([v]) for v in values),
+                                                -1 if limit is None else limit, offset]).fetchall()
+            return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
         where, params = self._where(table, filters)
         order = "".join(f"json_extract(data, ?) {'DESC' if d else 'ASC'}, " for _, d in orderby)
         params += [f'$."{c}"' for c, _ in orderby]
@@ -168,6 +180,22 @@ class RecordStore:
         where, params = self._where(table, filters)
         with self._lock:
             return self._conn.execute(f"SELECT COUNT(*) FROM records WHERE {where}", params).fetchone()[0]
+
+    def _key_lookup(self, table: str, filters: Any) -> tuple[str, tuple[str, ...]] | None:
+        """(key name, values) when the filter is one ``eq``/``or`` of strings on a one-column alternate key: the
+        read-back by source id, which a json_extract scan made O(rows in the table) per query."""
+        if len(filters) != 1:
+            return None
+        column, value = filters[0]
+        values = value.values if isinstance(value, AnyOf) else (value,)
+        if not values or not all(isinstance(v, str) for v in values):
+            return None
+        try:
+            meta = self.catalog.table(table)
+        except Exception:  # an unknown table: the general path answers as before
+            return None
+        key = next((k for k in meta.keys if k.attributes == (column,)), None)
+        return None if key is None else (key.schema_name, tuple(values))
 
     @staticmethod
     def _where(table: str, filters: Any) -> tuple[str, list[Any]]:
