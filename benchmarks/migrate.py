@@ -189,6 +189,38 @@ def writer_figures(run_id: str, database: str) -> list[tuple[str, int, float]]:
             for key, seconds in stats.items() if key.startswith("dataverse__")]
 
 
+SENT = ("note", "note_blocks", "sharepoint")  # document outcomes that moved bytes
+
+
+@dataclass
+class DocumentFigures:
+    lines: list[str]
+    note_mb_s: float  # notes (single request and block upload), Dataverse-equivalent, all worker threads
+    graph_mb_s: float  # SharePoint files through Graph, wall-clock (Graph is not time-scaled)
+
+
+def document_figures(run_id: str, database: str, step_seconds: float, k: float = 1.0) -> DocumentFigures:
+    """Per route of ``dataverse/document``: documents, MB, and MB/s. A route's share of the step's wall time is
+    its share of the summed per-document seconds (the documents of all routes run side by side on the loader's
+    threads), so per-route MB/s add up to the step's MB/s."""
+    import duckdb
+
+    with duckdb.connect(database, read_only=True) as conn:
+        rows = conn.execute("SELECT outcome, count(*), coalesce(sum(size_bytes), 0), coalesce(sum(seconds), 0) "
+                            "FROM load.documents WHERE run_id = ? GROUP BY outcome ORDER BY outcome",
+                            [run_id]).fetchall()
+    busy = sum(s for o, _, _, s in rows if o in SENT) or 1e-9
+    rate = {o: (b / 1e6) / (step_seconds * s / busy) if step_seconds and s else 0.0 for o, _, b, s in rows}
+    lines = [f"\ndocuments ({step_seconds:.1f} s step):", f"{'outcome':<14}{'files':>8}{'MB':>10}{'MB/s':>8}"]
+    lines += [f"{o:<14}{n:>8,}{b / 1e6:>10.1f}" + (f"{rate[o]:>8.2f}" if o in SENT else f"{'-':>8}")
+              for o, n, b, _ in rows]  # failed and unchanged files send nothing
+    notes = sum(b for o, _, b, _ in rows if o in ("note", "note_blocks")) / 1e6
+    note_s = sum(step_seconds * s / busy for o, _, _, s in rows if o in ("note", "note_blocks"))
+    graph = sum(b for o, _, b, _ in rows if o == "sharepoint") / 1e6
+    graph_s = sum(step_seconds * s / busy for o, _, _, s in rows if o == "sharepoint")
+    return DocumentFigures(lines, notes / note_s / k if note_s else 0.0, graph / graph_s if graph_s else 0.0)
+
+
 def check_seconds(run_id: str) -> float:
     from senseimig_dagster.cli import _instance
 
@@ -254,20 +286,23 @@ def main() -> int:
     with run.phase("generate tenant") as phase:
         manifest = generate(work / "tenant", patients=args.patients, seed=args.seed)
         phase.rows = manifest.total_rows
-    simulator, dataverse, cpu = demo.Simulator(), None, None
+    simulator, dataverse, graph, cpu = demo.Simulator(), None, None, None
     try:
         dataverse, url, ca = demo._start_dataverse(work, "on", k)
         cpu = CpuSampler(dataverse.pid)
         os.environ.update({**demo.demo_environment(work, url, ca), "SENSEIMIG_SOURCE": "api"})
+        graph, graph_env = demo._start_graph(work)  # SharePoint: large documents and imaging
+        os.environ.update(graph_env)
         simulator.serve(work / "tenant")
         demo.migrate(run, work, work / "tenant", serve=simulator.serve)
     finally:
         simulator.stop()
         if cpu is not None:
             cpu.stop()
-        if dataverse is not None:
-            dataverse.terminate()
-            dataverse.wait(timeout=60)
+        for process in (dataverse, graph):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
 
     database = os.environ["SENSEIMIG_DUCKDB"]
     wall = sum(p.seconds for p in run.phases)
@@ -285,9 +320,12 @@ def main() -> int:
 
     load_run = latest_run_id("migrate")
     writers = writer_figures(load_run, database)
-    load_s = sum(s for _, _, s in writers)
+    # The bulk writers make the load figures; documents (bodies, one record per file) are reported on their own
+    # and count, like checks, as Dataverse-bound time outside the load.
+    bulk = [w for w in writers if w[0] != "document"]
+    load_s = sum(s for _, _, s in bulk)
     verify_s = check_seconds(load_run)
-    records = sum(n for _, n, _ in writers)
+    records = sum(n for _, n, _ in bulk)
     print(f"\n{'dataverse asset':<24}{'records':>10}{'wall s':>9}{'rec/s wall':>12}{'rec/s DV-eq':>13}")
     for name, n, seconds in sorted(writers, key=lambda w: -w[1]):
         print(f"{name:<24}{n:>10,}{seconds:>9.1f}{n / seconds:>12.0f}{n / seconds / k:>13.0f}")
@@ -300,6 +338,14 @@ def main() -> int:
           f"{achieved:.0f} records/s Dataverse-equivalent; ceiling (1 user) {ceiling[1].records_per_s:.0f}; "
           f"429 pauses {meter.throttled}, waiting {meter.waited(start, end):.1f} s of the load phase's "
           f"{end - start:.1f} s")
+    documents = document_figures(load_run, database, dict((w[0], w[2]) for w in writers).get("document", 0.0), k)
+    for line in documents.lines:
+        print(line)
+    activities = sum(n for name, n, _ in writers if name == "communication")
+    activities_s = sum(s for name, _, s in writers if name == "communication")
+    activities_per_s = activities / activities_s if activities_s else 0.0
+    print(f"activities (phonecall + email with parties, closed last): {activities:,} in {activities_s:.1f} s, "
+          f"{activities_per_s:.0f}/s wall, {activities_per_s / k:.0f}/s Dataverse-equivalent")
     own_cpu, emulator_cpu = cpu.between(start, end) if cpu is not None else (0.0, 0.0)
     print(f"CPU during load + verify ({end - start:.1f} s wall): migration process {own_cpu:.1f} s "
           f"({own_cpu / (end - start):.0%} of one core), emulator {emulator_cpu:.1f} s "
@@ -333,6 +379,9 @@ def main() -> int:
     print(f"projected_hours_1_user={projected[1]:.2f}")
     print(f"projected_hours_4_users={projected[4]:.2f}")
     print(f"entitlement_requests={entitlement}")
+    print(f"attachment_mb_per_s={documents.note_mb_s:.2f}")
+    print(f"graph_mb_per_s={documents.graph_mb_s:.2f}")
+    print(f"activities_per_s={activities_per_s / k:.1f}")
     return 0 if run.ok else 1
 
 

@@ -91,7 +91,8 @@ CREATE SCHEMA IF NOT EXISTS load;
 CREATE TABLE IF NOT EXISTS {DOCUMENTS} (source_id VARCHAR NOT NULL, outcome VARCHAR NOT NULL, route VARCHAR,
     reason VARCHAR, size_bytes BIGINT, sha256 VARCHAR, meta_hash VARCHAR, stored_name VARCHAR, note_id VARCHAR,
     location_id VARCHAR, item_id VARCHAR, verified BOOLEAN, status INTEGER, run_id VARCHAR NOT NULL,
-    "at" TIMESTAMP NOT NULL);
+    "at" TIMESTAMP NOT NULL, seconds DOUBLE);
+ALTER TABLE load.documents ADD COLUMN IF NOT EXISTS seconds DOUBLE;
 """
 VALUE_SCHEMA = {"source_id": pl.String, "outcome": pl.String, "route": pl.String, "reason": pl.String,
                 "size_bytes": pl.Int64, "sha256": pl.String, "note_id": pl.String, "location_id": pl.String,
@@ -146,7 +147,7 @@ def record(conn: duckdb.DuckDBPyConnection, results: list[DocumentResult], run_i
         "location_id": ("VARCHAR", [r.location_id for r in results]),
         "item_id": ("VARCHAR", [r.item_id for r in results]), "verified": ("BOOLEAN", [r.verified for r in results]),
         "status": ("INTEGER", [r.status for r in results]), "run_id": ("VARCHAR", [run_id] * len(results)),
-        "at": ("TIMESTAMP", [at] * len(results))}
+        "at": ("TIMESTAMP", [at] * len(results)), "seconds": ("DOUBLE", [r.seconds for r in results])}
     if results:
         conn.execute("BEGIN")
         try:
@@ -199,10 +200,14 @@ def summary(results: list[DocumentResult], seconds: float) -> dict:
     sent_bytes = sum(r.size for r in sent)
     by_route = {route: sum(r.size for r in sent if r.outcome == route) for route in ("note", "note_blocks",
                                                                                       "sharepoint")}
+    # Per route: bytes over the summed time of its documents (one stream's rate; the asset runs several).
+    stream = {route: round(by_route[route] / 1e6 / t, 3) for route in by_route
+              if (t := sum(r.seconds for r in sent if r.outcome == route)) > 0}
     return {"documents": len(results), **{o: counts.get(o, 0) for o in OUTCOMES},
             "reasons": MetadataValue.json(dict(sorted(reasons.items()))),
             "bytes_sent": sent_bytes, "bytes_per_route": MetadataValue.json(by_route),
             "mb_per_s": round(sent_bytes / 1e6 / seconds, 3) if seconds > 0 else 0.0,
+            "mb_per_s_per_stream": MetadataValue.json(stream),
             "failed_ids": MetadataValue.json([r.source_id for r in results if r.outcome == "failed"][:FAILED_IDS_SHOWN])}
 
 

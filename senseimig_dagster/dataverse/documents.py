@@ -39,6 +39,7 @@ import logging
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -438,6 +439,7 @@ class DocumentResult:
     stored_name: str | None = None
     verified: bool | None = None
     status: int | None = None
+    seconds: float = 0.0  # fetch, write and read-back of this document (the benchmark's per-route MB/s)
 
 
 class _SerialAudit:
@@ -509,6 +511,12 @@ class DocumentLoader:
 
     # -- one document --------------------------------------------------------------------------------------------
     def _one(self, doc: DocumentInput, how: Route | None, name: tuple[str, list[str]] | None) -> DocumentResult:
+        started = time.monotonic()
+        result = self._transfer(doc, how, name)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _transfer(self, doc: DocumentInput, how: Route | None, name: tuple[str, list[str]] | None) -> DocumentResult:
         result = DocumentResult(doc.source_id, "failed", how, size=doc.size, sha256=doc.sha256,
                                 meta_hash=doc.meta_hash)
         stored, renames = name if name else (None, [])
