@@ -7,7 +7,7 @@ Each writer:
 
 * yields the map's confirmation gate first (``mapping.gate.enforce_gate``): under an unconfirmed or changed map it
   raises before any request;
-* writes through ``dataverse.load.write_object``: upsert by ``smig_sourcesystemid``, lookups bound by alternate
+* writes through ``dataverse.writer.write_object``: upsert by ``smig_sourcesystemid``, lookups bound by alternate
   key, owners from ``staging.owners`` (teams too), ``overriddencreatedon`` on create only, state/status last;
 * keeps the **load ledger** ``load.ledger`` (append-only: object, table, source id, Dataverse id, body hash,
   column digests, outcome, run id, time); the latest row per record is what the next run compares against, so
@@ -37,17 +37,15 @@ from senseimig_dagster.assets.partitions import run_window
 from senseimig_dagster.assets.staging import DEFAULT_MAP, _map
 from senseimig_dagster.audit.log import AuditLog, insert_columns
 from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.load import (
+from senseimig_dagster.dataverse.load import OwnerMap, entity_sets, tables_of
+from senseimig_dagster.dataverse.loader import BulkLoader
+from senseimig_dagster.dataverse.writer import (
     LedgerEntry,
     LedgerRow,
-    OwnerMap,
     WriteContext,
     closed_states,
-    entity_sets,
-    tables_of,
     write_object,
 )
-from senseimig_dagster.dataverse.loader import BulkLoader
 from senseimig_dagster.mapping.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog

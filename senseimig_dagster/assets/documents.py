@@ -66,14 +66,9 @@ from senseimig_dagster.dataverse.documents import (
     PreviousDocument,
     sensei_content,
 )
-from senseimig_dagster.dataverse.load import (
-    CREATE_ONLY_COLUMNS,
-    LedgerRow,
-    entity_sets,
-    resolve_users,
-    tables_of,
-)
+from senseimig_dagster.dataverse.load import CREATE_ONLY_COLUMNS, entity_sets, resolve_users, tables_of
 from senseimig_dagster.dataverse.payload import PayloadBuilder
+from senseimig_dagster.dataverse.writer import LedgerRow
 from senseimig_dagster.mapping.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import get

@@ -32,8 +32,9 @@ from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.load import closed_states, entity_sets, read_back
+from senseimig_dagster.dataverse.load import entity_sets, read_back
 from senseimig_dagster.dataverse.payload import PayloadBuilder
+from senseimig_dagster.dataverse.writer import closed_states
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path
 from senseimig_dagster.mapping.targets import TargetCatalog
