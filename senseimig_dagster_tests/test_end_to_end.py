@@ -57,6 +57,7 @@ from senseimig_dagster_tests.migration_env import (
 
 pytestmark = pytest.mark.slow
 PATIENTS, SEED = 60, 23
+BLOCKS_LIMIT = 20_000_000  # maxuploadfilesize (base64 bytes) of the full scenario: over-4-MB notes exist
 FAULTY_SET = "smig_treatmentplans"  # dataverse/treatment_plan: its children are never reached
 MIGRATION = [dataverse_schema, staging_assets, staging_owners, *dataverse_assets, go_live_ready]
 MIGRATE = define_asset_job("e2e_migrate", selection=AssetSelection.assets(*(k for a in MIGRATION for k in a.keys)))
@@ -144,6 +145,9 @@ def _rollback(world: World, res: dict):
 
 def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(world: World) -> None:
     store, app = world.emulator("full")
+    with world.served.dataverse().client() as client:  # 20 MB: large scans become block-uploaded notes
+        org = next(client.query("organizations", ["organizationid"]))["organizationid"]
+        client.update("organizations", org, {"maxuploadfilesize": BLOCKS_LIMIT})
     before = snapshot(app)
     res = world.resources("full")
 
@@ -167,7 +171,8 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
         routes = dict(conn.execute(f"SELECT outcome, count(*) FROM {DOCUMENTS} GROUP BY ALL").fetchall())
     assert outcomes == {"created": staged - len(reasons), "failed": len(reasons)} and staged > 1000
     assert failed == [("document",)] and all(set(r.split(";")) & set(SOURCE_FAULTS) for r in reasons)
-    assert routes.get("note", 0) > 0 and routes.get("sharepoint", 0) > 0  # notes and SharePoint files both
+    # all three routes over HTTPS: notes in one request, notes by block upload, SharePoint files (DICOM)
+    assert routes.get("note", 0) > 0 and routes.get("note_blocks", 0) > 0 and routes.get("sharepoint", 0) > 0
     assert graph_items(world) > 0
     migrated = snapshot(app)
     assert diff(before, migrated) != []
