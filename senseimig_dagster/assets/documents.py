@@ -59,13 +59,13 @@ from senseimig_dagster.assets.staging import _map
 from senseimig_dagster.audit.log import AuditLog, insert_columns
 from senseimig_dagster.audit.rollback import GRAPH_FILES
 from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.documents import (
+from senseimig_dagster.dataverse.document_loader import (
     DocumentInput,
     DocumentLoader,
     DocumentResult,
     PreviousDocument,
-    sensei_content,
 )
+from senseimig_dagster.dataverse.documents import sensei_content
 from senseimig_dagster.dataverse.load import CREATE_ONLY_COLUMNS, entity_sets, resolve_users, tables_of
 from senseimig_dagster.dataverse.payload import PayloadBuilder
 from senseimig_dagster.dataverse.writer import LedgerRow

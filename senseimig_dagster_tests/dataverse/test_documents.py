@@ -17,12 +17,10 @@ from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import GRAPH_FILES, GRAPH_FOLDERS, Rollback
 from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.dataverse import DataverseClient
+from senseimig_dagster.dataverse.document_loader import DocumentInput, DocumentLoader, PreviousDocument
 from senseimig_dagster.dataverse.documents import (
     BLOCK_BYTES,
     NOTE_SINGLE_MAX,
-    DocumentInput,
-    DocumentLoader,
-    PreviousDocument,
     SharePointLocations,
     SharePointNotConfigured,
     SourceMissing,
