@@ -121,6 +121,7 @@ def _validate(store: RecordStore, activity_table: str, party: Any) -> dict[str, 
         if found is None:
             raise DataverseError(404, NOT_FOUND, f"{target.table} With Id = {target.id or 'key'} Does Not Exist")
         values["partyid"] = found.id
+        values["partyobjecttypecode"] = target.table  # EntityName, SystemRequired: the party's table [metadata]
     elif "addressused" not in values:
         raise _invalid("An activity party needs a partyid bind or an addressused.")
     return values

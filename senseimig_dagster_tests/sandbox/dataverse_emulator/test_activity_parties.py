@@ -67,6 +67,9 @@ def test_deep_insert_creates_the_parties_read_back_by_activity(client: httpx.Cli
     r = client.get(f"/phonecalls({call})/phonecall_activity_parties")
     assert r.status_code == 200 and len(r.json()["value"]) == 2
     assert all(p["_activityid_value"] == call for p in r.json()["value"])
+    # each party names its table (partyobjecttypecode, SystemRequired in Microsoft's metadata)
+    assert {(p["partyobjecttypecode"], p["_partyid_value"]) for p in r.json()["value"]} == {
+        ("systemuser", USER), ("contact", patient)}
 
 
 def test_a_disabled_user_may_be_a_party(client: httpx.Client, patient: str) -> None:
