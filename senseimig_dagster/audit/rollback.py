@@ -26,7 +26,7 @@ second run sends no write. Reports carry table names and record ids only.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -255,54 +255,43 @@ class Rollback:
 
     def _delete_files(self, files: list[Write]) -> None:
         """SharePoint files (Graph drive items), newest first; a 404 counts as deleted. No version check: Graph
-        items carry no ``versionnumber``. Without a drive they are reported as failed, never marked undone."""
-        targets = [w for w in sorted(files, key=lambda w: w.seq, reverse=True) if w.dataverse_id]
-        self.report.absent += len(files) - len(targets)  # an upload that never finished left no item id
-        if not targets:
-            return
-        if self.drive is None:
-            self.report.failed += [(GRAPH_FILES, w.dataverse_id or "", "no Graph drive configured") for w in targets]
-            return
-        batch = self.log.intend(self.run_id, ASSET, GRAPH_FILES, targets[0].entity_set,
-                                [(w.source_id, "undo_delete") for w in targets])
-        outcomes = []
-        for w in targets:
-            try:
-                self.drive.delete(w.dataverse_id)  # 404 = already gone (GraphDrive.delete)
-            except Exception as e:  # a Graph error: its code, never its text
-                code = getattr(e, "code", None) or type(e).__name__
-                self.report.failed.append((GRAPH_FILES, w.dataverse_id or "", code))
-                outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "failed", code))
-                continue
-            self.report.deleted.append((GRAPH_FILES, w.dataverse_id or ""))
-            outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "ok"))
-        self.log.record(batch, outcomes)
+        items carry no ``versionnumber``."""
+        newest_first = sorted(files, key=lambda w: w.seq, reverse=True)
+        self._delete_drive_items(GRAPH_FILES, newest_first, lambda item_id: self.drive.delete(item_id) or "deleted")
 
     def _delete_folders(self, folders: list[Write]) -> None:
         """Folders the load created, after their files: only an empty one is deleted; one holding files a person
         added since is reported (``changed_by_person``), never removed with its contents."""
-        targets = [w for w in folders if w.dataverse_id]
+        self._delete_drive_items(GRAPH_FOLDERS, folders, lambda item_id: self.drive.delete_folder_if_empty(item_id))
+
+    def _delete_drive_items(self, table: str, writes: list[Write], delete: Callable[[str], str]) -> None:
+        """``delete(item id)`` answers ``deleted``, ``absent`` or ``not_empty`` (kept, reported, not undone: a
+        later rollback may still remove it). Without a drive the items are reported as failed, never marked
+        undone."""
+        targets = [w for w in writes if w.dataverse_id]
+        self.report.absent += len(writes) - len(targets)  # an upload that never finished left no item id
         if not targets:
             return
         if self.drive is None:
-            self.report.failed += [(GRAPH_FOLDERS, w.dataverse_id or "", "no Graph drive configured") for w in targets]
+            self.report.failed += [(table, w.dataverse_id or "", "no Graph drive configured") for w in targets]
             return
-        batch = self.log.intend(self.run_id, ASSET, GRAPH_FOLDERS, targets[0].entity_set,
+        batch = self.log.intend(self.run_id, ASSET, table, targets[0].entity_set,
                                 [(w.source_id, "undo_delete") for w in targets])
         outcomes = []
         for w in targets:
+            item_id = w.dataverse_id or ""
             try:
-                result = self.drive.delete_folder_if_empty(w.dataverse_id)
+                result = delete(item_id)
             except Exception as e:  # a Graph error: its code, never its text
                 code = getattr(e, "code", None) or type(e).__name__
-                self.report.failed.append((GRAPH_FOLDERS, w.dataverse_id or "", code))
-                outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "failed", code))
+                self.report.failed.append((table, item_id, code))
+                outcomes.append(AuditOutcome(w.source_id, item_id, "undo_delete", "failed", code))
                 continue
             if result == "not_empty":
-                self.report.changed_by_person.append((GRAPH_FOLDERS, w.dataverse_id or ""))
-                continue  # not undone: a later rollback (or a person) may still remove it
-            self.report.deleted.append((GRAPH_FOLDERS, w.dataverse_id or ""))
-            outcomes.append(AuditOutcome(w.source_id, w.dataverse_id, "undo_delete", "ok"))
+                self.report.changed_by_person.append((table, item_id))
+                continue
+            self.report.deleted.append((table, item_id))
+            outcomes.append(AuditOutcome(w.source_id, item_id, "undo_delete", "ok"))
         self.log.record(batch, outcomes)
 
     def _delete_one(self, table: _Table, w: Write, record_id: str) -> AuditOutcome | None:
