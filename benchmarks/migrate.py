@@ -299,10 +299,8 @@ def main() -> int:
         simulator.stop()
         if cpu is not None:
             cpu.stop()
-        for process in (dataverse, graph):
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=60)
+        demo._stop(dataverse)
+        demo._stop(graph)
 
     database = os.environ["SENSEIMIG_DUCKDB"]
     wall = sum(p.seconds for p in run.phases)

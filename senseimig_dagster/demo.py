@@ -52,28 +52,36 @@ def _wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60.0)
     raise TimeoutError(f"the Sensei simulator did not answer within {timeout:.0f} s")
 
 
-def _start_dataverse(workdir: Path, limits: str = "off", time_scale: float = 1.0,
-                     port: int = 0) -> tuple[subprocess.Popen, str, Path]:
-    """The Dataverse emulator over HTTPS (msal insists on https) with its token endpoint on the same port."""
-    url, db = f"https://127.0.0.1:{port or _free_port()}", workdir / "dataverse.sqlite"
+def _start_https(what: str, command: list[str], db: Path, probe: str,
+                 port: int = 0) -> tuple[subprocess.Popen, str, Path]:
+    """``senseimig sandbox <command> --db DB --port P --tls`` in its own process; returns it, its URL and its CA file
+    once ``probe`` (a path that answers 401 without a token) answers."""
+    url = f"https://127.0.0.1:{port or _free_port()}"
     ca = Path(f"{db}.tls") / "ca.pem"
     ca.unlink(missing_ok=True)  # a fresh CA each start: wait for this one
-    process = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", "dataverse", "--db", str(db),
-                                "--port", url.rsplit(":", 1)[1], "--entra-port", "0", "--tls", "--limits", limits,
-                                "--time-scale", repr(time_scale)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", *command, "--db", str(db),
+                                "--port", url.rsplit(":", 1)[1], "--tls"], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the Dataverse emulator exited with code {process.returncode}")
+            raise RuntimeError(f"the {what} exited with code {process.returncode}")
         if ca.exists():
             try:
-                httpx.get(f"{url}/api/data/v9.2/", verify=str(ca), timeout=2.0)  # 401 without a token: it's up
+                httpx.get(f"{url}{probe}", verify=str(ca), timeout=2.0)  # 401 without a token: it's up
                 return process, url, ca
             except httpx.HTTPError:
                 pass
         time.sleep(0.2)
     process.terminate()
-    raise TimeoutError("the Dataverse emulator did not answer within 60 s")
+    raise TimeoutError(f"the {what} did not answer within 60 s")
+
+
+def _start_dataverse(workdir: Path, limits: str = "off", time_scale: float = 1.0,
+                     port: int = 0) -> tuple[subprocess.Popen, str, Path]:
+    """The Dataverse emulator over HTTPS (msal insists on https) with its token endpoint on the same port."""
+    return _start_https("Dataverse emulator", ["dataverse", "--entra-port", "0", "--limits", limits,
+                                               "--time-scale", repr(time_scale)],
+                        workdir / "dataverse.sqlite", "/api/data/v9.2/", port)
 
 
 SANDBOX_SITE_URL = "https://contoso.sharepoint.com/sites/dental"  # the emulator's seeded site = the stand-in's
@@ -82,25 +90,9 @@ SANDBOX_SITE_URL = "https://contoso.sharepoint.com/sites/dental"  # the emulator
 def _start_graph(workdir: Path, port: int = 0) -> tuple[subprocess.Popen, dict[str, str]]:
     """The Microsoft Graph stand-in (SharePoint files of large documents) over HTTPS with its own token endpoint;
     returns the process and the environment the document load and rollback read."""
-    url, db = f"https://127.0.0.1:{port or _free_port()}", workdir / "graph.sqlite"
-    ca = Path(f"{db}.tls") / "ca.pem"
-    ca.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", "graph", "--db", str(db),
-                                "--port", url.rsplit(":", 1)[1], "--tls"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Graph stand-in exited with code {process.returncode}")
-        if ca.exists():
-            try:
-                httpx.get(f"{url}/v1.0/sites", verify=str(ca), timeout=2.0)  # 401 without a token: it's up
-                return process, {"SHAREPOINT_SITE_URL": SANDBOX_SITE_URL, "GRAPH_URL": f"{url}/v1.0",
-                                 "GRAPH_CA_BUNDLE": str(ca), "GRAPH_AUTHORITY_HOST": url}
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    process.terminate()
-    raise TimeoutError("the Graph stand-in did not answer within 60 s")
+    process, url, ca = _start_https("Graph stand-in", ["graph"], workdir / "graph.sqlite", "/v1.0/sites", port)
+    return process, {"SHAREPOINT_SITE_URL": SANDBOX_SITE_URL, "GRAPH_URL": f"{url}/v1.0",
+                     "GRAPH_CA_BUNDLE": str(ca), "GRAPH_AUTHORITY_HOST": url}
 
 
 def _stop(process: subprocess.Popen | None) -> None:
