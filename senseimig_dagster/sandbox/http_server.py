@@ -9,11 +9,12 @@ lets the app reset the connection for fault injection (``environ[ABORT_KEY]()``)
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import socketserver
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
@@ -172,3 +173,20 @@ def run_in_thread(server: ThreadingWSGIServer, app: Callable, name: str, scheme:
         server.close_connections()  # idle keep-alive connections would otherwise linger until their timeout
         server.server_close()
         thread.join()
+
+
+def serve_until_stopped(banner: Sequence[str], stop: threading.Event | None = None) -> None:
+    """The sandbox servers' foreground: print ``banner`` and block until Ctrl-C, SIGTERM (which ends as cleanly as
+    Ctrl-C; handled only in the main thread) or ``stop``."""
+    stop = stop or threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+    try:
+        print("\n".join([*banner, "Ctrl-C to stop"]), flush=True)
+        while not stop.wait(0.5):  # wakes for Ctrl-C too
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

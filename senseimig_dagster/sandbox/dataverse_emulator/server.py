@@ -14,7 +14,6 @@ status, column security) is journaled in ``db`` and replayed over Microsoft's st
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,6 +25,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.metadata_api import restore_cu
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import DEFAULT_APPS, EntraStandIn, serve_entra
+from senseimig_dagster.sandbox.http_server import serve_until_stopped
 from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
 
 SANDBOX_CLIENT_ID = next(iter(DEFAULT_APPS))
@@ -71,13 +71,6 @@ def run_dataverse_server(db: Path, host: str = "127.0.0.1", port: int = 8766, *,
     emulator = build_emulator(db, limits=Limits(enabled=limits_enabled, time_scale=time_scale, hold=hold),
                               entra=entra)
     apply_seed(emulator.store, seeded)  # a fresh store gets the organization, users and team; others are kept
-    stop = stop or threading.Event()
-
-    def _stop(signum, frame):  # SIGTERM ends as cleanly as Ctrl-C
-        stop.set()
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _stop) if in_main else None
     try:
         with serve_entra(entra, host, entra_port, tls=files) as entra_url, \
                 serve_wsgi(single_port_app(entra, emulator), host, port, tls=files,
@@ -95,12 +88,6 @@ def run_dataverse_server(db: Path, host: str = "127.0.0.1", port: int = 8766, *,
             ]
             if files is not None:
                 lines.append(f"  CA certificate (trust it with verify=): {files.ca_cert}")
-            print("\n".join([*lines, "Ctrl-C to stop"]), flush=True)
-            while not stop.wait(0.5):  # wakes for Ctrl-C too
-                pass
-    except KeyboardInterrupt:
-        pass
+            serve_until_stopped(lines, stop)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
         emulator.store.close()

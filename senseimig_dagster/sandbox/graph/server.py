@@ -7,7 +7,6 @@ can resume against a restarted server). Download URLs are short-lived and kept i
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from senseimig_dagster.sandbox.entra import DEFAULT_APPS, EntraStandIn
 from senseimig_dagster.sandbox.graph.app import BASE_PATH, GraphStandIn, SiteSpec
 from senseimig_dagster.sandbox.graph.store import DriveStore
+from senseimig_dagster.sandbox.http_server import serve_until_stopped
 from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca, serve_wsgi
 
 
@@ -50,9 +50,6 @@ def run_graph_server(db: Path, host: str = "127.0.0.1", port: int = 8767, *, tls
     entra = EntraStandIn()
     store = DriveStore(db)
     graph = GraphStandIn(store, token_validator=entra.token_info, sites=sites)
-    stop = stop or threading.Event()
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
     try:
         with serve_graph(graph, host, port, tls=files, entra=entra) as url:
             lines = [f"Microsoft Graph stand-in at {url}{BASE_PATH} (bearer token for https://graph.microsoft.com)",
@@ -62,12 +59,6 @@ def run_graph_server(db: Path, host: str = "127.0.0.1", port: int = 8767, *, tls
             lines.append(f"  files and upload sessions persist in {db}")
             if files is not None:
                 lines.append(f"  CA certificate (trust it with verify=): {files.ca_cert}")
-            print("\n".join([*lines, "Ctrl-C to stop"]), flush=True)
-            while not stop.wait(0.5):
-                pass
-    except KeyboardInterrupt:
-        pass
+            serve_until_stopped(lines, stop)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
         store.close()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from senseimig_dagster.sandbox.http_server import ThreadingWSGIServer, run_in_thread
+from senseimig_dagster.sandbox.http_server import ThreadingWSGIServer, run_in_thread, serve_until_stopped
 from senseimig_dagster.sandbox.sensei_sim.app import SenseiSimulator
 
 log = logging.getLogger("senseimig.sandbox.sensei")
@@ -29,18 +28,8 @@ def run_sensei_server(data_dir: Path, host: str = "127.0.0.1", port: int = 8765,
     started = time.monotonic()
     rows = sim.warm()
     print(f"indexed {rows:,} records from {data_dir} in {time.monotonic() - started:.1f} s", flush=True)
-
-    def _stop(signum, frame):  # SIGTERM ends as cleanly as Ctrl-C
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         with serve(sim, host, port) as url:
-            print(f"Sensei simulator at {url}/v1/ (Csd-Api-Key required); Ctrl-C to stop", flush=True)
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+            serve_until_stopped([f"Sensei simulator at {url}/v1/ (Csd-Api-Key required)"])
     finally:
-        signal.signal(signal.SIGTERM, previous)
         sim.close()
