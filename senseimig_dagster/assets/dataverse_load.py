@@ -209,12 +209,8 @@ def build_writer(name: str, fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinitio
             staged, owners, status = _read_inputs(conn, name)
             previous = previous_ledger(conn, name)
         staged = closed_states(name, staged, status)
-        # Delta pickup (issue 6 item 6): a run over modification-day partitions sends only the rows modified in
-        # that window (and last run's failures); the ledger comparison below still skips unchanged bodies.
-        window, picked = run_window(context.run.tags), None
-        if window is not None:
-            picked = window_rows(staged, window, {sid for (_, sid), e in previous.items() if e.failed})
-            staged = picked.frame
+        # The ledger comparison below still skips unchanged bodies in the window.
+        staged, window_meta = in_run_window(context, staged, {sid for (_, sid), e in previous.items() if e.failed})
         rows: list[LedgerRow] = []
         if not staged.is_empty():
             catalog = TargetCatalog(dataverse.plan())
@@ -234,10 +230,7 @@ def build_writer(name: str, fmap: FieldMapFile = DEFAULT_MAP) -> AssetsDefinitio
                     client.close()
         with store.get_connection() as conn:
             ledger = append_ledger(conn, rows, context.run_id)
-        meta = _metadata(ledger, rows)
-        if picked is not None:
-            meta |= {"window": window.describe(), "rows_in_window": picked.in_window,  # type: ignore[union-attr]
-                     "failed_rows_retried": picked.retried, "rows_outside_window_not_sent": picked.outside}
+        meta = _metadata(ledger, rows) | window_meta
         context.log.info(f"{key.to_user_string()}: " + ", ".join(
             f"{o} {meta[o]}" for o in ("created", "updated", "unchanged", "failed")))
         yield Output(ledger, metadata=meta)
@@ -257,6 +250,19 @@ def build_dataverse_assets(fmap: FieldMapFile = DEFAULT_MAP) -> list[AssetsDefin
 WRITER_KEYS = [writer_key(name) for name in written_objects(DEFAULT_MAP)]
 dataverse_checks = [check for name in written_objects(DEFAULT_MAP) if name != "document"  # checks its own bodies
                     for check in verify_checks(name)]
+
+
+# -- delta pickup (issue 6 item 6) -------------------------------------------------------------------------------
+def in_run_window(context: AssetExecutionContext, staged: pl.DataFrame,
+                  failed_ids: set[str]) -> tuple[pl.DataFrame, dict]:
+    """The staged rows a writer sends: all of them, or in a run over modification-day partitions only those
+    modified in that window and those whose last attempt failed (``failed_ids``); with the window's metadata."""
+    window = run_window(context.run.tags)
+    if window is None:
+        return staged, {}
+    picked = window_rows(staged, window, failed_ids)
+    return picked.frame, {"window": window.describe(), "rows_in_window": picked.in_window,
+                          "failed_rows_retried": picked.retried, "rows_outside_window_not_sent": picked.outside}
 
 
 # -- deletions (issue 6 item 6) -------------------------------------------------------------------------------------

@@ -50,11 +50,11 @@ from senseimig_dagster.assets.dataverse_load import (
     _table_exists,
     append_ledger,
     ensure_ledger,
+    in_run_window,
     writer_key,
     writer_parents,
 )
 from senseimig_dagster.assets.owners import OWNERS_KEY
-from senseimig_dagster.assets.partitions import run_window
 from senseimig_dagster.assets.staging import _map
 from senseimig_dagster.audit.log import AuditLog, insert_columns
 from senseimig_dagster.audit.rollback import GRAPH_FILES
@@ -73,7 +73,7 @@ from senseimig_dagster.mapping.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import get
 from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource, graph_from_env
-from senseimig_dagster.staging.delta import latest_sql, window_rows
+from senseimig_dagster.staging.delta import latest_sql
 from senseimig_dagster.staging.pipeline import written_objects
 
 NAME, TABLE = "document", "annotation"
@@ -247,12 +247,8 @@ def build_document_asset() -> AssetsDefinition:
             staged, owners, _ = _read_inputs(conn, NAME)
             manifest, previous = _manifest(conn), previous_documents(conn)
             failed_before = failed_documents(conn)
-        # Delta pickup, as the generic writers do it: a window run sends the documents modified in the window and
-        # those whose last attempt failed; the rest are neither fetched nor compared.
-        window, picked = run_window(context.run.tags), None
-        if window is not None:
-            picked = window_rows(staged, window, failed_before)
-            staged = picked.frame
+        # Delta pickup, as the generic writers do it: documents outside the window are neither fetched nor compared.
+        staged, window_meta = in_run_window(context, staged, failed_before)
         results: list[DocumentResult] = []
         setup_error, drive, started = None, None, time.monotonic()
         if not staged.is_empty():
@@ -277,10 +273,7 @@ def build_document_asset() -> AssetsDefinition:
         seconds = time.monotonic() - started
         with store.get_connection() as conn:
             value = record(conn, results, context.run_id)
-        meta = summary(results, seconds)
-        if picked is not None:
-            meta |= {"window": window.describe(), "rows_in_window": picked.in_window,  # type: ignore[union-attr]
-                     "failed_rows_retried": picked.retried, "rows_outside_window_not_sent": picked.outside}
+        meta = summary(results, seconds) | window_meta
         context.log.info("dataverse/document: " + ", ".join(f"{o} {meta[o]}" for o in OUTCOMES)
                          + f", {meta['mb_per_s']} MB/s")
         if setup_error and drive is not None:  # Graph is configured, Dynamics' SharePoint integration is not
