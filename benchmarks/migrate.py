@@ -264,7 +264,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
     from senseimig_dagster import demo
-    from senseimig_dagster.dataverse.loader import BulkLoader
+    from senseimig_dagster.dataverse.bulk import BulkLoader
     from senseimig_dagster.sandbox.generator import generate
 
     work = Path(args.workdir)

@@ -95,8 +95,8 @@ def _validate(result, fmap, plan) -> dict[str, int]:
 
 def child_staging(tenant: Path, out: Path) -> dict:
     """Our path without Dagster: typed read, stage, validate, write."""
-    from senseimig_dagster.dataverse.schema import default_plan
     from senseimig_dagster.mapping import default_map_path, load_valid
+    from senseimig_dagster.mapping.schema_plan import default_plan
     from senseimig_dagster.staging import dedup, providers
     from senseimig_dagster.staging.pipeline import stage_tenant
     from senseimig_dagster_tests.staging.tenant_files import read_defects

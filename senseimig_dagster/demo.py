@@ -21,9 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
+from dagster import Definitions
 
-from senseimig_dagster import settings
+from senseimig_dagster import mapping, runs, settings
+from senseimig_dagster.assets.keys import GO_LIVE, OWNERS
+from senseimig_dagster.assets.partitions import modification_days, range_tags
+from senseimig_dagster.assets.writers import WRITER_KEYS
+from senseimig_dagster.definitions import build_definitions
+from senseimig_dagster.mapping.scope import written_objects
+from senseimig_dagster.sandbox.export_writer import write_export
+from senseimig_dagster.sandbox.generator import generate, read_manifest
+from senseimig_dagster.sandbox.generator.day2 import generate_day2
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_BY = "demo"
@@ -149,6 +159,8 @@ class DemoRun:
     checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (asset, check, passed)
     reconciliation: str | None = None
     failures: list[str] = field(default_factory=list)
+    # Built once the demo's environment is set (servers' URLs, files): resources read it when they are built.
+    defs: Definitions | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
@@ -174,13 +186,10 @@ class DemoRun:
 
 def run_job(run: DemoRun, name: str, asset_selection: list | None = None, run_config: dict | None = None,
             tags: dict[str, str] | None = None) -> Any:
-    """Execute a job of ``definitions`` in the demo's instance; record its check evaluations."""
-    from senseimig_dagster.cli import _instance
-    from senseimig_dagster.definitions import defs
-
-    result = defs.resolve_job_def(name).execute_in_process(
-        instance=_instance(), raise_on_error=False, run_config={**QUIET, **(run_config or {})},
-        asset_selection=asset_selection, tags=tags)
+    """Execute a job of the demo's definitions in the shared instance; record its check evaluations."""
+    assert run.defs is not None, "build the definitions once the demo's environment is set"
+    result = runs.execute(run.defs, name, run_config={**QUIET, **(run_config or {})},
+                          asset_selection=asset_selection, tags=tags)
     for check in result.get_asset_check_evaluations():
         run.checks.append((check.asset_key.to_user_string(), check.check_name, check.passed))
     if not result.success:
@@ -194,37 +203,30 @@ def run_job(run: DemoRun, name: str, asset_selection: list | None = None, run_co
 
 
 def _count(database: str, sql: str, params: list | None = None) -> list[tuple]:
-    import duckdb
-
     with duckdb.connect(database, read_only=True) as conn:
         return conn.execute(sql, params).fetchall()
 
 
 def staged_rows(database: str) -> int:
-    from senseimig_dagster.assets.staging import DEFAULT_MAP
-    from senseimig_dagster.staging.pipeline import written_objects
-
     tables = {r[0] for r in _count(database, "SELECT table_name FROM information_schema.tables "
                                              "WHERE table_schema = 'staging'")}
     return sum(_count(database, f'SELECT count(*) FROM staging."{name}"')[0][0]
-               for name in written_objects(DEFAULT_MAP) if name in tables)
+               for name in written_objects(mapping.default_map()) if name in tables)
 
 
 def records_per_table(database: str) -> list[tuple[str, int, int, int]]:
-    """Per Dataverse table: records in Dataverse according to the load ledger (each record's latest outcome not
+    """Per Dataverse table: records in Dataverse according to the load journal (each record's latest outcome not
     ``failed``), created and updated by this demo. The ``dataverse_counts`` checks compared them with Dataverse."""
     return _count(database, """
-        WITH latest AS (SELECT "table", source_id, arg_max(outcome, "at") AS outcome FROM load.ledger GROUP BY ALL)
+        WITH latest AS (SELECT "table", source_id, arg_max(outcome, "at") AS outcome FROM load.journal GROUP BY ALL)
         SELECT l."table", count(*) FILTER (WHERE l.outcome <> 'failed'),
-               (SELECT count(*) FROM load.ledger x WHERE x."table" = l."table" AND x.outcome = 'created'),
-               (SELECT count(*) FROM load.ledger x WHERE x."table" = l."table" AND x.outcome = 'updated')
+               (SELECT count(*) FROM load.journal x WHERE x."table" = l."table" AND x.outcome = 'created'),
+               (SELECT count(*) FROM load.journal x WHERE x."table" = l."table" AND x.outcome = 'updated')
         FROM latest l GROUP BY l."table" ORDER BY l."table" """)
 
 
 def compare_with_manifest(database: str, tenant: Path) -> list[str]:
     """Objects whose landed record count differs from what the generator wrote."""
-    from senseimig_dagster.sandbox.generator import read_manifest
-
     expected = read_manifest(tenant).counts
     landed = dict(_count(database, "SELECT object, records + rejected FROM inventory.record_counts"))
     return [name for name, count in expected.items() if landed.get(name) != count]
@@ -234,16 +236,9 @@ def compare_with_manifest(database: str, tenant: Path) -> list[str]:
 def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], None] | None = None) -> None:
     """Every phase after extraction's servers are up; stops at the first phase that fails (later ones need it).
     ``serve(tenant)`` points the Sensei source at another tenant folder (the delta window's day 2)."""
-    from senseimig_dagster import mapping
-    from senseimig_dagster.assets.dataverse_load import WRITER_KEYS
-    from senseimig_dagster.assets.go_live import GO_LIVE_KEY
-    from senseimig_dagster.assets.owners import OWNERS_KEY
-    from senseimig_dagster.cli import run_extract
-    from senseimig_dagster.definitions import defs
-
-    database = os.environ["SENSEIMIG_DUCKDB"]
+    database = settings.duckdb_path()
     with run.phase("extract + inventory") as phase:
-        phase.ok = run_extract(None, None)
+        phase.ok = runs.run_extract(run.defs, None, None)
         phase.rows = sum(r[0] for r in _count(database, "SELECT records FROM inventory.record_counts"))
         off = compare_with_manifest(database, tenant)
         print("  inventory equals the generator's manifest for every object" if not off
@@ -252,17 +247,17 @@ def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], N
     if not phase.ok:
         return
     with run.phase("confirm map") as phase:
-        shutil.copyfile(mapping.default_map_path(), os.environ["SENSEIMIG_MAPPING"])
-        confirmation = mapping.confirm(os.environ["SENSEIMIG_MAPPING"], DEMO_BY)
-        print(f"  {os.environ['SENSEIMIG_MAPPING']}: a copy of the default map, confirmed by {confirmation.by} "
+        shutil.copyfile(mapping.default_map_path(), settings.mapping_path())
+        confirmation = mapping.confirm(settings.mapping_path(), DEMO_BY)
+        print(f"  {settings.mapping_path()}: a copy of the default map, confirmed by {confirmation.by} "
               f"({confirmation.hash[:12]})")
-    staging = [k for k in defs.resolve_job_def("stage").asset_layer.executable_asset_keys if k != OWNERS_KEY]
+    staging = [k for k in run.defs.resolve_job_def("stage").asset_layer.executable_asset_keys if k != OWNERS]
     steps: list[tuple[str, str, list | None]] = [
         ("stage", "stage", staging),
         ("schema", "setup_dataverse_schema", None),
-        ("owners", "migrate", [OWNERS_KEY]),
+        ("owners", "migrate", [OWNERS]),
         ("load + verify", "migrate", WRITER_KEYS),
-        ("reconcile", "go_live_check", [GO_LIVE_KEY]),
+        ("reconcile", "go_live_check", [GO_LIVE]),
     ]
     for label, job, selection in steps:
         with run.phase(label) as phase:
@@ -276,7 +271,7 @@ def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], N
                 run.reconciliation = _reconciliation(result)
         if not phase.ok:
             return
-    if serve is None or "delta" not in {job.name for job in defs.resolve_all_job_defs()}:
+    if serve is None or "delta" not in {job.name for job in run.defs.resolve_all_job_defs()}:
         print("[delta window] skipped: " + ("the CSV export has no modification windows" if serve is None
                                             else "this checkout has no `delta` job"))
     else:
@@ -286,16 +281,13 @@ def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], N
 def delta_window(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], None]) -> None:
     """Day 2 of cutover: the practice's changes of the last hours (``generate_day2``) picked up by the ``delta``
     job over the last two modification-day partitions; only those records are sent, deletions are reported."""
-    from senseimig_dagster.assets.partitions import modification_days, range_tags
-    from senseimig_dagster.sandbox.generator.day2 import generate_day2
-
     keys = modification_days.get_partition_keys()
     with run.phase("delta window") as phase:
         changes = generate_day2(tenant, workdir / "day2")
         serve(workdir / "day2")
         result = run_job(run, "delta", tags=range_tags(keys[-2], keys[-1]))
         phase.ok = result.success
-        outcomes = dict(_count(os.environ["SENSEIMIG_DUCKDB"], "SELECT outcome, count(*) FROM load.ledger "
+        outcomes = dict(_count(settings.duckdb_path(), "SELECT outcome, count(*) FROM load.journal "
                                                                "WHERE run_id = ? GROUP BY ALL", [result.run_id]))
         phase.rows = outcomes.get("created", 0) + outcomes.get("updated", 0)
         deleted = next((m.metadata["deleted"].value for m in result.asset_materializations_for_node(
@@ -303,11 +295,9 @@ def delta_window(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Pat
         print(f"  window {keys[-2]}..{keys[-1]}: {len(changes)} changes made in Sensei; "
               + ", ".join(f"{o} {n}" for o, n in sorted(outcomes.items())) + f"; {deleted} deletions reported "
               "(dataverse/deletions_report), none deleted in Dataverse")
-    if phase.ok:  # the ledger changed on day 2: reconcile again, the table printed is this one
-        from senseimig_dagster.assets.go_live import GO_LIVE_KEY
-
+    if phase.ok:  # the billing ledger changed on day 2: reconcile again, the table printed is this one
         with run.phase("reconcile after delta") as phase:
-            result = run_job(run, "go_live_check", [GO_LIVE_KEY])
+            result = run_job(run, "go_live_check", [GO_LIVE])
             phase.ok = result.success
             run.reconciliation = _reconciliation(result) or run.reconciliation
 
@@ -327,7 +317,7 @@ def _reconciliation(result: Any) -> str | None:
 
 
 def print_summary(run: DemoRun, workdir: Path, limits: str) -> None:
-    database = os.environ["SENSEIMIG_DUCKDB"]
+    database = settings.duckdb_path()
     print("\n== Summary ==")
     print(f"{'phase':<22}{'rows':>12}{'wall s':>9}  result")
     for phase in run.phases:
@@ -336,7 +326,7 @@ def print_summary(run: DemoRun, workdir: Path, limits: str) -> None:
     print(f"{'total':<22}{'':>12}{sum(p.seconds for p in run.phases):>9.1f}")
     print(f"(Dataverse emulator: service protection limits {limits}; `benchmarks/migrate.py` measures throttling)")
     if any(p.name == "load + verify" for p in run.phases):
-        print("\nRecords per Dataverse table (load ledger; the dataverse_counts checks compared them with Dataverse):")
+        print("\nRecords per Dataverse table (load journal; the dataverse_counts checks compared them with Dataverse):")
         print(f"{'table':<32}{'records':>10}{'created':>10}{'updated':>10}")
         for table, records, created, updated in records_per_table(database):
             print(f"{table:<32}{records:>10,}{created:>10,}{updated:>10,}")
@@ -351,7 +341,7 @@ def print_summary(run: DemoRun, workdir: Path, limits: str) -> None:
         print("\nLedger reconciliation, Sensei vs Dataverse (go_live_ready, after the last load):")
         print(run.reconciliation)
     print(f"""
-Inspect it: `make ui` (http://127.0.0.1:3000), then Runs (every job above), Assets > dataverse/* (load ledger
+Inspect it: `make ui` (http://127.0.0.1:3000), then Runs (every job above), Assets > dataverse/* (load journal
 metadata and the dataverse_counts / dataverse_fields / dataverse_conservation checks), go_live_ready (the
 reconciliation table), Lineage (raw -> staging -> dataverse, parents first). Files: {workdir}/.
 Roll it back: `senseimig demo --rollback --workdir {workdir}` (starts the demo's emulator and runs
@@ -360,9 +350,6 @@ Roll it back: `senseimig demo --rollback --workdir {workdir}` (starts the demo's
 
 def run_demo(workdir: Path, patients: int, seed: int, source: str = "api", limits: str = "off",
              time_scale: float = 1.0) -> int:
-    from senseimig_dagster.sandbox.export_writer import write_export
-    from senseimig_dagster.sandbox.generator import generate
-
     tenant = workdir / "tenant"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -384,11 +371,13 @@ def run_demo(workdir: Path, patients: int, seed: int, source: str = "api", limit
         if source == "export":
             os.environ["SENSEI_EXPORT_DIR"] = str(workdir / "export")
             write_export(tenant, workdir / "export")
+            run.defs = build_definitions()
             migrate(run, workdir, tenant)  # the delta window needs the API (modified_since)
         else:
             simulator = Simulator()
             simulator.serve(tenant)
             print(f"Sensei simulator serving on {simulator.base_url}")
+            run.defs = build_definitions()
             migrate(run, workdir, tenant, serve=simulator.serve)
     finally:
         if simulator is not None:
@@ -410,9 +399,7 @@ def run_rollback(workdir: Path, remove_schema: bool = True) -> int:
     graph, graph_env = _start_graph(workdir)
     os.environ.update(graph_env)
     try:
-        from senseimig_dagster.cli import main
-
-        return main(["rollback", *(["--remove-schema"] if remove_schema else [])])
+        return runs.run_rollback(build_definitions(), remove_schema=remove_schema)
     finally:
         _stop(dataverse)
         _stop(graph)

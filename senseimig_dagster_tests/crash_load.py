@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     from dagster import DagsterInstance, materialize
     from dagster_duckdb import DuckDBResource
 
-    from senseimig_dagster.assets.dataverse_load import WRITER_KEYS, dataverse_assets
+    from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
     from senseimig_dagster.assets.dataverse_schema import dataverse_schema
     from senseimig_dagster.assets.owners import staging_owners
     from senseimig_dagster.assets.staging import staging_assets

@@ -22,7 +22,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
-from senseimig_dagster.assets.dataverse_load import LEDGER, WRITER_KEYS
+from senseimig_dagster.assets.writers import LEDGER, WRITER_KEYS
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.documents import DOCUMENTS, SOURCE_FAULTS
 from senseimig_dagster.assets.owners import staging_owners

@@ -23,7 +23,7 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job, materialize
 
 from senseimig_dagster.assets.audit import rollback
-from senseimig_dagster.assets.dataverse_load import (
+from senseimig_dagster.assets.writers import (
     DELETIONS_KEY,
     LEDGER,
     WRITER_KEYS,

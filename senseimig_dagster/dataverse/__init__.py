@@ -1,8 +1,8 @@
 """Dataverse Web API client (auth: :mod:`.auth`, records and queries: :mod:`.client`, ``$batch``: :mod:`.batch`,
 the throughput engine: :mod:`.loader`, errors: :mod:`.errors`)."""
 
-from senseimig_dagster.dataverse.auth import BearerAuth, DataverseAuthError, DataverseTokenProvider
 from senseimig_dagster.dataverse.batch import BatchRequest, BatchResponse, BatchResult, ChangeSet
+from senseimig_dagster.dataverse.bulk import BulkLoader, LoadResult, RowFailure
 from senseimig_dagster.dataverse.client import DataverseClient, key_segment, record_segment
 from senseimig_dagster.dataverse.errors import (
     DataverseConflict,
@@ -10,7 +10,7 @@ from senseimig_dagster.dataverse.errors import (
     DataverseNotFound,
     DataverseThrottled,
 )
-from senseimig_dagster.dataverse.loader import BulkLoader, LoadResult, RowFailure
+from senseimig_dagster.transport.entra import BearerAuth, EntraAuthError, EntraTokenProvider
 
 __all__ = [
     "BatchRequest",
@@ -19,13 +19,13 @@ __all__ = [
     "BearerAuth",
     "BulkLoader",
     "ChangeSet",
-    "DataverseAuthError",
+    "EntraAuthError",
     "DataverseClient",
     "DataverseConflict",
     "DataverseError",
     "DataverseNotFound",
     "DataverseThrottled",
-    "DataverseTokenProvider",
+    "EntraTokenProvider",
     "LoadResult",
     "RowFailure",
     "key_segment",

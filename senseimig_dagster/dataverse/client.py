@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import logging
-import random
 import re
 import ssl
 import threading
@@ -59,6 +58,7 @@ from senseimig_dagster.dataverse.errors import (
     DataverseNotFound,
     DataverseThrottled,
 )
+from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("senseimig.dataverse")
 
@@ -146,17 +146,6 @@ class _Retry(Exception):
         self.error, self.wait, self.executed = error, wait, executed
 
 
-def _retry_after(value: str | None) -> float | None:
-    # Dataverse sends seconds (reference §6); an HTTP-date is not expected and falls back to backoff.
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
 class DataverseClient:
     """One Dataverse environment. Thread-safe for concurrent requests (httpx's pool); :attr:`dop_hint` is the
     latest ``x-ms-dop-hint`` seen (``None`` until a response carried one)."""
@@ -171,7 +160,7 @@ class DataverseClient:
             raise ValueError("environment_url must be an absolute http(s) URL, e.g. https://org.crm.dynamics.com")
         self.environment_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self.base_url = self.environment_url + API_PATH
-        self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
+        self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)  # 429: exactly Retry-After
         self.affinity = affinity
         self.dop_hint: int | None = None
         # One httpx.Client is shared by every thread; its pool must hold as many connections as requests run in
@@ -403,7 +392,7 @@ class DataverseClient:
         if method == "GET":
             request_headers.setdefault("If-None-Match", "null")
         outcome_unknown = False  # an earlier attempt may have been executed by the server
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.retry.max_retries + 1):
             if self._closed.is_set():
                 raise DataverseError(None, None, None, entity_set, operation, cause="the client was closed")
             try:
@@ -417,7 +406,7 @@ class DataverseClient:
                 error = retry.error
                 if error.status is None and retry.executed:
                     outcome_unknown = True
-                if attempt == self.max_retries or (error.status == 429 and not retry_throttled):
+                if self.retry.gives_up_after(attempt) or (error.status == 429 and not retry_throttled):
                     if error.status == 429:
                         cause = f"gave up after {attempt + 1} attempts" if retry_throttled else None
                         raise DataverseThrottled(429, error.code, error.message, entity_set, operation,
@@ -427,12 +416,10 @@ class DataverseClient:
                         f"gave up after {attempt + 1} attempts"
                     error.args = (error._text(),)
                     raise error from None
-                wait = retry.wait
-                if wait is None:  # exponential backoff with full jitter
-                    wait = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+                wait = self.retry.wait(attempt, retry.wait)
                 what = f"HTTP {error.status}" if error.status is not None else (error.cause or "no response")
                 log.warning("dataverse %s %s: %s; retry %d/%d in %.2f s", entity_set, operation, what,
-                            attempt + 1, self.max_retries, wait)
+                            attempt + 1, self.retry.max_retries, wait)
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -488,7 +475,7 @@ class DataverseClient:
         status = response.status_code
         cls = {404: DataverseNotFound, 412: DataverseConflict, 429: DataverseThrottled}.get(status, DataverseError)
         return cls(status, code, message, entity_set, operation, request_id=_request_id(response),
-                   retry_after=_retry_after(response.headers.get("Retry-After")))
+                   retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
     @staticmethod
     def _json_object(response: httpx.Response, entity_set: str, operation: str) -> dict[str, Any]:

@@ -23,19 +23,22 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from senseimig_dagster.dataverse.client import DataverseClient
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseNotFound
+from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
 
 NS = "Microsoft.Dynamics.CRM."
 LANGUAGE = 1033
 METADATA_RETRIES, METADATA_BACKOFF = 5, 0.4  # attempts and first wait of the SDK's metadata 404 retry [ms-code]
 COLUMN_PROBE_DELAYS = (0.0, 3.0, 10.0, 20.0)  # the SDK's visibility probe schedule [ms-code]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARALLEL_READS = 8  # table definitions read at once (every writer step and check asks for all of them)
 _GUID = re.compile(r"\(([0-9a-fA-F-]{36})\)/?$")
 
 
@@ -138,6 +141,21 @@ class DataverseMetadata:
                              "OwnershipType,IsCustomEntity,ObjectTypeCode"}
         rows = self._get("EntityDefinitions", logical, "find table", params=params).get("value") or []
         return rows[0] if rows else None
+
+    def entity_sets(self, tables: Iterable[str]) -> dict[str, str]:
+        """Entity set per table: the standard ones from Microsoft's metadata, every other table's ``EntitySetName``
+        from ``EntityDefinitions`` (never a guessed plural). One GET per table, sent together."""
+        out = dict(standard_entity_sets())
+        wanted = sorted(set(tables) - out.keys())
+        with ThreadPoolExecutor(max(1, min(_PARALLEL_READS, len(wanted))), thread_name_prefix="dataverse-meta") as pool:
+            definitions = list(pool.map(self.find_table, wanted))
+        for table, found in zip(wanted, definitions, strict=True):
+            if not found or not found.get("EntitySetName"):
+                raise DataverseError(404, None, None, "EntityDefinitions", "entity set",
+                                     cause=f"table {table} is not in this Dataverse environment: run "
+                                           "dataverse/schema first")
+            out[table] = found["EntitySetName"]
+        return out
 
     def custom_tables(self) -> list[str]:
         """Logical names of every custom table in the environment (for the tier's custom-table limit, §12)."""

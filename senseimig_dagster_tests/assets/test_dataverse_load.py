@@ -18,7 +18,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_load import (
+from senseimig_dagster.assets.writers import (
     LEDGER,
     WRITER_KEYS,
     dataverse_assets,
@@ -32,9 +32,9 @@ from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.load import entity_sets, read_back
-from senseimig_dagster.dataverse.payload import PayloadBuilder
-from senseimig_dagster.dataverse.writer import closed_states
+from senseimig_dagster.load.upsert import entity_sets, read_back
+from senseimig_dagster.load.payload import PayloadBuilder
+from senseimig_dagster.load.writer import closed_states
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path
 from senseimig_dagster.mapping.targets import TargetCatalog

@@ -12,8 +12,8 @@ from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.dataverse_schema import CHANGES_TABLE, dataverse_schema
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.resources import DataverseResource
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra

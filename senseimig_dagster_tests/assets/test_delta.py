@@ -22,7 +22,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_load import DELETIONS_KEY, LEDGER, WRITER_KEYS, dataverse_assets
+from senseimig_dagster.assets.writers import DELETIONS_KEY, LEDGER, WRITER_KEYS, dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.documents import DOCUMENT_KEY
 from senseimig_dagster.assets.owners import staging_owners
@@ -30,7 +30,7 @@ from senseimig_dagster.assets.partitions import modification_days, range_tags, r
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.load import entity_sets, read_back
+from senseimig_dagster.load.upsert import entity_sets, read_back
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path, load_valid
 from senseimig_dagster.objects import get

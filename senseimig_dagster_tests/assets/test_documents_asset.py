@@ -19,7 +19,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_load import dataverse_assets
+from senseimig_dagster.assets.writers import dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.documents import ACCOUNTED, DOCUMENT_KEY, DOCUMENTS, VERIFIED
 from senseimig_dagster.assets.owners import staging_owners
@@ -29,8 +29,8 @@ from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import GRAPH_FILES, Rollback
 from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.documents import base64_length, folder_name
-from senseimig_dagster.dataverse.load import deterministic_id
+from senseimig_dagster.load.document_routes import base64_length, folder_name
+from senseimig_dagster.load.upsert import deterministic_id
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path
 from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource, graph_from_env

@@ -18,7 +18,7 @@ from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.sample import SAMPLE_DIFF_KEY, diff_csv_path, sample_diff
 from senseimig_dagster.assets.staging import _read_raw
-from senseimig_dagster.dataverse.load import read_back
+from senseimig_dagster.load.upsert import read_back
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import default_map_path, load_valid
 from senseimig_dagster.mapping.sample import sample_patient_ids, sample_rows

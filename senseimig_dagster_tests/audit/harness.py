@@ -16,10 +16,10 @@ import httpx
 from senseimig_dagster.assets.dataverse_schema import CHANGES_TABLE, _ensure_changes_table
 from senseimig_dagster.audit.log import AuditLog, AuditOutcome, before_image
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.loader import BulkLoader
+from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.dataverse.schema_setup import SchemaChange, SchemaSetup
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 

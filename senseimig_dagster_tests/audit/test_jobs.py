@@ -96,7 +96,7 @@ def test_rollback_makes_the_load_ledger_forget_what_it_undid() -> None:
     import duckdb
 
     from senseimig_dagster.assets.audit import forget_undone
-    from senseimig_dagster.assets.dataverse_load import ensure_ledger, previous_ledger
+    from senseimig_dagster.assets.writers import ensure_ledger, previous_ledger
 
     with duckdb.connect() as conn:
         ensure_ledger(conn)

@@ -16,18 +16,18 @@ import pytest
 from senseimig_dagster import mapping
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.load import OwnerMap, entity_sets, load_staged, read_back
-from senseimig_dagster.dataverse.loader import BulkLoader
+from senseimig_dagster.dataverse.bulk import BulkLoader
+from senseimig_dagster.load.upsert import OwnerMap, entity_sets, load_staged, read_back
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
-from senseimig_dagster.dataverse.writer import (
+from senseimig_dagster.load.writer import (
     LedgerEntry,
     LedgerRow,
     WriteContext,
     closed_states,
     write_object,
 )
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed

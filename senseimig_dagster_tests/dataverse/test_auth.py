@@ -1,4 +1,4 @@
-"""DataverseTokenProvider and BearerAuth against the Entra stand-in over HTTPS (msal does the protocol)."""
+"""EntraTokenProvider and BearerAuth against the Entra stand-in over HTTPS (msal does the protocol)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import logging
 import httpx
 import pytest
 
-from senseimig_dagster.dataverse import BearerAuth, DataverseAuthError, DataverseTokenProvider
+from senseimig_dagster.dataverse import BearerAuth, EntraAuthError, EntraTokenProvider
 from senseimig_dagster_tests.dataverse.conftest import CLIENT_ID, ENV_URL, SECRET, TENANT, Entra
 
 
 def provider(entra: Entra, secret: str = SECRET, tenant: str = TENANT, env_url: str = ENV_URL):
-    return DataverseTokenProvider(tenant, CLIENT_ID, secret, env_url, authority_host=entra.url, verify=entra.ca)
+    return EntraTokenProvider(tenant, CLIENT_ID, secret, env_url, authority_host=entra.url, verify=entra.ca)
 
 
 def test_acquires_a_token_from_the_stand_in(entra: Entra):
@@ -54,7 +54,7 @@ def test_refreshed_five_minutes_before_expiry(entra: Entra):
 
 def test_wrong_secret_names_the_aadsts_code_not_the_secret(entra: Entra):
     wrong = "definitely-Wrong-secret-123"
-    with pytest.raises(DataverseAuthError) as e:
+    with pytest.raises(EntraAuthError) as e:
         provider(entra, secret=wrong).token()
     assert e.value.aadsts == "AADSTS7000215" and e.value.error == "invalid_client"
     assert "AADSTS7000215" in str(e.value)
@@ -64,8 +64,8 @@ def test_wrong_secret_names_the_aadsts_code_not_the_secret(entra: Entra):
 
 
 def test_unknown_client_is_unauthorized_client(entra: Entra):
-    p = DataverseTokenProvider(TENANT, "nobody", SECRET, ENV_URL, authority_host=entra.url, verify=entra.ca)
-    with pytest.raises(DataverseAuthError) as e:
+    p = EntraTokenProvider(TENANT, "nobody", SECRET, ENV_URL, authority_host=entra.url, verify=entra.ca)
+    with pytest.raises(EntraAuthError) as e:
         p.token()
     assert e.value.error == "unauthorized_client" and e.value.aadsts == "AADSTS700016"
 
@@ -73,28 +73,28 @@ def test_unknown_client_is_unauthorized_client(entra: Entra):
 def test_bad_scope_is_rejected(entra: Entra):
     p = provider(entra)
     p.scope = f"{ENV_URL}/user_impersonation"  # not a /.default scope: refused for client credentials
-    with pytest.raises(DataverseAuthError) as e:
+    with pytest.raises(EntraAuthError) as e:
         p.token()
     assert e.value.error == "invalid_scope" and e.value.aadsts == "AADSTS1002012"
 
 
 def test_unknown_resource_is_rejected(entra: Entra):
     entra.stand_in._resources = {"https://other.crm.dynamics.com"}
-    with pytest.raises(DataverseAuthError) as e:
+    with pytest.raises(EntraAuthError) as e:
         provider(entra).token()
     assert e.value.error == "invalid_resource" and e.value.aadsts == "AADSTS500011"
 
 
 def test_unknown_tenant_fails_discovery(entra: Entra):
-    with pytest.raises(DataverseAuthError) as e:
+    with pytest.raises(EntraAuthError) as e:
         provider(entra, tenant="not-my-tenant").token()
     assert e.value.aadsts == "AADSTS90002" and e.value.error == "invalid_tenant"
     assert "AADSTS90002" in str(e.value) and SECRET not in str(e.value)
 
 
 def test_untrusted_certificate_is_refused(entra: Entra):
-    p = DataverseTokenProvider(TENANT, CLIENT_ID, SECRET, ENV_URL, authority_host=entra.url, verify=True)
-    with pytest.raises(DataverseAuthError, match="cannot use authority"):
+    p = EntraTokenProvider(TENANT, CLIENT_ID, SECRET, ENV_URL, authority_host=entra.url, verify=True)
+    with pytest.raises(EntraAuthError, match="cannot use authority"):
         p.token()
 
 
@@ -174,7 +174,7 @@ def test_bearer_auth_retries_only_once(entra: Entra):
 def test_no_secret_or_token_in_logs(entra: Entra, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
     token = provider(entra).token()
-    with pytest.raises(DataverseAuthError):
+    with pytest.raises(EntraAuthError):
         provider(entra, secret="another-Wrong-one").token()
     text = caplog.text
     assert caplog.records  # msal, httpx and the stand-in did log

@@ -21,7 +21,7 @@ from senseimig_dagster.dataverse import (
     DataverseError,
     DataverseNotFound,
     DataverseThrottled,
-    DataverseTokenProvider,
+    EntraTokenProvider,
     key_segment,
 )
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
@@ -420,7 +420,7 @@ def test_over_real_http_with_a_429_and_bearer_auth(tmp_path: Path, entra: Entra,
                    faults=[(429, [("Retry-After", "2")], THROTTLED)])
     try:
         with serve_wsgi(app) as url:
-            provider = DataverseTokenProvider(TENANT, CLIENT_ID, SECRET, url, authority_host=entra.url,
+            provider = EntraTokenProvider(TENANT, CLIENT_ID, SECRET, url, authority_host=entra.url,
                                               verify=entra.ca)
             with provider, DataverseClient(url, BearerAuth(provider), sleep=sleeps, timeout=10) as client:
                 rid = client.create("accounts", {"name": "Clinic"})

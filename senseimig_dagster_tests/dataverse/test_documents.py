@@ -17,8 +17,8 @@ from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import GRAPH_FILES, GRAPH_FOLDERS, Rollback
 from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.document_loader import DocumentInput, DocumentLoader, PreviousDocument
-from senseimig_dagster.dataverse.documents import (
+from senseimig_dagster.load.document_writer import DocumentInput, DocumentLoader, PreviousDocument
+from senseimig_dagster.load.document_routes import (
     BLOCK_BYTES,
     NOTE_SINGLE_MAX,
     SharePointLocations,
@@ -32,10 +32,10 @@ from senseimig_dagster.dataverse.documents import (
     route,
     sanitise_file_name,
 )
-from senseimig_dagster.dataverse.load import deterministic_id
+from senseimig_dagster.load.upsert import deterministic_id
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import (
     apply_seed,
@@ -400,7 +400,7 @@ def test_rollback_without_a_drive_reports_files_instead_of_marking_them_undone(e
 
 # -- the Sensei simulator's content defects, through our client --------------------------------------------------
 def test_simulator_answers_404_for_missing_content_and_other_bytes_for_corrupt(tmp_path: Path) -> None:
-    from senseimig_dagster.dataverse.documents import DocumentRejected, fetch_source, sensei_content
+    from senseimig_dagster.load.document_routes import DocumentRejected, fetch_source, sensei_content
     from senseimig_dagster.sandbox.generator import generate
     from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
     from senseimig_dagster.sensei.client import SenseiClient

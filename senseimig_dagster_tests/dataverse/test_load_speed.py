@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from senseimig_dagster.dataverse.bulk import LoadResult, RowFailure
 from senseimig_dagster.dataverse.errors import DataverseError
-from senseimig_dagster.dataverse.load import read_back
-from senseimig_dagster.dataverse.loader import LoadResult, RowFailure
-from senseimig_dagster.dataverse.writer import _rounds, _Row, _Sender
+from senseimig_dagster.load.upsert import read_back
+from senseimig_dagster.load.writer import _rounds, _Row, _Sender
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
@@ -161,7 +161,7 @@ class _Audit:
 
 
 def test_outcomes_carry_the_versions_read_after_the_next_chunk_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
-    import senseimig_dagster.dataverse.writer as writer
+    import senseimig_dagster.load.writer as writer
 
     monkeypatch.setattr(writer, "AUDIT_CHUNK", 2)
     events: list[str] = []

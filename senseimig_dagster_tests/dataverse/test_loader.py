@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from senseimig_dagster.dataverse import BearerAuth, DataverseClient, DataverseTokenProvider
-from senseimig_dagster.dataverse.loader import BulkLoader, RowFailure
+from senseimig_dagster.dataverse import BearerAuth, DataverseClient, EntraTokenProvider
+from senseimig_dagster.dataverse.bulk import BulkLoader, RowFailure
 from senseimig_dagster.sandbox.dataverse_emulator import (
     Catalog,
     DataverseEmulator,
@@ -102,7 +102,7 @@ def make_env(tmp_path: Path, entra: Entra) -> Iterator[Callable[..., Env]]:
         url = stack.enter_context(serve_wsgi(recorder))
         clients = []
         for client_id, secret in [(CLIENT_ID, SECRET), (SECOND_ID, SECOND_SECRET)][:users]:
-            provider = stack.enter_context(DataverseTokenProvider(TENANT, client_id, secret, url,
+            provider = stack.enter_context(EntraTokenProvider(TENANT, client_id, secret, url,
                                                                   authority_host=entra.url, verify=entra.ca))
             clients.append(stack.enter_context(DataverseClient(url, BearerAuth(provider), timeout=10)))
         return Env(recorder, clients, store, entra)

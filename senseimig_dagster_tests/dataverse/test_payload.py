@@ -12,11 +12,12 @@ import polars as pl
 import pytest
 
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.loader import STANDARD_ENTITY_SETS, BulkLoader
+from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.payload import PayloadBuilder, PayloadError
-from senseimig_dagster.dataverse.schema import default_plan
+from senseimig_dagster.load.payload import PayloadBuilder, PayloadError
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
@@ -43,7 +44,7 @@ def test_values_take_wire_formats_and_lookups_bind_by_alternate_key() -> None:
         "smig_sourcecreatedon": [dt.datetime(2026, 3, 1, 14, 5, tzinfo=dt.UTC)], "firstname": [None],
         "parentcustomerid_account": ["loc-1"], "ownerid": [OWNER],
     })
-    builder = PayloadBuilder("contact", frame.columns, TargetCatalog(), STANDARD_ENTITY_SETS)
+    builder = PayloadBuilder("contact", frame.columns, TargetCatalog(), standard_entity_sets())
     (body,) = builder.bodies(frame)
     assert body == {
         "smig_sourcesystemid": "p1", "lastname": "Ng", "birthdate": "1980-02-29",
@@ -57,11 +58,11 @@ def test_values_take_wire_formats_and_lookups_bind_by_alternate_key() -> None:
 def test_columns_the_table_cannot_take_are_named() -> None:
     catalog = TargetCatalog()
     with pytest.raises(PayloadError, match="contact has no column or navigation property 'firstnam'"):
-        PayloadBuilder("contact", ["firstnam"], catalog, STANDARD_ENTITY_SETS)
+        PayloadBuilder("contact", ["firstnam"], catalog, standard_entity_sets())
     with pytest.raises(PayloadError, match="navigation property 'parentcustomerid'"):  # needs _account/_contact
-        PayloadBuilder("contact", ["parentcustomerid"], catalog, STANDARD_ENTITY_SETS)
+        PayloadBuilder("contact", ["parentcustomerid"], catalog, standard_entity_sets())
     with pytest.raises(PayloadError, match="no entity set known for smig_appointment"):
-        PayloadBuilder("smig_clinicalnote", ["smig_AppointmentId"], catalog, STANDARD_ENTITY_SETS)
+        PayloadBuilder("smig_clinicalnote", ["smig_AppointmentId"], catalog, standard_entity_sets())
 
 
 def test_bodies_load_through_the_bulk_loader_and_read_back(client: DataverseClient) -> None:
@@ -75,7 +76,7 @@ def test_bodies_load_through_the_bulk_loader_and_read_back(client: DataverseClie
     })
     loader = BulkLoader([client], chunk_size=10, max_parallel=2)
     for table, frame in (("account", accounts), ("contact", contacts)):
-        builder = PayloadBuilder(table, frame.columns, catalog, STANDARD_ENTITY_SETS)
+        builder = PayloadBuilder(table, frame.columns, catalog, standard_entity_sets())
         result = loader.upsert(table, builder.bodies(frame), ["smig_sourcesystemid"])
         assert result.failed == [] and result.succeeded == frame.height
     account = client.retrieve("accounts", {"smig_sourcesystemid": "loc-1"}, ["accountid"])

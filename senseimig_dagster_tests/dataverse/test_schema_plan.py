@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from senseimig_dagster.dataverse.schema import TIER_CUSTOM_TABLE_LIMITS, default_plan
+from senseimig_dagster.dataverse.schema import TIER_CUSTOM_TABLE_LIMITS
 from senseimig_dagster.dataverse.schema_setup import attribute_body
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 

@@ -1,4 +1,4 @@
-"""Builds ``dataverse/standard_columns.json`` from the emulator's catalog (Microsoft's metadata plus the documented
+"""Builds ``dataverse/standard_tables.json`` from the emulator's catalog (Microsoft's metadata plus the documented
 appointment/phonecall navigation names). Run ``python -m senseimig_dagster_tests.mapping.standard_copy`` to refresh
 the copy; ``test_targets`` checks it has not drifted."""
 
@@ -8,17 +8,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.dataverse.standard_columns import COPY_PATH, TABLES
+from senseimig_dagster.dataverse.standard_tables import COPY_PATH
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 
 _LOOKUP_TYPES = {"Lookup", "Customer", "Owner", "PartyList"}
+# Tables a field map may write to or point lookups at: the copy carries their columns and lookups. Every other table
+# of Microsoft's metadata gets its entity set and primary key only.
+WRITABLE = ("account", "annotation", "appointment", "contact", "email", "phonecall", "systemuser", "team")
 
 
 def build() -> dict[str, Any]:
     catalog = Catalog.load()
     out: dict[str, Any] = {}
-    for name in TABLES:
-        table = catalog.tables[name]
+    for name, table in sorted(catalog.tables.items()):
+        out[name] = {"entity_set": table.entity_set, "primary_id": table.primary_id}
+        if name not in WRITABLE:
+            continue
         columns = {}
         for c in sorted(table.columns.values(), key=lambda c: c.logical_name):
             if c.type in _LOOKUP_TYPES or not (c.valid_for_create or c.valid_for_update):
@@ -38,7 +43,7 @@ def build() -> dict[str, Any]:
             columns[c.logical_name] = facts
         lookups = {nav: {"attribute": lk.attribute, "targets": list(lk.targets)}
                    for nav, lk in sorted(table.lookups.items())}
-        out[name] = {"columns": columns, "lookups": lookups}
+        out[name] |= {"columns": columns, "lookups": lookups}
     return out
 
 

@@ -44,7 +44,7 @@ def test_the_default_map_validates_and_covers_every_registry_field() -> None:
 
 
 def test_the_standard_column_copy_matches_the_emulators_catalog() -> None:
-    shipped = Path(__file__).parents[2] / "senseimig_dagster/dataverse/standard_columns.json"
+    shipped = Path(__file__).parents[2] / "senseimig_dagster/dataverse/standard_tables.json"
     assert shipped.read_text(encoding="utf-8") == render(), "refresh: python -m senseimig_dagster_tests.mapping.standard_copy"
 
 

@@ -8,8 +8,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.mapping import default_map_path, load_valid
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.staging.shape import (
     Targets,

@@ -14,9 +14,9 @@ from functools import cache
 import polars as pl
 import pytest
 
-from senseimig_dagster.dataverse.schema import default_plan
-from senseimig_dagster.dataverse.standard_columns import TABLES
+from senseimig_dagster.dataverse.standard_tables import TABLES
 from senseimig_dagster.mapping import default_map_path, load_valid
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.staging.quarantine import MASK
 from senseimig_dagster.staging.validation import (

@@ -14,11 +14,11 @@ import pytest
 
 from senseimig_dagster import mapping
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.load import entity_sets, load_staged, tables_of
-from senseimig_dagster.dataverse.loader import BulkLoader
+from senseimig_dagster.dataverse.bulk import BulkLoader
+from senseimig_dagster.load.upsert import entity_sets, load_staged, tables_of
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.sandbox.dataverse_emulator import (

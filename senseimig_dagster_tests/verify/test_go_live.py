@@ -11,7 +11,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster import mapping
-from senseimig_dagster.assets.dataverse_load import WRITER_KEYS
+from senseimig_dagster.assets.writers import WRITER_KEYS
 from senseimig_dagster.assets.go_live import GO_LIVE_KEY, _read_ledger_inputs, go_live_ready
 from senseimig_dagster.assets.staging import _md
 from senseimig_dagster.dataverse import DataverseClient

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.loader import BulkLoader
+from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.verify.counts import DataverseIndex
 from senseimig_dagster.verify.ledger import (
     ALL,

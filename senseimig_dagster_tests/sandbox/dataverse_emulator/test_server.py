@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from senseimig_dagster.dataverse.auth import DataverseTokenProvider
 from senseimig_dagster.sandbox.entra import DEFAULT_APPS
+from senseimig_dagster.transport.entra import EntraTokenProvider
 
 READY_TIMEOUT = 90.0  # generous: CI machines are shared and the server builds a CA at start
 
@@ -71,8 +71,8 @@ def dataverse_process(db: Path, port: int) -> Iterator[dict[str, str]]:
                 proc.wait()
 
 
-def client_for(info: dict[str, str]) -> tuple[DataverseTokenProvider, httpx.Client]:
-    provider = DataverseTokenProvider(info["tenant"], info["client_id"], DEFAULT_APPS["sandbox-client"],
+def client_for(info: dict[str, str]) -> tuple[EntraTokenProvider, httpx.Client]:
+    provider = EntraTokenProvider(info["tenant"], info["client_id"], DEFAULT_APPS["sandbox-client"],
                                       environment_url=info["url"], authority_host=info["authority_host"],
                                       verify=info["ca"], timeout=60)
     client = httpx.Client(base_url=f"{info['url']}/api/data/v9.2", verify=info["ca"], timeout=60,
@@ -139,7 +139,7 @@ def test_msal_gets_a_token_from_the_emulators_own_port(tmp_path: Path, capsys) -
         url = re.search(r"environment URL .*: (https://\S+)", printed)[1]
         assert re.search(r"authority host (https://[^)\s]+)", printed)[1] == url
         tenant, ca = re.search(r"tenant id: (\S+)", printed)[1], re.search(r"CA certificate .*: (\S+)", printed)[1]
-        provider = DataverseTokenProvider(tenant, "sandbox-client", DEFAULT_APPS["sandbox-client"],
+        provider = EntraTokenProvider(tenant, "sandbox-client", DEFAULT_APPS["sandbox-client"],
                                           environment_url=url, authority_host=url, verify=ca, timeout=60)
         with provider, httpx.Client(base_url=f"{url}/api/data/v9.2", verify=ca, timeout=60) as client:
             headers = {"Authorization": f"Bearer {provider.token()}"}

@@ -1,29 +1,45 @@
-"""The verification checks as Dagster asset checks on a ``dataverse/<object>`` asset (see the package docstring for
-how a writer attaches them)."""
+"""The verification checks of every ``dataverse/<object>`` writer, as one blocking multi-asset check per object:
+``dataverse_counts`` (every staged row is in Dataverse: paged source ids, never ``$count``), ``dataverse_fields``
+(every mapped column read back equal: all rows up to ``FULL_LIMIT``, else a seeded sample sized for 99% confidence
+of a < 0.1% defect rate) and ``dataverse_conservation`` (extracted = in Dataverse + merged + collapsed + quarantined
++ not written). The comparisons themselves are ``verify/`` (no Dagster); this module reads their inputs from the
+store, the run's instance and Dataverse, and turns the outcomes into check results.
 
-from __future__ import annotations
+Metadata names source ids and columns only; the differing values (PHI) go to ``verify_<object>_<run>.csv`` next to
+the DuckDB file.
+"""
+# No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    DagsterInstance,
+    MetadataValue,
+    multi_asset_check,
+)
 
-from senseimig_dagster.dataverse.load import OwnerMap
+from senseimig_dagster.assets.keys import staging_key, writer_key
+from senseimig_dagster.assets.metadata import IDS_SHOWN, KeyLike
+from senseimig_dagster.dataverse.client import DataverseClient
+from senseimig_dagster.load.journal import run_outcomes
+from senseimig_dagster.load.owners import OwnerMap
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog
+from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
 from senseimig_dagster.verify.counts import DataverseIndex, conservation, count_rows, counts_from_markdown
 from senseimig_dagster.verify.fields import FULL_LIMIT, compare_fields, sample_size
 
-if TYPE_CHECKING:
-    from dagster import AssetCheckResult, AssetCheckSpec, CoercibleToAssetKey, DagsterInstance
-
-    from senseimig_dagster.dataverse.client import DataverseClient
-
 COUNTS, FIELDS, CONSERVATION = "dataverse_counts", "dataverse_fields", "dataverse_conservation"
 CHECK_NAMES = (COUNTS, FIELDS, CONSERVATION)
-MAX_LISTED = 50  # ids listed in metadata; the CSV has them all
 
 
 @dataclass
@@ -51,10 +67,8 @@ class VerifyInputs:
         self.index = DataverseIndex(self.client, self.entity_sets)
 
 
-def check_specs(asset_key: CoercibleToAssetKey, object_name: str) -> list[AssetCheckSpec]:
+def check_specs(asset_key: KeyLike, object_name: str) -> list[AssetCheckSpec]:
     """The three blocking checks of ``dataverse/<object_name>``: a child is not loaded onto a parent that failed."""
-    from dagster import AssetCheckSpec
-
     return [
         AssetCheckSpec(COUNTS, asset=asset_key, blocking=True,
                        description=f"every staged {object_name} row is in Dataverse (paged source ids, not $count)"),
@@ -67,16 +81,14 @@ def check_specs(asset_key: CoercibleToAssetKey, object_name: str) -> list[AssetC
 
 
 def _listed(ids: list[str]) -> str:
-    shown = ", ".join(ids[:MAX_LISTED])
-    return shown + (f" … (+{len(ids) - MAX_LISTED})" if len(ids) > MAX_LISTED else "")
+    shown = ", ".join(ids[:IDS_SHOWN])
+    return shown + (f" … (+{len(ids) - IDS_SHOWN})" if len(ids) > IDS_SHOWN else "")
 
 
-def check_results(asset_key: CoercibleToAssetKey, object_name: str, staged: pl.DataFrame, inputs: VerifyInputs,
-                  load_ledger: pl.DataFrame | None = None) -> list[AssetCheckResult]:
-    """Run the three checks of :func:`check_specs` against Dataverse; ``load_ledger`` is this object's slice of the
-    load ledger (``outcome`` column: rows ``failed`` explain a conservation gap)."""
-    from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
-
+def check_results(asset_key: KeyLike, object_name: str, staged: pl.DataFrame, inputs: VerifyInputs,
+                  load_journal: pl.DataFrame | None = None) -> list[AssetCheckResult]:
+    """Run the three checks of :func:`check_specs` against Dataverse; ``load_journal`` is this run's slice of the
+    object's load journal (``outcome`` column: rows ``failed`` explain a conservation gap)."""
     key = AssetKey.from_coercible(asset_key)
     tables = inputs.fmap.objects[object_name].tables
     counted = count_rows(object_name, staged, tables, inputs.index)
@@ -97,7 +109,7 @@ def check_results(asset_key: CoercibleToAssetKey, object_name: str, staged: pl.D
         path = fields.write_csv(inputs.csv_dir / f"verify_{object_name}_{inputs.run_id}.csv")
         metadata["diff_csv"] = MetadataValue.path(str(path))
     if not fields.passed:
-        listed = fields.differences.head(MAX_LISTED)
+        listed = fields.differences.head(IDS_SHOWN)
         metadata["differing"] = MetadataValue.md("| source id | column |\n|---|---|\n" + "\n".join(
             f"| {s} | {c} |" for s, c in listed.iter_rows()))
     out.append(AssetCheckResult(
@@ -111,7 +123,7 @@ def check_results(asset_key: CoercibleToAssetKey, object_name: str, staged: pl.D
                                     severity=AssetCheckSeverity.ERROR,
                                     description="no staging conservation counts for this object"))
         return out
-    kept = conservation(inputs.staging_counts, counted, load_ledger)
+    kept = conservation(inputs.staging_counts, counted, load_journal)
     out.append(AssetCheckResult(
         asset_key=key, check_name=CONSERVATION, passed=kept.passed, severity=AssetCheckSeverity.ERROR,
         metadata={"conservation": MetadataValue.md(kept.markdown()), "extracted": kept.extracted,
@@ -122,13 +134,10 @@ def check_results(asset_key: CoercibleToAssetKey, object_name: str, staged: pl.D
     return out
 
 
-def staging_counts_from_instance(instance: DagsterInstance, object_name: str,
-                                 staging_prefix: str = "staging") -> pl.DataFrame | None:
+def staging_counts_from_instance(instance: DagsterInstance, object_name: str) -> pl.DataFrame | None:
     """Staging's conservation counts for ``object_name`` from its latest materialization's ``conservation``
     metadata (``assets/staging.py``); None when it has none."""
-    from dagster import AssetKey
-
-    event = instance.get_latest_materialization_event(AssetKey([staging_prefix, object_name]))
+    event = instance.get_latest_materialization_event(staging_key(object_name))
     materialization = event.asset_materialization if event is not None else None
     entry = materialization.metadata.get("conservation") if materialization is not None else None
     if entry is None:
@@ -136,5 +145,23 @@ def staging_counts_from_instance(instance: DagsterInstance, object_name: str,
     return counts_from_markdown(str(entry.value))
 
 
-__all__ = ["CHECK_NAMES", "CONSERVATION", "COUNTS", "FIELDS", "VerifyInputs", "check_results", "check_specs",
-           "staging_counts_from_instance"]
+def checks_for(object_name: str) -> AssetChecksDefinition:
+    """The blocking verification checks of ``dataverse/<object_name>``: reads the staged frame, the run's journal
+    slice, the owner map and staging's conservation counts, then yields :func:`check_results`."""
+    key = writer_key(object_name)
+
+    @multi_asset_check(specs=check_specs(key, object_name), name=f"verify__{object_name}",
+                       description=f"Counts, field read-back and conservation of dataverse/{object_name}.")
+    def _verify(context: AssetCheckExecutionContext, store: StoreResource, dataverse: DataverseResource,
+                mapping: MappingResource) -> Iterator:
+        fmap = mapping.load()  # the map the writers load with
+        with store.open() as db:
+            staged, owners = db.staged(object_name), db.owner_map()
+            journal = run_outcomes(db.conn, object_name, context.run.run_id)
+        with dataverse.session() as session:
+            inputs = VerifyInputs(session.client, fmap, session.catalog, session.entity_sets_of(fmap), owners=owners,
+                                  staging_counts=staging_counts_from_instance(context.instance, object_name),
+                                  csv_dir=Path(store.database).resolve().parent, run_id=context.run.run_id)
+            yield from check_results(key, object_name, staged, inputs, load_journal=journal)
+
+    return _verify

@@ -1,5 +1,5 @@
 """Document bodies into Dynamics: notes (annotations) or SharePoint, each read back and checked. Pure: no Dagster. The load itself
-(fetch, route, write, read back, audit) is :mod:`.document_loader`.
+(fetch, route, write, read back, audit) is :mod:`.document_writer`.
 
 Routing, per document (:func:`route`), from the manifest's size and MIME type and the environment's own limit:
 
@@ -45,11 +45,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from senseimig_dagster.audit.rollback import GRAPH_FILES
 from senseimig_dagster.dataverse.client import record_segment
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseNotFound
+from senseimig_dagster.graph.names import valid_sharepoint_name
+from senseimig_dagster.sensei.errors import SenseiPageError
 
 if TYPE_CHECKING:
     from senseimig_dagster.dataverse.client import DataverseClient
 
-log = logging.getLogger("senseimig.dataverse.documents")
+log = logging.getLogger("senseimig.load.documents")
 
 NOTE_SINGLE_MAX = 4 * 1024 * 1024  # base64 characters: a bigger documentbody goes in blocks (reference §8)
 BLOCK_BYTES = 4 * 1024 * 1024  # raw bytes per UploadBlock / DownloadBlock [doc: UploadBlock BlockData "up to 4MB"]
@@ -58,6 +60,7 @@ SPOOL_BYTES = 8 * 1024 * 1024
 ANNOTATIONS, LOCATIONS, SITES = "annotations", "sharepointdocumentlocations", "sharepointsites"
 ANNOTATION_TYPE = "Microsoft.Dynamics.CRM.annotation"
 LOCATION_NAME = "Documents on Default Site"  # the record's name (required, 160); a label, never PHI
+UNNAMED = "untitled"  # the stored name of a file that has none (or nothing SharePoint accepts)
 LIBRARY = "contact"  # Dynamics names the library it integrates with contact by the table's logical name [memory]
 # Characters SharePoint Online refuses in file names [doc: "Invalid file names and file types in OneDrive and
 # SharePoint"; the graph stand-in enforces the same list]; control characters are refused too.
@@ -166,8 +169,6 @@ def fetch_source(content: Callable[[str], Iterable[bytes]], source_id: str, size
 def sensei_content(client: Any) -> Callable[[str], Iterable[bytes]]:
     """``SenseiClient.document_content`` with its 404 as :class:`SourceMissing` (it raises ``SenseiPageError``
     whose cause starts with the status, ``HTTP 404``)."""
-    from senseimig_dagster.sensei.errors import SenseiPageError
-
     def content(source_id: str) -> Iterator[bytes]:
         try:
             yield from client.document_content(source_id)
@@ -196,13 +197,11 @@ def folder_name(contact_id: str) -> str:
 def sanitise_file_name(name: str) -> str:
     """A name SharePoint accepts: forbidden and control characters as ``_``, no leading/trailing spaces or trailing
     dots, reserved names prefixed with ``_``, at most :data:`MAX_NAME` characters (extension kept)."""
-    from senseimig_dagster.graph.names import valid_sharepoint_name  # the rules the Graph stand-in enforces
-
     out = "".join("_" if c in FORBIDDEN_CHARACTERS or ord(c) < 32 else c for c in name).strip(" ").rstrip(". ")
     stem, dot, ext = out.rpartition(".")
     if not dot:
         stem, ext = out, ""
-    out = re.sub("(?i)_vti_", "_vti-", out) or "document"
+    out = re.sub("(?i)_vti_", "_vti-", out) or UNNAMED
     if len(out) > MAX_NAME:
         tail = f".{ext}" if dot and len(ext) < 16 else ""
         out = out[:MAX_NAME - len(tail)].rstrip(". ") + tail
@@ -224,7 +223,7 @@ def assign_file_names(docs: Sequence[tuple[str, str, str]]) -> dict[str, tuple[s
     taken: dict[str, set[str]] = {}
     for source_id, folder, original in sorted(docs):
         reasons = []
-        name = sanitise_file_name(original or "document")
+        name = sanitise_file_name(original or UNNAMED)
         if name != original:
             reasons.append("renamed_forbidden_characters")
         used = taken.setdefault(folder, set())

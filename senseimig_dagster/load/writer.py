@@ -1,11 +1,11 @@
-"""The writers' load (issue 6): one object's staged frame into Dataverse with a load ledger and an audit log.
+"""The writers' load: one object's staged frame into Dataverse with the load journal and the audit log.
 
-:func:`write_object` compares each row with the ledger (unchanged bodies are not sent), writes what changed with an
+:func:`write_object` compares each row with the journal (unchanged bodies are not sent), writes what changed with an
 audit intent before and an outcome after (the record's ``versionnumber`` after our write: rollback's "changed by a
 person" test, and the before-image of updates), binds in-frame lookups in a second pass, sends ``overriddencreatedon``
 on create only, activity parties inline with an activity's create, and ``statecode``/``statuscode`` last (closed
-activities are read-only: a changed one is re-opened first). The shaping, read-back and by-id batches it shares with
-the sample migration live in :mod:`.load`.
+activities are read-only: a changed one is re-opened first). It shares the wire shaping (:mod:`.frames`), the
+read-back (:mod:`.read_back`) and the by-id batches (:mod:`.by_id`) with the unaudited load (:mod:`.upsert`).
 """
 
 from __future__ import annotations
@@ -17,126 +17,63 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
+from senseimig_dagster.audit.log import AuditLog, AuditOutcome, before_image
 from senseimig_dagster.dataverse.batch import BatchRequest
+from senseimig_dagster.dataverse.bulk import BulkLoader, LoadResult, RowFailure
 from senseimig_dagster.dataverse.client import record_segment
-from senseimig_dagster.dataverse.load import (
+from senseimig_dagster.dataverse.standard_tables import is_activity, primary_id
+from senseimig_dagster.load.by_id import batch_rows, upsert_by_id
+from senseimig_dagster.load.frames import (
     CREATE_ONLY_COLUMNS,
     SOURCE_ID,
     STATE_COLUMNS,
-    TABLE,
-    UNKEYED_TABLES,
-    OwnerMap,
-    batch_rows,
     deterministic_id,
     in_frame_lookups,
-    primary_id,
-    read_back,
     resolve_users,
     split_tables,
-    upsert_by_id,
+    unkeyed,
 )
-from senseimig_dagster.dataverse.loader import BulkLoader, LoadResult, RowFailure
-from senseimig_dagster.dataverse.payload import (
+from senseimig_dagster.load.journal import JournalEntry, RecordOutcome
+from senseimig_dagster.load.owners import OwnerMap
+from senseimig_dagster.load.payload import (
     ACTIVITY_PARTIES,
     PARTY_USER,
     SOURCE_KEY,
     PayloadBuilder,
     parties_key,
 )
+from senseimig_dagster.load.read_back import read_back
+from senseimig_dagster.mapping.model import ObjectMap
 from senseimig_dagster.mapping.targets import TargetCatalog
+from senseimig_dagster.objects import get
 
-if TYPE_CHECKING:
-    pass
+log = logging.getLogger("senseimig.load.writer")
 
-log = logging.getLogger("senseimig.dataverse.writer")
-
-# Activities whose Completed/Canceled states are read-only: a changed one is re-opened (state 0 and this status)
-# before its update and closed again after (Microsoft's standard_tables.json: Open's default status is 1).
-OPEN_STATUS = {"phonecall": 1, "email": 1, "appointment": 1}
-# Objects whose rows are created in time order (item 5: a claim's status trail), by this staged column.
-TIME_ORDERED = {"claim_status_event": "smig_occurredat"}
-# ... under this parent (the lookup to it): within an audit chunk the rows go in rounds, the n-th row of each parent
-# in round n, so a parent's trail is created in time order while the rounds' requests run in parallel (one sender
-# for the whole object capped it at one request's worth of records per modelled second).
-TIME_ORDERED_UNDER = {"claim_status_event": "smig_ClaimId"}
-# Appointment statuses that end a visit: the custom table's Inactive state (1, status 2; custom tables have only
-# Active/Inactive), the text status stays in smig_status. Future/scheduled visits stay Active.
-CLOSED_APPOINTMENT = frozenset({"Completed", "Cancelled", "Canceled", "NoShow", "No-Show", "Rescheduled"})
 # Rows per audit intent / write round: bounds what a crash can leave pending. Three full rounds of the loader's
 # default 16 senders x 100-row requests (1000 rows were 10 requests for 16 slots, then a read-back with the slots
 # idle; 5000 left a round of 2 requests at the end of every chunk).
 AUDIT_CHUNK = 4800
-
-
-def closed_states(name: str, frame: pl.DataFrame, source_status: pl.DataFrame | None = None) -> pl.DataFrame:
-    """``statecode``/``statuscode`` for finished work, sent last by :func:`write_object` (reference §9).
-
-    Appointments (``smig_appointment``) that ended become Inactive (1, 2). Communications take Sensei's
-    ``status`` (``source_status``: ``_source_id``, ``status``; the map skips it so the load closes them):
-    phone calls Completed as Made (2) when outbound, Received (4) when inbound, Canceled (2, 3) when Failed;
-    e-mails Completed as Sent (3) or Received (4), Canceled (2, 5) when Failed. Pairs from Microsoft's
-    phonecall/email metadata (standard_tables.json), which the fact sheet lists as [memory]."""
-    if name == "appointment" and "smig_status" in frame.columns:
-        closed = pl.col("smig_status").is_in(sorted(CLOSED_APPOINTMENT))
-        return frame.with_columns(pl.when(closed).then(pl.lit(1)).otherwise(None).alias("statecode"),
-                                  pl.when(closed).then(pl.lit(2)).otherwise(None).alias("statuscode"))
-    if name != "communication" or source_status is None or TABLE not in frame.columns:
-        return frame
-    status = source_status.select(pl.col(SOURCE_ID).cast(pl.String), pl.col("status").cast(pl.String))
-    out = frame.with_columns(pl.col(SOURCE_ID).cast(pl.String)).join(status, on=SOURCE_ID, how="left")
-    failed = pl.col("status") == "Failed"
-    outbound = pl.col("directioncode").fill_null(True) if "directioncode" in out.columns else pl.lit(True)
-    phone = pl.col(TABLE) == "phonecall"
-    known = pl.col("status").is_not_null()
-    state = pl.when(~known).then(None).when(failed).then(pl.lit(2)).otherwise(pl.lit(1))
-    code = (pl.when(~known).then(None)
-            .when(phone & failed).then(pl.lit(3)).when(phone & outbound).then(pl.lit(2)).when(phone).then(pl.lit(4))
-            .when(failed).then(pl.lit(5)).when(outbound).then(pl.lit(3)).otherwise(pl.lit(4)))
-    return out.with_columns(state.alias("statecode"), code.alias("statuscode")).drop("status")
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """What the load ledger knows of a row: its id, and the digests of the body last sent in full (``failed``:
-    the latest attempt failed, so the row is sent again)."""
-
-    dataverse_id: str | None
-    body_hash: str | None
-    digests: Mapping[str, str] = field(default_factory=dict)
-    failed: bool = False
-
-
-@dataclass
-class LedgerRow:
-    """One row's outcome in this run: created, updated, unchanged or failed (Dataverse's status and code)."""
-
-    object: str
-    table: str
-    source_id: str
-    dataverse_id: str | None
-    body_hash: str | None
-    digests: dict[str, str]
-    outcome: str
-    status: int | None = None
-    code: str | None = None
+# A completed or cancelled activity is read-only: a changed one is re-opened (state 0 and Open's default status, 1 on
+# every activity in Microsoft's metadata) before its update and closed again after.
+OPEN_STATUS = 1
 
 
 @dataclass
 class WriteContext:
-    """What :func:`write_object` writes with: ``previous`` is the ledger by (table, source id); ``audited(table)``
-    the source ids the audit log holds any write of (a crash may have left them in Dataverse unledgered)."""
+    """What :func:`write_object` writes with: ``previous`` is the journal by (table, source id); ``audited(table)``
+    the source ids the audit log holds any write of (a crash may have left them in Dataverse, unjournaled)."""
 
     loader: BulkLoader
     catalog: TargetCatalog
     entity_sets: Mapping[str, str]
-    audit: Any  # audit.log.AuditLog
+    audit: AuditLog
     run_id: str
     asset: str
-    previous: Mapping[tuple[str, str], LedgerEntry]
+    previous: Mapping[tuple[str, str], JournalEntry]
     audited: Any = None  # Callable[[str], set[str]]
 
 
@@ -148,16 +85,28 @@ def body_hash(digests: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
 
 
-def write_object(ctx: WriteContext, name: str, frame: pl.DataFrame, tables: Sequence[str], *,
-                 owners: OwnerMap | None = None) -> list[LedgerRow]:
-    """Upsert one staged object by source id with its ledger and audit trail; see :func:`_write_table`."""
-    if name in TIME_ORDERED and TIME_ORDERED[name] in frame.columns:
-        frame = frame.sort(TIME_ORDERED[name], SOURCE_ID, nulls_last=True)
-    frame = resolve_users(_party_users(frame, tables, owners), tables, ctx.catalog, owners)
-    out: list[LedgerRow] = []
-    for table, part in split_tables(frame, tables, ctx.catalog):
-        out += _write_table(ctx, name, table, part)
+def write_object(ctx: WriteContext, om: ObjectMap, frame: pl.DataFrame, *,
+                 owners: OwnerMap | None = None) -> list[RecordOutcome]:
+    """Upsert one staged object (``om``: its part of the map) by source id with its journal and audit trail; see
+    :func:`_write_table`. An object declaring a ``time_order`` is sorted by it and sent in rounds (:func:`_rounds`):
+    the n-th row of each parent in round n, so a parent's trail is created in time order while each round's
+    requests run in parallel."""
+    order = get(om.name).time_order
+    by = _staged_column(om, order.by) if order else None
+    if by is not None and by in frame.columns:
+        frame = frame.sort(by, SOURCE_ID, nulls_last=True)
+    within = _staged_column(om, order.within) if order else None
+    frame = resolve_users(_party_users(frame, om.tables, owners), om.tables, ctx.catalog, owners)
+    out: list[RecordOutcome] = []
+    for table, part in split_tables(frame, om.tables, ctx.catalog):
+        out += _write_table(ctx, om.name, table, part, within if within in part.columns else None)
     return out
+
+
+def _staged_column(om: ObjectMap, field: str) -> str | None:
+    """The staged column a Sensei field is written to (its first target), None when the map doesn't write it."""
+    fm = om.fields.get(field)
+    return fm.targets[0] if fm is not None and fm.written and fm.targets else None
 
 
 def _party_users(frame: pl.DataFrame, tables: Sequence[str], owners: OwnerMap | None) -> pl.DataFrame:
@@ -185,13 +134,14 @@ class _Row:
     sent: bool = False  # some write of this row landed in this run
 
 
-def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -> list[LedgerRow]:
-    """Rows whose digests equal the ledger's are not sent. The others go in passes, each audited (intent before,
+def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame,
+                 ordered_within: str | None = None) -> list[RecordOutcome]:
+    """Rows whose digests equal the journal's are not sent. The others go in passes, each audited (intent before,
     outcome after): creates (with ``overriddencreatedon``: valid for create only), updates of the changed columns
     (before-images read first), in-frame lookups (``link``), then ``statecode``/``statuscode`` (``state``; a
-    closed activity is re-opened first). A row not in the ledger but in the audit log is looked up by key: a
+    closed activity is re-opened first). A row not in the journal but in the audit log is looked up by key: a
     crash may have left it written."""
-    unkeyed = table in UNKEYED_TABLES
+    is_unkeyed = unkeyed(table)
     if SOURCE_KEY not in part.columns:
         part = part.with_columns(pl.col(SOURCE_ID).cast(pl.String).alias(SOURCE_KEY))
     builder = PayloadBuilder(table, part.columns, ctx.catalog, ctx.entity_sets, parties=True)
@@ -203,13 +153,13 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -
         desired = builder.body(record, send_nulls=True)
         sid = str(record[SOURCE_ID])
         rows.append(_Row(sid, desired, {k: digest(v) for k, v in desired.items() if k != SOURCE_KEY}))
-    ledger_out: dict[str, str] = {}
+    settled: dict[str, str] = {}
     unknown: list[_Row] = []
     for row in rows:
         prev = ctx.previous.get((table, row.sid))
         if prev and not prev.failed and prev.body_hash == body_hash(row.digests):
             row.dataverse_id = prev.dataverse_id
-            ledger_out[row.sid] = "unchanged"
+            settled[row.sid] = "unchanged"
         elif prev and prev.dataverse_id:
             row.dataverse_id = prev.dataverse_id
             row.changed = {k for k, d in row.digests.items() if prev.failed or prev.digests.get(k) != d}
@@ -225,29 +175,28 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -
         else:
             row.create = True
     restore = builder.restore_lookups(ctx.catalog)
-    under = TIME_ORDERED_UNDER.get(name)
-    sender = _Sender(ctx, table, unkeyed, restore,
-                     builder.body_key(under) if under is not None and under in part.columns else None)
+    sender = _Sender(ctx, table, is_unkeyed, restore,
+                     builder.body_key(ordered_within) if ordered_within is not None else None)
     creates = [r for r in rows if r.create]
     sender.send("create", [(r, {k: v for k, v in r.desired.items() if v is not None and k not in deferred
                                 and k not in states}) for r in creates])
-    updates = [r for r in rows if not r.create and r.sid not in ledger_out]
+    updates = [r for r in rows if not r.create and r.sid not in settled]
     main = [(r, {k: r.desired[k] for k in sorted(r.changed - deferred - states - set(CREATE_ONLY_COLUMNS) - {party})})
             for r in updates]
     main = [(r, b) for r, b in main if b]
     # A changed activity's parties are replaced (PUT, reference §9) only when they changed; created ones went inline.
     moved = [(r, {party: r.desired[party] or []}) for r in updates if party in r.changed] if party else []
     closed: set[str] = set()
-    if table in OPEN_STATUS and (main or moved):
+    if is_activity(table) and (main or moved):
         touched = list({r.sid: r for r, _ in [*main, *moved]}.values())
         current = sender.read([r.sid for r in touched], ["statecode"])
         closed = {sid for sid, rec in current.items() if rec.get("statecode") in (1, 2)}
-        sender.send("state", [(r, {"statecode": 0, "statuscode": OPEN_STATUS[table]}) for r in touched
+        sender.send("state", [(r, {"statecode": 0, "statuscode": OPEN_STATUS}) for r in touched
                               if r.sid in closed], read_before=True)
-    sender.send("update", [(r, {**b, **({SOURCE_KEY: r.sid} if not unkeyed else {})}) for r, b in main],
+    sender.send("update", [(r, {**b, **({SOURCE_KEY: r.sid} if not is_unkeyed else {})}) for r, b in main],
                 read_before=True)
     sender.send("update", moved, read_before=True)
-    later = [r for r in rows if r.sid not in ledger_out and r.failure is None]
+    later = [r for r in rows if r.sid not in settled and r.failure is None]
     links = [(r, {k: r.desired[k] for k in sorted(deferred) if (r.desired[k] is not None if r.create
                                                                 else k in r.changed)}) for r in later]
     sender.send("link", [(r, b) for r, b in links if b], read_before=True)
@@ -260,9 +209,9 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame) -
         if row.failure is not None:
             outcome = "failed"
         else:
-            outcome = ledger_out.get(row.sid) or ("created" if row.create else "updated" if row.sent
+            outcome = settled.get(row.sid) or ("created" if row.create else "updated" if row.sent
                                                   else "unchanged")  # only create-only columns differed
-        out.append(LedgerRow(name, table, row.sid, row.dataverse_id,
+        out.append(RecordOutcome(name, table, row.sid, row.dataverse_id,
                              None if outcome == "failed" else body_hash(row.digests), row.digests, outcome,
                              *(row.failure or (None, None))))
     log.info("dataverse write %s/%s: %s", name, table, ", ".join(
@@ -283,7 +232,7 @@ class _Sender:
     def __init__(self, ctx: WriteContext, table: str, unkeyed: bool, restore: Mapping[str, tuple[str, str]],
                  ordered_under: str | None = None):
         self.ctx, self.table, self.unkeyed, self.restore = ctx, table, unkeyed, restore
-        self.ordered_under = ordered_under  # body key of the parent whose rows go in order (TIME_ORDERED_UNDER)
+        self.ordered_under = ordered_under  # body key of the parent whose rows go in time order (its rounds)
         self.entity_set = ctx.entity_sets[table]
         self.client = ctx.loader.clients[0]
         self.party = parties_key(table) if table in ACTIVITY_PARTIES else None
@@ -298,8 +247,6 @@ class _Sender:
     def send(self, op: str, items: Sequence[tuple[_Row, dict[str, Any]]], *, read_before: bool = False) -> None:
         """Chunk by chunk: intent, write, then the landed rows' ids and versions read back while the next chunk
         is written (the read waited on its own round trips with the senders idle); outcomes recorded in order."""
-        from senseimig_dagster.audit.log import before_image
-
         items = [(r, b) for r, b in items if r.failure is None]
         previous: tuple | None = None
         with ThreadPoolExecutor(1, thread_name_prefix="dataverse-after") as after_reads:
@@ -335,8 +282,6 @@ class _Sender:
 
     def _record(self, op: str, batch: Any, chunk: Sequence[tuple[_Row, dict[str, Any]]], result: LoadResult,
                 failed: Mapping[int, RowFailure], after: Future) -> None:
-        from senseimig_dagster.audit.log import AuditOutcome
-
         versions = after.result()
         outcomes = []
         for i, (row, _) in enumerate(chunk):
@@ -398,4 +343,4 @@ def _rounds(lanes: Sequence[Any]) -> list[list[int]]:
     return rounds
 
 
-__all__ = ["LedgerEntry", "LedgerRow", "WriteContext", "body_hash", "closed_states", "digest", "write_object"]
+__all__ = ["WriteContext", "body_hash", "digest", "write_object"]

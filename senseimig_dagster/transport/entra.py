@@ -1,7 +1,8 @@
-"""Dataverse authentication: app-only (client credentials) tokens from Entra ID through msal, and an ``httpx.Auth``
-that puts them on requests.
+"""Microsoft Entra ID app-only tokens (client credentials) through msal, and an ``httpx.Auth`` that puts them on
+requests: shared by the Dataverse and the Microsoft Graph clients.
 
-Per Microsoft (reference/dataverse.md §1): scope ``<environment url>/.default``; no refresh token with client
+Per Microsoft (authenticate with OAuth): scope ``<resource>/.default`` (a Dataverse environment URL, or Graph's
+``https://graph.microsoft.com``); no refresh token with client
 credentials, so call ``acquire_token_for_client`` before every request (msal serves its cache until about five
 minutes before expiry); on a 401 re-acquire once and retry. Secrets and tokens never reach logs, reprs or errors.
 
@@ -25,7 +26,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 
-class DataverseAuthError(Exception):
+class EntraAuthError(Exception):
     """A token could not be acquired. ``error`` is the OAuth error (``invalid_client``...), ``codes`` the AADSTS
     numbers, ``correlation_id`` what Microsoft support asks for. Never contains the secret or a token."""
 
@@ -68,14 +69,15 @@ class _MsalHttpClient:
         self._client.close()
 
 
-class DataverseTokenProvider:
-    """App-only tokens for one Dataverse environment, cached by msal (in memory, per provider).
+class EntraTokenProvider:
+    """App-only tokens for one resource (a Dataverse environment, Microsoft Graph), cached by msal (in memory, per
+    provider).
 
     Credential: ``client_secret``, or ``certificate={"private_key": <PEM>, "thumbprint": <SHA-1 hex>}`` (optionally
     ``"public_certificate"`` for subject-name/issuer auth), passed to msal as its ``client_credential`` dict
     (msal then signs a client assertion instead of sending a secret)."""
 
-    def __init__(self, tenant_id: str, client_id: str, client_secret: str | None, environment_url: str,
+    def __init__(self, tenant_id: str, client_id: str, client_secret: str | None, resource: str,
                  authority_host: str = DEFAULT_AUTHORITY_HOST, verify: bool | str = True,
                  timeout: float = 30.0, *, certificate: Mapping[str, str] | None = None):
         if not tenant_id or not client_id:
@@ -86,8 +88,8 @@ class DataverseTokenProvider:
             raise ValueError("a certificate credential needs 'private_key' and 'thumbprint'")
         self._certificate = dict(certificate) if certificate else None
         self.tenant_id, self.client_id = tenant_id, client_id
-        self.environment_url = environment_url.rstrip("/")
-        self.scope = f"{self.environment_url}/.default"
+        self.resource = resource.rstrip("/")
+        self.scope = f"{self.resource}/.default"
         self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
         self._secret = client_secret
         self._verify = verify
@@ -97,8 +99,8 @@ class DataverseTokenProvider:
 
     def __repr__(self) -> str:
         credential = "certificate='***'" if self._certificate else "client_secret='***'"
-        return (f"DataverseTokenProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, "
-                f"{credential}, environment_url={self.environment_url!r}, authority={self.authority!r})")
+        return (f"EntraTokenProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, "
+                f"{credential}, resource={self.resource!r}, authority={self.authority!r})")
 
     def _credential(self) -> str | dict[str, str]:
         return self._certificate if self._certificate is not None else self._secret
@@ -122,7 +124,7 @@ class DataverseTokenProvider:
                 codes = tuple(dict.fromkeys(int(c) for c in re.findall(r"AADSTS(\d+)", chain)))
                 error = re.search(r'"error"\s*:\s*"(\w+)"', chain)
                 prefix = f"{error[1] if error else 'error'}: AADSTS{codes[0]}: " if codes else ""
-                raise DataverseAuthError(
+                raise EntraAuthError(
                     self._scrub(f"cannot use authority {self.authority}: {prefix}{type(e).__name__}: {e}"),
                     error=error[1] if error else None, codes=codes) from None
         return self._app
@@ -134,14 +136,14 @@ class DataverseTokenProvider:
             try:
                 result = app.acquire_token_for_client(scopes=[self.scope])
             except Exception as e:  # transport failures
-                raise DataverseAuthError(self._scrub(
+                raise EntraAuthError(self._scrub(
                     f"token request to {self.authority} failed: {type(e).__name__}: {e}")) from None
         if "access_token" in result:
             return result["access_token"]
         error = result.get("error")
         codes = tuple(int(c) for c in result.get("error_codes") or () if str(c).isdigit())
         description = (result.get("error_description") or "").split("\r\n", 1)[0].split("\n", 1)[0]
-        raise DataverseAuthError(
+        raise EntraAuthError(
             self._scrub(f"token request for {self.scope} as client {self.client_id} failed: {error}: "
                         f"{description}"),
             error=error, codes=codes, correlation_id=result.get("correlation_id"))
@@ -164,7 +166,7 @@ class DataverseTokenProvider:
                 self._app.http_client.close()
                 self._app = None
 
-    def __enter__(self) -> DataverseTokenProvider:
+    def __enter__(self) -> EntraTokenProvider:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -184,7 +186,7 @@ class BearerAuth(httpx.Auth):
 
     requires_request_body = True  # a streamed body must be replayable for the retry
 
-    def __init__(self, provider: DataverseTokenProvider):
+    def __init__(self, provider: EntraTokenProvider):
         self.provider = provider
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
 """The document load (issue 7): each document fetched from Sensei, checked, sent to its route (a note in one
 request, a block-uploaded note, or a SharePoint file with its location record), read back and hashed, every write in
-the audit log. Routing, names, the source checks and the note and location clients are in :mod:`.documents`.
+the audit log. Routing, names, the source checks and the note and location clients are in :mod:`.document_routes`.
 Pure: no Dagster. Nothing logged or raised carries a file name, a patient name or bytes.
 """
 
@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from senseimig_dagster.audit.log import AuditOutcome, before_image
 from senseimig_dagster.audit.rollback import GRAPH_FILES, GRAPH_FOLDERS
-from senseimig_dagster.dataverse.documents import (
+from senseimig_dagster.dataverse.errors import DataverseError
+from senseimig_dagster.load.document_routes import (
     ANNOTATIONS,
     LOCATIONS,
+    UNNAMED,
     DocumentRejected,
     Drive,
     Library,
@@ -36,12 +39,13 @@ from senseimig_dagster.dataverse.documents import (
     max_upload_file_size,
     route,
 )
-from senseimig_dagster.dataverse.errors import DataverseError
+from senseimig_dagster.load.frames import deterministic_id
+from senseimig_dagster.load.read_back import read_back
 
 if TYPE_CHECKING:
     from senseimig_dagster.dataverse.client import DataverseClient
 
-log = logging.getLogger("senseimig.dataverse.documents")
+log = logging.getLogger("senseimig.load.documents")
 
 
 GRAPH_SET = "drive"  # the audit log's entity set of Graph uploads (table GRAPH_FILES, audit/rollback.py)
@@ -140,8 +144,6 @@ class DocumentLoader:
         return {d.source_id: route(d.size, d.mime_type, self.max_upload) for d in docs if d.size > 0}
 
     def _resolve_contacts(self, patient_ids: Iterable[str]) -> None:
-        from senseimig_dagster.dataverse.load import read_back
-
         wanted = sorted({p for p in patient_ids if p and p not in self._contacts})
         if wanted:
             found = read_back(self.client, "contacts", "contact", wanted, ["contactid"])
@@ -198,7 +200,7 @@ class DocumentLoader:
         with source:
             try:
                 if how == "sharepoint":
-                    self._to_sharepoint(doc, source, stored or "document", result)
+                    self._to_sharepoint(doc, source, stored or UNNAMED, result)
                 else:
                     self._to_note(doc, source, how or "note", result)
             except SharePointNotConfigured as e:  # a setup problem, not the document's: the asset fails on it
@@ -218,9 +220,6 @@ class DocumentLoader:
         return result
 
     def _to_note(self, doc: DocumentInput, source: SourceFile, how: Route, result: DocumentResult) -> None:
-        from senseimig_dagster.audit.log import AuditOutcome, before_image
-        from senseimig_dagster.dataverse.load import deterministic_id
-
         note_id = deterministic_id("annotation", doc.source_id)
         current = self.notes.current(note_id)
         create = current is None
@@ -245,8 +244,6 @@ class DocumentLoader:
         result.verified = (size, sha) == (source.size, source.sha256)
 
     def _to_sharepoint(self, doc: DocumentInput, source: SourceFile, stored: str, result: DocumentResult) -> None:
-        from senseimig_dagster.audit.log import AuditOutcome
-
         assert self.drive is not None  # checked in _one
         if self._library is None:
             self._library = self.locations.library(self.drive.library_url)

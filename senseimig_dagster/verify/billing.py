@@ -1,4 +1,4 @@
-"""Ledger reconciliation (issue 6 §4): Sensei's money vs what Dataverse holds after the load, to the cent.
+"""Billing ledger reconciliation: Sensei's money vs what Dataverse holds after the load, to the cent.
 
 Measures come from the map, not from a list here: every Decimal field an object writes into the billing ledger table
 (``<prefix>_billingledger``) is a measure. An object whose entry type is a picklist field (ledger transactions:
@@ -19,7 +19,7 @@ shortest decimal text):
 
 The Pandera schema's check: ``|dataverse - deleted_kept - sensei_staged| <= 0.01% x |sensei_staged|`` on every row. The quarantine
 explains ``sensei_all - sensei_staged``; it never widens the tolerance. :func:`reconcile_and_repair` re-upserts the
-staged ledger rows that Dataverse lacks or holds differently (``dataverse/load.py``) and reconciles again, once.
+staged ledger rows that Dataverse lacks or holds differently (``load/upsert.py``) and reconciles again, once.
 
 Totals are aggregates and location names are practices', not patients': they may go to metadata. Row-level
 values never leave this module except as source ids.
@@ -36,17 +36,19 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 
-from senseimig_dagster.dataverse.load import SOURCE_ID, OwnerMap, load_staged
-from senseimig_dagster.dataverse.payload import SOURCE_KEY
+from senseimig_dagster.load.frames import SOURCE_ID
+from senseimig_dagster.load.owners import OwnerMap
+from senseimig_dagster.load.payload import SOURCE_KEY
+from senseimig_dagster.load.upsert import load_staged
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import OBJECTS, PRIMARY_KEY
+from senseimig_dagster.objects import LOCATION, OBJECTS, PRIMARY_KEY
 from senseimig_dagster.staging.values import VALUE
 from senseimig_dagster.staging.values.money import clean_money
 
 if TYPE_CHECKING:
+    from senseimig_dagster.dataverse.bulk import BulkLoader
     from senseimig_dagster.dataverse.client import DataverseClient
-    from senseimig_dagster.dataverse.loader import BulkLoader
     from senseimig_dagster.dataverse.schema import SchemaPlan
     from senseimig_dagster.verify.counts import DataverseIndex
 
@@ -55,10 +57,10 @@ ALL = "ALL"
 NO_LOCATION = "(none)"
 TOLERANCE = Decimal("0.0001")  # 0.01%
 _TOLERANCE_DENOMINATOR = 10_000  # |dv - staged| * 10000 <= |staged|: the same 0.01%, in integers
-LOCATION_FIELD = "location_id"
-LOCATION_TABLE = "account"
+LOCATION_TABLE = LOCATION.target.table  # where the ledger's location lookup points
+PER_LOCATION = LOCATION.name  # the column of location ids (named after the registry's location object)
 CENTS = ("sensei_all", "deleted", "quarantined", "unexplained", "sensei_staged", "dataverse", "deleted_kept")
-KEYS = ("location", "measure")
+KEYS = (PER_LOCATION, "measure")
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,14 @@ def sensei_rows(raw: Mapping[str, pl.DataFrame], staged_ids: Mapping[str, Sequen
                 else pl.lit(True))
         rows = frame.select(
             pl.col(PRIMARY_KEY).cast(pl.String).alias(SOURCE_ID),
-            pl.col(LOCATION_FIELD).cast(pl.String).fill_null(NO_LOCATION).alias("location"),
+            pl.col(OBJECTS[m.object].location_field or PRIMARY_KEY).cast(pl.String).fill_null(NO_LOCATION)
+            .alias(PER_LOCATION),
             measure.alias("measure"), _cents_expr(m.amount_field).fill_null(0).alias("cents"),
             deleted.alias("deleted"))
         rows = rows.with_columns(staged.alias("staged")).with_columns(
             (~pl.col("staged") & ~pl.col("deleted") & held).alias("quarantined"))
         parts.append(rows)
-    schema = {SOURCE_ID: pl.String, "location": pl.String, "measure": pl.String, "cents": pl.Int64,
+    schema = {SOURCE_ID: pl.String, PER_LOCATION: pl.String, "measure": pl.String, "cents": pl.Int64,
               "deleted": pl.Boolean, "staged": pl.Boolean, "quarantined": pl.Boolean}
     return pl.concat([pl.DataFrame(schema=schema), *parts], how="vertical_relaxed")
 
@@ -194,7 +197,7 @@ def dataverse_rows(client: DataverseClient, entity_set: str, fmap: FieldMapFile,
                 continue
             out.append((str(sid), location, _measure_name(m, labels, option, _several(measures, m)),
                         to_cents(row[m.column]), option))
-    return pl.DataFrame(out, schema={SOURCE_ID: pl.String, "location": pl.String, "measure": pl.String,
+    return pl.DataFrame(out, schema={SOURCE_ID: pl.String, PER_LOCATION: pl.String, "measure": pl.String,
                                      "cents": pl.Int64, "entry_type": pl.Int64}, orient="row")
 
 
@@ -217,9 +220,9 @@ def totals(sensei: pl.DataFrame, dataverse: pl.DataFrame) -> pl.DataFrame:
         (pl.col("sensei_all") - pl.col("sensei_staged") - pl.col("quarantined") - pl.col("deleted"))
         .alias("unexplained"))
     overall = per_location.group_by("measure").agg(pl.col(c).sum() for c in CENTS).with_columns(
-        pl.lit(ALL).alias("location"))
+        pl.lit(ALL).alias(PER_LOCATION))
     return pl.concat([per_location.select(*KEYS, *CENTS), overall.select(*KEYS, *CENTS)]).sort(
-        pl.col("location") == ALL, "location", "measure")
+        pl.col(PER_LOCATION) == ALL, PER_LOCATION, "measure")
 
 
 def _within_tolerance(data: Any) -> pl.LazyFrame:
@@ -230,7 +233,7 @@ def _within_tolerance(data: Any) -> pl.LazyFrame:
 def reconciliation_schema() -> pa.DataFrameSchema:
     """Whole cents per (location, measure); Dataverse within 0.01% of the staged Sensei rows."""
     return pa.DataFrameSchema(
-        {"location": pa.Column(pl.String), "measure": pa.Column(pl.String),
+        {PER_LOCATION: pa.Column(pl.String), "measure": pa.Column(pl.String),
          **{c: pa.Column(pl.Int64, nullable=False) for c in CENTS}},
         checks=[pa.Check(_within_tolerance, name="dataverse_within_0.01pct_of_sensei_staged")],
         unique=list(KEYS), strict=True, name="ledger_reconciliation")
@@ -249,7 +252,7 @@ class Reconciliation:
         return reconciliation_markdown(self.table)
 
     def quarantined_by_location(self) -> dict[str, str]:
-        rows = self.table.group_by("location").agg(pl.col("quarantined").sum()).sort("location")
+        rows = self.table.group_by(PER_LOCATION).agg(pl.col("quarantined").sum()).sort(PER_LOCATION)
         return {loc: money(c) for loc, c in rows.iter_rows()}
 
 
@@ -280,8 +283,8 @@ def reconciliation_markdown(table: pl.DataFrame, names: Mapping[str, str] | None
     """One table per location (``ALL`` last): the quarantined column explains Sensei all vs staged."""
     names = names or {}
     sections = []
-    for location in table.get_column("location").unique(maintain_order=True).to_list():
-        part = table.filter(pl.col("location") == location)
+    for location in table.get_column(PER_LOCATION).unique(maintain_order=True).to_list():
+        part = table.filter(pl.col(PER_LOCATION) == location)
         title = "All locations" if location == ALL else f"Location {names.get(location, location)} ({location})"
         lines = [f"### {title}", "",
                  "| measure | Sensei all | deleted in Sensei | quarantined | not staged, unexplained | Sensei staged | "

@@ -47,6 +47,7 @@ from typing import Any
 from senseimig_dagster.dataverse.batch import MAX_REQUESTS, BatchRequest, BatchResponse
 from senseimig_dagster.dataverse.client import DataverseClient, key_segment
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseThrottled
+from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
 
 log = logging.getLogger("senseimig.dataverse.loader")
 
@@ -56,17 +57,6 @@ _ROW_LEVEL = frozenset({400, 403, 404, 409, 412, 413, 422})
 _DEFAULT_RETRY_AFTER = 1.0  # a 429 without Retry-After (not expected from Dataverse)
 _MAX_THROTTLED_ROUNDS = 100  # per chunk: a row still throttled after this many waits fails as 429
 _PENDING, _LANDED, _FAILED = 0, 1, 2
-
-# Entity sets of the standard tables the product writes (Microsoft's entity reference); others come from
-# ``entity_sets=`` or from ``EntityDefinitions(LogicalName=...)``.
-STANDARD_ENTITY_SETS = {
-    "account": "accounts", "activityparty": "activityparties", "annotation": "annotations",
-    "appointment": "appointments", "businessunit": "businessunits", "contact": "contacts", "email": "emails",
-    "fieldpermission": "fieldpermissions", "fieldsecurityprofile": "fieldsecurityprofiles",
-    "organization": "organizations", "phonecall": "phonecalls", "publisher": "publishers",
-    "sharepointdocumentlocation": "sharepointdocumentlocations", "sharepointsite": "sharepointsites",
-    "solution": "solutions", "systemuser": "systemusers", "task": "tasks", "team": "teams",
-}
 
 
 @dataclass(frozen=True)
@@ -240,7 +230,7 @@ class BulkLoader:
     ``chunk_size`` rows per bulk request (or ``$batch``); ``max_parallel`` concurrent requests per client at most
     (also capped by the client's ``x-ms-dop-hint``); ``per_row_below``: a failed bulk piece of at most this many
     rows is retried row by row (one continue-on-error ``$batch``) instead of bisected further; ``entity_sets``
-    maps logical names to entity set names for tables outside :data:`STANDARD_ENTITY_SETS`."""
+    maps logical names to entity set names for tables outside the standard ones (:func:`~.standard_tables.standard_entity_sets`)."""
 
     def __init__(self, clients: Sequence[DataverseClient], *, chunk_size: int = 100, max_parallel: int = 16,
                  per_row_below: int = 8, entity_sets: Mapping[str, str] | None = None,
@@ -253,7 +243,7 @@ class BulkLoader:
         self.chunk_size, self.max_parallel, self.per_row_below = chunk_size, max_parallel, per_row_below
         self.use_bulk = use_bulk
         self.clock = clock
-        self._entity_sets = {**STANDARD_ENTITY_SETS, **(entity_sets or {})}
+        self._entity_sets = {**standard_entity_sets(), **(entity_sets or {})}
         self._support: dict[tuple[str, str], bool] = {}
         self._support_lock = threading.Lock()
         for client in self.clients:
@@ -476,4 +466,4 @@ class BulkLoader:
             load.failed(index, response.status, response.code, response.message)
 
 
-__all__ = ["STANDARD_ENTITY_SETS", "BulkLoader", "LoadResult", "RowFailure"]
+__all__ = ["BulkLoader", "LoadResult", "RowFailure"]
