@@ -1,4 +1,4 @@
-"""Patient deduplication (issue 5): precision, recall and time at 20k and 100k patients, and how time scales.
+"""Patient deduplication: precision, recall and time at 20k and 100k patients, and how time scales.
 
     .venv/bin/python benchmarks/dedup.py [--patients 20000] [--copies 5] [--seed 5] [--tenant DIR]
 

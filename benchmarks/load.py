@@ -1,4 +1,4 @@
-"""Dataverse load throughput (issue 3, "Benchmark"): patient-shaped contacts into the emulator over HTTPS on
+"""Dataverse load throughput: patient-shaped contacts into the emulator over HTTPS on
 127.0.0.1 with Microsoft's default service protection limits, by our BulkLoader (1, 2 and 4 application users),
 Microsoft's Python SDK (its documented bulk create) and a naive one-request-per-record httpx loop.
 
@@ -247,7 +247,7 @@ def _our_client(info: dict[str, str], user: str, pool: int) -> DataverseClient:
 
 
 def run_ours(info: dict[str, str], records: int, users: int, max_parallel: int) -> dict[str, Any]:
-    """Our throughput engine (``dataverse/loader.py``) with ``users`` application users."""
+    """Our throughput engine (``dataverse/bulk.py``) with ``users`` application users."""
     from senseimig_dagster.dataverse.bulk import BulkLoader
 
     rows = patient_contacts(records)

@@ -1,4 +1,4 @@
-"""Mapping proposer accuracy (issue 4): the default map is the truth; the source side is disguised, the proposer
+"""Mapping proposer accuracy: the default map is the truth; the source side is disguised, the proposer
 runs blind.
 
     .venv/bin/python benchmarks/mapping_accuracy.py [--seeds 50] [--patients 60] [--threshold 0.6]

@@ -1,4 +1,4 @@
-"""Staging at ≥1M rows (issue 5): wall time and peak RSS of staging + Pandera validation, against a bare Polars read
+"""Staging at ≥1M rows: wall time and peak RSS of staging + Pandera validation, against a bare Polars read
 + write of the same rows in the same run; patient deduplication's time from 100k to 1M patients-equivalent; dedup
 and provider-resolution precision and recall against the generator's defects.
 

@@ -61,7 +61,8 @@ def location_counts(db: Store) -> pl.DataFrame:
         if obj.location_field and db.exists("raw", obj.name):
             frames.append(db.conn.execute(
                 f"SELECT ? AS object, {obj.location_field}::VARCHAR AS location_id, "
-                f"count(DISTINCT {PRIMARY_KEY}) AS records FROM raw.{quoted(obj.name)} GROUP BY ALL", [obj.name]).pl())
+                f"count(DISTINCT {PRIMARY_KEY}) AS records FROM raw.{quoted(obj.name)} GROUP BY ALL",
+                [obj.name]).pl())
     schema = {"object": pl.String, "location_id": pl.String, "records": pl.Int64}
     counts = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     names = db.raw(LOCATION, f"{PRIMARY_KEY} AS location_id, name AS location_name")

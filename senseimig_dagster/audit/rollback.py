@@ -1,5 +1,4 @@
-"""Rollback: return a Dataverse environment to its state before the migration, from the audit log (DESIGN §6,
-issue 6 item 7).
+"""Rollback: return a Dataverse environment to its state before the migration, from the audit log.
 
 Order, and why:
 

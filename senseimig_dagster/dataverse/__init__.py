@@ -1,5 +1,8 @@
-"""Dataverse Web API client (auth: :mod:`.auth`, records and queries: :mod:`.client`, ``$batch``: :mod:`.batch`,
-the throughput engine: :mod:`.loader`, errors: :mod:`.errors`)."""
+"""The Dataverse Web API client, and nothing of the migration: records and queries (:mod:`.client`), ``$batch``
+(:mod:`.batch`), the throughput engine for many rows into one table (:mod:`.bulk`), errors (:mod:`.errors`), the
+metadata API (:mod:`.metadata`), a schema's shape and its idempotent setup (:mod:`.schema`, :mod:`.schema_setup`),
+and Microsoft's metadata of the standard tables (:mod:`.standard_tables`). Tokens come from ``transport.entra``.
+Imports nothing of the project but ``transport``: the migration (``load/``) is built on top of it."""
 
 from senseimig_dagster.dataverse.batch import BatchRequest, BatchResponse, BatchResult, ChangeSet
 from senseimig_dagster.dataverse.bulk import BulkLoader, LoadResult, RowFailure

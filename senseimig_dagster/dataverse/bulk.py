@@ -1,5 +1,5 @@
 """The throughput engine: load many rows into one Dataverse table as fast as service protection allows, without
-losing a row (issue 3 §2; reference/dataverse.md §4-6).
+losing a row (Microsoft's 'Service protection API limits', 'Use bulk operation messages', 'Execute batch operations').
 
     loader = BulkLoader([client_a, client_b], chunk_size=100, max_parallel=16)
     result = loader.create("contact", rows)                 # CreateMultiple, or $batch where unsupported
@@ -10,7 +10,7 @@ How (and why):
 
 * Rows are streamed from the iterable into chunks of ``chunk_size`` through a bounded queue, so memory holds a
   few chunks per sender whatever the input size (``ids`` keeps one slot per row: the contract asks for them).
-* Each client is one application user; service protection counts per user (reference §6), so several clients
+* Each client is one application user; service protection counts per user, so several clients
   multiply the ceiling. Every client has ``max_parallel`` worker threads sharing one :class:`_UserGate`: a request
   is sent only while the user's gate has a free slot. The gate's width starts at ``min(max_parallel,
   x-ms-dop-hint)`` (Microsoft: use the hint as the degree of parallelism) and follows the hint as it changes.
@@ -22,7 +22,7 @@ How (and why):
 * Bulk support per (table, message) is asked once through ``sdkmessagefilters`` and cached on the loader. Without
   bulk, a chunk goes as one ``$batch`` with ``Prefer: odata.continue-on-error`` and one independent part per row
   (not a change set: a change set is all-or-nothing like a bulk call, while independent parts give every row its
-  own status in one round trip, Microsoft's recommended fallback in reference §5).
+  own status in one round trip, Microsoft's recommended fallback for tables without bulk messages).
 * A bulk chunk is all-or-nothing on standard tables. When it fails with a record-level error (4xx), the chunk is
   bisected: halves that succeed land through the bulk message, halves that fail are split again, and pieces of at
   most ``per_row_below`` rows go as a continue-on-error ``$batch`` so each bad row comes back with Dataverse's own
@@ -49,7 +49,7 @@ from senseimig_dagster.dataverse.client import DataverseClient, key_segment
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseThrottled
 from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
 
-log = logging.getLogger("senseimig.dataverse.loader")
+log = logging.getLogger("senseimig.dataverse.bulk")
 
 # Statuses at which a failed all-or-nothing bulk request points at its rows (a bad value, a duplicate key, a missing
 # bind target, too large a payload): worth isolating. Anything else is about the request, not a row.
@@ -230,7 +230,7 @@ class BulkLoader:
     ``chunk_size`` rows per bulk request (or ``$batch``); ``max_parallel`` concurrent requests per client at most
     (also capped by the client's ``x-ms-dop-hint``); ``per_row_below``: a failed bulk piece of at most this many
     rows is retried row by row (one continue-on-error ``$batch``) instead of bisected further; ``entity_sets``
-    maps logical names to entity set names for tables outside the standard ones (:func:`~.standard_tables.standard_entity_sets`)."""
+    maps logical names to entity set names for tables outside the standard ones."""
 
     def __init__(self, clients: Sequence[DataverseClient], *, chunk_size: int = 100, max_parallel: int = 16,
                  per_row_below: int = 8, entity_sets: Mapping[str, str] | None = None,
@@ -272,7 +272,7 @@ class BulkLoader:
             return self._support[(logical_name, message)]
 
     def entity_set(self, logical_name: str) -> str:
-        """The table's entity set name: configured, standard, or read once from its metadata (reference §7)."""
+        """The table's entity set name: configured, standard, or read once from its metadata."""
         if logical_name not in self._entity_sets:
             try:
                 found = self.clients[0].retrieve("EntityDefinitions", {"LogicalName": logical_name},

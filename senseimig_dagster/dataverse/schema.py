@@ -24,7 +24,7 @@ class ColumnSpec:
     display_name: str
     max_length: int | None = None
     options: tuple[tuple[int, str], ...] = ()  # Picklist: (value, label)
-    secured: bool = False  # column security (DESIGN §4: smig_ssnlastfour)
+    secured: bool = False  # column security (field security: smig_ssnlastfour)
 
     @property
     def logical_name(self) -> str:

@@ -1,5 +1,5 @@
 """A SharePoint document library through Microsoft Graph v1.0: folders, simple and resumable uploads, lookup,
-download and delete, for the documents loader (issue 7: files too large for a note, and imaging exports).
+download and delete, for the document load (files too large for a note, and imaging exports).
 
 Wire rules followed (Microsoft Learn, checked; see ``sandbox/graph/app.py`` for sources):
 

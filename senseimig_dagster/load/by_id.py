@@ -19,7 +19,7 @@ BY_ID_PIECE, BY_ID_PARALLEL = 100, 4
 
 def upsert_by_id(client: DataverseClient, entity_set: str, ids: Sequence[str],
                   bodies: Iterable[dict[str, Any]]) -> LoadResult:
-    """``PATCH <set>(<id>)`` per row (upsert by primary key, reference §1), as continue-on-error ``$batch`` es:
+    """``PATCH <set>(<id>)`` per row (upsert by primary key: Microsoft's 'Upsert a table row using the Web API'), as continue-on-error ``$batch`` es:
     for tables without the source-id key. Rows whose part is throttled fail with 429 (small tables only)."""
     requests = [BatchRequest("PATCH", entity_set + record_segment(i), body=b) for i, b in zip(ids, bodies, strict=True)]
     return batch_rows(client, requests, list(ids))

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("senseimig.load.documents")
 
-NOTE_SINGLE_MAX = 4 * 1024 * 1024  # base64 characters: a bigger documentbody goes in blocks (reference §8)
+NOTE_SINGLE_MAX = 4 * 1024 * 1024  # base64 characters: a bigger documentbody goes in blocks (UploadBlock)
 BLOCK_BYTES = 4 * 1024 * 1024  # raw bytes per UploadBlock / DownloadBlock [doc: UploadBlock BlockData "up to 4MB"]
 IMAGING_TYPES = frozenset({"application/dicom"})  # imaging exports go to SharePoint whatever their size
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -101,7 +101,7 @@ def route(size: int, mime_type: str | None, max_upload: int) -> Route:
 
 
 def max_upload_file_size(client: DataverseClient) -> int:
-    """``organization.maxuploadfilesize`` (bytes of base64, reference §8), read from the environment."""
+    """``organization.maxuploadfilesize`` (bytes of base64), read from the environment."""
     rows = list(client.query("organizations", ["maxuploadfilesize"], page_size=1))
     value = rows[0].get("maxuploadfilesize") if rows else None
     if not isinstance(value, int) or value <= 0:
@@ -240,12 +240,12 @@ def assign_file_names(docs: Sequence[tuple[str, str, str]]) -> dict[str, tuple[s
 
 # -- notes ---------------------------------------------------------------------------------------------------------
 def block_ids(count: int) -> list[str]:
-    """Base64 BlockIds of equal length (reference §8: all IDs of a file have the same length, <= 64 bytes)."""
+    """Base64 BlockIds of equal length (UploadBlock: all IDs of a file have the same length, <= 64 bytes)."""
     return [base64.b64encode(f"block-{i:08d}".encode()).decode("ascii") for i in range(count)]
 
 
 class Notes:
-    """Annotation bodies through the Web API (reference §8)."""
+    """Annotation bodies through the Web API."""
 
     def __init__(self, client: DataverseClient):
         self.client = client
@@ -289,7 +289,7 @@ class Notes:
 
     def read_back(self, note_id: str, how: Route) -> tuple[int, str]:
         """(size, SHA-256) of the note's stored body."""
-        if how == "note":  # $value answers the base64 text (reference §8; the format is [memory], unverified)
+        if how == "note":  # $value answers the base64 text (the format is [memory], unverified)
             response = self.client._request("GET", f"{ANNOTATIONS}{record_segment(note_id)}/documentbody/$value",
                                             ANNOTATIONS, "download")
             return digest_of([base64.b64decode(response.content)])
@@ -371,7 +371,7 @@ class SharePointLocations:
         return rows[0] if rows else None
 
     def create(self, library: Library, contact_id: str, folder: str) -> str:
-        """A location under the library's: ``relativeurl`` only (never with ``absoluteurl``: reference §8)."""
+        """A location under the library's: ``relativeurl`` only (never with ``absoluteurl``: Dataverse refuses both)."""
         location_id = self.client.create(LOCATIONS, {
             "name": LOCATION_NAME, "relativeurl": folder,
             "parentsiteorlocation_sharepointdocumentlocation@odata.bind": f"/{LOCATIONS}({library.location_id})",

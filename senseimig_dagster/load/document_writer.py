@@ -1,4 +1,4 @@
-"""The document load (issue 7): each document fetched from Sensei, checked, sent to its route (a note in one
+"""The document load: each document fetched from Sensei, checked, sent to its route (a note in one
 request, a block-uploaded note, or a SharePoint file with its location record), read back and hashed, every write in
 the audit log. Routing, names, the source checks and the note and location clients are in :mod:`.document_routes`.
 Pure: no Dagster. Nothing logged or raised carries a file name, a patient name or bytes.

@@ -2,12 +2,12 @@
 
 A staged frame (``staging/shape.py``) names value columns by their Dataverse logical names and lookup columns by
 their navigation property, holding the parent's Sensei source id; bookkeeping columns start with ``_``. Here each
-row becomes a JSON body: values in Dataverse's wire formats (reference §13: DateTime as ISO 8601 UTC with ``Z``,
+row becomes a JSON body: values in Dataverse's wire formats (DateTime as ISO 8601 UTC with ``Z``,
 DateOnly as ``YYYY-MM-DD``) and lookups as ``<navigation property>@odata.bind`` to the parent addressed by its
-alternate key, so a child never needs its parent's GUID (reference §3). The owner (``ownerid``, or
+alternate key, so a child never needs its parent's GUID (Microsoft's 'Associate table rows on create'). The owner (``ownerid``, or
 ``ownerid_<table>`` on activities) and other lookups to ``systemuser`` are bound by GUID (owner resolution gives
 GUIDs; system users have no source-id key); an owner value may also be a whole reference, ``/teams(<id>)`` or
-``/systemusers(<id>)``, so a team can own records (reference §3 [memory]).
+``/systemusers(<id>)``, so a team can own records [memory].
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SOURCE_KEY = "smig_sourcesystemid"
 OWNER_NAVIGATION = "ownerid"
 
 
-# Activity parties (reference §9; L/activityparty-entity: phone calls take Sender 1 and To 2, e-mails 1-4): the
+# Activity parties (Microsoft's 'ActivityParty table' page: phone calls take Sender 1 and To 2, e-mails 1-4): the
 # patient is the regarding contact, the staff member the system user in PARTY_USER (set by the load: the Sensei
 # user's matched system user, never the fallback owner). Outbound: staff -> patient; inbound: patient -> staff.
 SENDER, TO = 1, 2
@@ -88,7 +88,7 @@ class PayloadBuilder:
                 owner = lookup.attribute == OWNER_NAVIGATION  # ownerid, or ownerid_<table> on activities
                 if len(lookup.targets) != 1 and not owner:
                     raise PayloadError(f"{table}.{name} may point at {', '.join(lookup.targets)}: use the suffixed "
-                                       "navigation property of one target (reference §3)")
+                                       "navigation property of one target")
                 target = "systemuser" if owner else lookup.targets[0]
                 if target not in entity_sets:
                     raise PayloadError(f"{table}.{name}: no entity set known for {target}")

@@ -73,7 +73,7 @@ def _load_table(loader: BulkLoader, table: str, part: pl.DataFrame, catalog: Tar
                 entity_sets: Mapping[str, str], total: LoadResult, failures: dict[int, RowFailure]) -> None:
     """Pass 1: the rows without their in-frame references and state (new rows with, existing rows without their
     create-only columns); pass 2: those references and the state, on the rows that have them (state last: a
-    completed or cancelled activity is read-only, reference §9)."""
+    completed or cancelled activity is read-only)."""
     key = primary_id(table) if unkeyed(table) else SOURCE_KEY
     if SOURCE_KEY not in part.columns:
         part = part.with_columns(pl.col(SOURCE_ID).cast(pl.String).alias(SOURCE_KEY))

@@ -113,7 +113,7 @@ def _party_users(frame: pl.DataFrame, tables: Sequence[str], owners: OwnerMap | 
     """:data:`PARTY_USER` for communications: the Sensei user's system user matched by e-mail (``by_email``), never
     the fallback owner, so a call made by someone who left the practice names no staff party instead of a wrong
     one (the owner still shows who holds the record). A matched but disabled user stays a party: only owners must be
-    enabled (reference §10; parties of disabled users [memory])."""
+    enabled (Dataverse refuses a disabled owner; parties of disabled users [memory])."""
     navs = [f"ownerid_{t}" for t in tables if t in ACTIVITY_PARTIES and f"ownerid_{t}" in frame.columns]
     if not navs or owners is None:
         return frame
@@ -184,7 +184,7 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame,
     main = [(r, {k: r.desired[k] for k in sorted(r.changed - deferred - states - set(CREATE_ONLY_COLUMNS) - {party})})
             for r in updates]
     main = [(r, b) for r, b in main if b]
-    # A changed activity's parties are replaced (PUT, reference §9) only when they changed; created ones went inline.
+    # A changed activity's parties are replaced (PUT of the collection, as Microsoft's 'Activity party' page shows) only when they changed; created ones went inline.
     moved = [(r, {party: r.desired[party] or []}) for r in updates if party in r.changed] if party else []
     closed: set[str] = set()
     if is_activity(table) and (main or moved):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 OWNER_COLUMN = "_owner_user_id"
 CHECK_NAME = "owners_resolved"
-NON_INTERACTIVE = 4  # systemuser.accessmode Non-interactive [memory, reference §10]
+NON_INTERACTIVE = 4  # systemuser.accessmode Non-interactive [memory]
 SYSTEMUSER_COLUMNS = ("systemuserid", "internalemailaddress", "domainname", "isdisabled", "accessmode",
                       "applicationid", "fullname")
 SYSTEMUSER_SCHEMA: dict[str, pl.DataType] = {
@@ -70,7 +70,7 @@ class OwnerResolution:
 
 
 def fetch_systemusers(client: DataverseClient) -> pl.DataFrame:
-    """Every system user with what matching needs (reference §10); ``fullname`` is fetched for people reviewing the
+    """Every system user with what matching needs; ``fullname`` is fetched for people reviewing the
     match locally and must stay out of metadata."""
     rows = [{c: r.get(c) for c in SYSTEMUSER_COLUMNS} for r in client.query("systemusers", SYSTEMUSER_COLUMNS)]
     return pl.DataFrame(rows, schema=SYSTEMUSER_SCHEMA, orient="row")

@@ -2,7 +2,7 @@
 accounted for from Sensei to Dataverse. Pure: no Dagster.
 
 Counting pages the table's ``smig_sourcesystemid`` values (``$select`` of the key and the primary id, 5000 a page)
-instead of ``$count``: Dataverse caps ``$count`` at 5000 (reference §2), and a per-id answer names what is missing.
+instead of ``$count``: Dataverse caps ``$count`` at 5000, and a per-id answer names what is missing.
 One :class:`DataverseIndex` per run caches each table's ``source id -> Dataverse id``, which the field check also
 uses to resolve lookups (the parent's id through its alternate key).
 """
