@@ -1,7 +1,7 @@
 """The whole migration: a generated tenant (12,000 patients ≈ 1.15M source rows) served over
 HTTP by the Sensei simulator, extracted, staged and loaded into the Dataverse emulator over HTTPS with Microsoft's
 default service protection limits and the emulator's cost model, verified and reconciled: the same jobs as
-``make demo`` (``senseimig_dagster/demo.py``), in one Dagster instance.
+``make demo`` (``senseimig_dagster/cli/demo.py``), in one Dagster instance.
 
     .venv/bin/python benchmarks/migrate.py [--patients 12000] [--time-scale 4] [--seed 7] [--quick]
 
@@ -179,7 +179,7 @@ def writer_figures(run_id: str, database: str) -> list[tuple[str, int, float]]:
     """Per ``dataverse/<object>`` step of the load run: records written (created + updated), seconds."""
     import duckdb
 
-    from senseimig_dagster.runs import instance
+    from senseimig_dagster.cli.runs import instance
 
     stats = {s.step_key: s.end_time - s.start_time for s in instance().get_run_step_stats(run_id)
              if s.end_time and s.start_time}
@@ -223,7 +223,7 @@ def document_figures(run_id: str, database: str, step_seconds: float, k: float =
 
 
 def check_seconds(run_id: str) -> float:
-    from senseimig_dagster.runs import instance
+    from senseimig_dagster.cli.runs import instance
 
     return sum(s.end_time - s.start_time for s in instance().get_run_step_stats(run_id)
                if s.step_key.startswith("verify__") and s.end_time and s.start_time)
@@ -240,7 +240,7 @@ def audited_writes(audit_db: str) -> int:
 def latest_run_id(job: str) -> str:
     from dagster import RunsFilter
 
-    from senseimig_dagster.runs import instance
+    from senseimig_dagster.cli.runs import instance
 
     return instance().get_runs(RunsFilter(job_name=job), limit=1)[0].run_id
 
@@ -264,7 +264,7 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
-    from senseimig_dagster import demo
+    from senseimig_dagster.cli import demo
     from senseimig_dagster.dataverse.bulk import BulkLoader
     from senseimig_dagster.definitions import build_definitions
     from senseimig_dagster.sandbox.generator import generate

@@ -1,5 +1,5 @@
-"""The ``senseimig`` commands that run the migration's own code (extract, demo, mapping, rollback); ``cli.py``
-parses, this module acts. Every command runs the same assets and jobs as the UI, in the same Dagster instance."""
+"""The ``senseimig`` commands that run the migration's own code (extract, demo, mapping, rollback); the package's
+``__init__`` parses, this module acts. Every command runs the same assets and jobs as the UI, in the same Dagster instance."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 from dagster import BetaWarning, PreviewWarning
 
-from senseimig_dagster import demo, mapping, runs, settings
+from senseimig_dagster import mapping, settings
+from senseimig_dagster.cli import demo, runs
 from senseimig_dagster.definitions import defs
 from senseimig_dagster.mapping import candidates
 from senseimig_dagster.mapping.propose import propose_file

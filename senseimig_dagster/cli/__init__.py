@@ -1,12 +1,13 @@
 """``senseimig``: a thin command line for headless use. The Dagster UI stays the main surface; every command here
 runs the same assets and jobs, recorded in the same Dagster instance (``$DAGSTER_HOME``, default ``.dagster_home``)
-so ``make ui`` shows what the CLI did. ``senseimig sandbox ...`` starts the local stand-ins (``sandbox/cli.py``)."""
+so ``make ui`` shows what the CLI did. This module parses; ``commands.py`` acts, ``runs.py`` runs jobs in the shared
+instance (the demo and the benchmarks use it too); ``senseimig sandbox ...`` starts the local stand-ins
+(``sandbox/cli.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 from collections.abc import Sequence
 
 from senseimig_dagster import settings
@@ -73,10 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     # Here, not at the top: Dagster and the asset graph take seconds to load, and `senseimig sandbox` (which starts
     # every stand-in server) needs neither.
-    from senseimig_dagster import commands
+    from senseimig_dagster.cli import commands
 
     return getattr(commands, args.command_name)(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,10 +25,11 @@ import duckdb
 import httpx
 from dagster import Definitions
 
-from senseimig_dagster import mapping, runs, settings
+from senseimig_dagster import mapping, settings
 from senseimig_dagster.assets.keys import GO_LIVE, OWNERS
 from senseimig_dagster.assets.partitions import modification_days, range_tags
 from senseimig_dagster.assets.writers import WRITER_KEYS
+from senseimig_dagster.cli import runs
 from senseimig_dagster.definitions import build_definitions
 from senseimig_dagster.mapping.scope import written_objects
 from senseimig_dagster.sandbox.export_writer import write_export
