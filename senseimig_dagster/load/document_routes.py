@@ -50,6 +50,7 @@ from senseimig_dagster.sensei.errors import SenseiPageError
 
 if TYPE_CHECKING:
     from senseimig_dagster.dataverse.client import DataverseClient
+    from senseimig_dagster.objects import SenseiObject
 
 log = logging.getLogger("senseimig.load.documents")
 
@@ -166,12 +167,12 @@ def fetch_source(content: Callable[[str], Iterable[bytes]], source_id: str, size
     return fetched
 
 
-def sensei_content(client: Any) -> Callable[[str], Iterable[bytes]]:
-    """``SenseiClient.document_content`` with its 404 as :class:`SourceMissing` (it raises ``SenseiPageError``
-    whose cause starts with the status, ``HTTP 404``)."""
+def sensei_content(client: Any, obj: SenseiObject) -> Callable[[str], Iterable[bytes]]:
+    """``SenseiClient.content`` of ``obj``'s records with its 404 as :class:`SourceMissing` (it raises
+    ``SenseiPageError`` whose cause starts with the status, ``HTTP 404``)."""
     def content(source_id: str) -> Iterator[bytes]:
         try:
-            yield from client.document_content(source_id)
+            yield from client.content(obj, source_id)
         except SenseiPageError as exc:
             if exc.cause.startswith("HTTP 404"):
                 raise SourceMissing(source_id) from None
