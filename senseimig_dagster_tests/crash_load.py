@@ -33,23 +33,30 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore")  # Dagster's beta warnings: noise in the parent's output
     memoize_map_parsing()
     from dagster import DagsterInstance, materialize
-    from dagster_duckdb import DuckDBResource
 
-    from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
     from senseimig_dagster.assets.dataverse_schema import dataverse_schema
     from senseimig_dagster.assets.owners import staging_owners
     from senseimig_dagster.assets.staging import staging_assets
-    from senseimig_dagster.audit.store import AuditStore
+    from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
     from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-    from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+    from senseimig_dagster.resources import (
+        AuditStore,
+        DataverseResource,
+        GraphResource,
+        MappingResource,
+        SenseiSource,
+        StagingResource,
+        StoreResource,
+    )
 
     config = json.loads(Path(argv[0]).read_text())
     dataverse = DataverseResource(**config["dataverse"])
     resources = {"sensei": SenseiSource(base_url=config["sensei_url"]),  # raw is landed: only document bodies
                  "duckdb_io_manager": SenseimigDuckDBIOManager(database=config["database"]),
-                 "store": DuckDBResource(database=config["database"]),
+                 "store": StoreResource(database=config["database"]),
                  "mapping": MappingResource(path=config["mapping"]), "dataverse": dataverse,
-                 "audit": AuditStore(path=config["audit"])}
+                 "audit": AuditStore(path=config["audit"]), "graph": GraphResource(**config["graph"]),
+                 "staging_rules": StagingResource(fallback_provider_id=None)}
     Path(config["home"]).mkdir(parents=True, exist_ok=True)
     instance = DagsterInstance.local_temp(tempdir=config["home"])
     try:

@@ -19,13 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster_duckdb import DuckDBResource
-
-from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.demo import SANDBOX_SITE_URL
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+from senseimig_dagster.resources import (
+    AuditStore,
+    DataverseResource,
+    GraphResource,
+    MappingResource,
+    SenseiSource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.metadata_api import restore_custom_schema
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
@@ -116,6 +121,7 @@ class Served:
     authority: str
     ca_bundle: str
     graph: GraphStandIn
+    graph_url: str
 
     def use(self, app: DataverseEmulator) -> None:
         app.token_validator, app.tenant = self.entra.token_info, self.entra.tenant
@@ -125,6 +131,11 @@ class Served:
         return DataverseResource(environment_url=self.dataverse_url, authority_host=self.authority,
                                  tenant_id=self.entra.tenant, ca_bundle=self.ca_bundle,
                                  dataverse_tier="professional", fallback_owner=TEAM)
+
+    def sharepoint(self) -> GraphResource:
+        """The SharePoint site the emulator's seed names, through the Graph stand-in."""
+        return GraphResource(graph_url=self.graph_url, site_url=SANDBOX_SITE_URL, tenant_id=self.entra.tenant,
+                             authority_host=self.authority, ca_bundle=self.ca_bundle)
 
 
 @contextmanager
@@ -143,7 +154,7 @@ def serve_all(tenant: Path, work: Path, app: DataverseEmulator) -> Iterator[Serv
         graph_url = stack.enter_context(serve_graph(graph, tls=tls))
         stack.enter_context(_environment({"SHAREPOINT_SITE_URL": SANDBOX_SITE_URL, "GRAPH_URL": f"{graph_url}/v1.0",
                                           "GRAPH_CA_BUNDLE": str(tls.ca_cert), "GRAPH_AUTHORITY_HOST": authority}))
-        served = Served(switch, entra, sensei_url, url, authority, str(tls.ca_cert), graph)
+        served = Served(switch, entra, sensei_url, url, authority, str(tls.ca_cert), graph, f"{graph_url}/v1.0")
         served.use(app)
         yield served
 
@@ -172,8 +183,9 @@ def confirmed_map(work: Path) -> Path:
 def resources(served: Served, database: Path, audit: Path, mapping: Path) -> dict[str, Any]:
     return {"sensei": SenseiSource(base_url=served.sensei_url),
             "duckdb_io_manager": SenseimigDuckDBIOManager(database=str(database)),
-            "store": DuckDBResource(database=str(database)), "mapping": MappingResource(path=str(mapping)),
-            "dataverse": served.dataverse(), "audit": AuditStore(path=str(audit))}
+            "store": StoreResource(database=str(database)), "mapping": MappingResource(path=str(mapping)),
+            "dataverse": served.dataverse(), "audit": AuditStore(path=str(audit)), "graph": served.sharepoint(),
+            "staging_rules": StagingResource(fallback_provider_id=None)}
 
 
 # -- comparing two runs ----------------------------------------------------------------------------------------------

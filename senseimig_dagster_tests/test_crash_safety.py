@@ -3,7 +3,7 @@ emulator this process serves over HTTPS; a :class:`~.migration_env.Switchboard` 
 n-th write request (n and whether that request still lands drawn from a seeded random generator; some trials kill
 the recovery run too), then the load runs again to completion. The final Dataverse state must equal a clean run's:
 the same records by alternate key with the same values (lookups compared through their target's key), no
-duplicates, nothing missing; and the load ledger ends with every staged row, none failed."""
+duplicates, nothing missing; and the load journal ends with every staged row, none failed."""
 
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
-from senseimig_dagster.assets.writers import LEDGER, WRITER_KEYS
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import DOCUMENTS, SOURCE_FAULTS
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.assets.writers import WRITER_KEYS
+from senseimig_dagster.load.document_journal import DOCUMENTS, SOURCE_FAULTS
+from senseimig_dagster.load.journal import JOURNAL
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster_tests.migration_env import (
     Served,
@@ -96,7 +97,8 @@ class Trial:
             "home": str(self.dir / "dagster"), "mapping": str(base.mapping), "sensei_url": dv.sensei_url,
             "dataverse": {"environment_url": dv.dataverse_url, "authority_host": dv.authority,
                           "tenant_id": dv.entra.tenant, "ca_bundle": dv.ca_bundle, "dataverse_tier": "professional",
-                          "fallback_owner": dv.dataverse().fallback_owner}}))
+                          "fallback_owner": dv.dataverse().fallback_owner},
+            "graph": dv.sharepoint().model_dump()}))
 
     def run(self, kill_at: int | None = None, land: bool = False) -> tuple[int, int]:
         """The loader as a child process; with ``kill_at``, SIGKILLed just before its ``kill_at``-th write (which
@@ -126,12 +128,12 @@ class Trial:
         self.store.close()
         return keyed_state(self.dir / "dv.sqlite")
 
-    def ledger_problems(self) -> list[str]:
-        """Staged rows missing from the ledger's latest state, or whose latest outcome is ``failed`` (documents
+    def journal_problems(self) -> list[str]:
+        """Staged rows missing from the journal's latest state, or whose latest outcome is ``failed`` (documents
         whose file is bad at the source aside: they fail with a named reason in every run)."""
         with duckdb.connect(str(self.dir / "db.duckdb"), read_only=True) as conn:
             latest = dict(conn.execute(f"""SELECT object || '/' || source_id, arg_max(outcome, "at")
-                                           FROM {LEDGER} GROUP BY ALL""").fetchall())
+                                           FROM {JOURNAL} GROUP BY ALL""").fetchall())
             staged = [f"{k.path[-1]}/{sid}" for k in WRITER_KEYS for (sid,) in conn.execute(
                 f'SELECT CAST(_source_id AS VARCHAR) FROM staging."{k.path[-1]}"').fetchall()]
             bad_files = {f"document/{sid}" for sid, reason in conn.execute(
@@ -148,7 +150,7 @@ def clean(base: Base) -> dict:
     assert status == 0
     state, duplicates = trial.state()
     assert duplicates == [] and len(state) > 250
-    assert trial.ledger_problems() == []
+    assert trial.journal_problems() == []
     return {"state": state, "writes": writes}
 
 
@@ -169,4 +171,4 @@ def test_a_load_killed_at_random_points_and_run_again_ends_as_a_clean_run(base: 
         state, duplicates = trial.state()
         assert duplicates == [], (i, kills, duplicates[:5])
         assert state_diff(clean["state"], state) == [], (i, kills)
-        assert trial.ledger_problems() == [], (i, kills)
+        assert trial.journal_problems() == [], (i, kills)

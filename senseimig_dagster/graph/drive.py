@@ -262,7 +262,7 @@ class GraphDrive:
                     self._cancel(upload_url)
                 raise error
             failures += 1
-            if failures > self.max_retries:
+            if failures > self.retry.max_retries:
                 self._cancel(upload_url)
                 raise _error(response, "upload_fragment") if response is not None else \
                     GraphError(None, None, None, operation="upload_fragment")

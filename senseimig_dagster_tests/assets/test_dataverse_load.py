@@ -16,29 +16,32 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.writers import (
-    LEDGER,
-    WRITER_KEYS,
-    dataverse_assets,
-    writer_key,
-    writer_parents,
-)
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import DOCUMENT_KEY
+from senseimig_dagster.assets.keys import writer_key
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
-from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.load.upsert import entity_sets, read_back
-from senseimig_dagster.load.payload import PayloadBuilder
-from senseimig_dagster.load.writer import closed_states
+from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
+from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-from senseimig_dagster.mapping import confirm, default_map_path
+from senseimig_dagster.load.closing import closing_state
+from senseimig_dagster.load.journal import JOURNAL
+from senseimig_dagster.load.payload import PayloadBuilder
+from senseimig_dagster.load.read_back import read_back
+from senseimig_dagster.mapping import confirm, default_map, default_map_path
+from senseimig_dagster.mapping.scope import writer_parents
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+from senseimig_dagster.resources import (
+    AuditStore,
+    DataverseResource,
+    GraphResource,
+    MappingResource,
+    SenseiSource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
@@ -90,8 +93,9 @@ def env(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
                                       ca_bundle=str(tls.ca_cert), dataverse_tier="professional", fallback_owner=TEAM)
         resources = {"sensei": SenseiSource(base_url=sensei_url),
                      "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": DuckDBResource(database=database), "mapping": MappingResource(path=str(confirmed)),
-                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb"))}
+                     "store": StoreResource(database=database), "mapping": MappingResource(path=str(confirmed)),
+                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb")),
+                     "staging_rules": StagingResource(fallback_provider_id=None), "graph": GraphResource(site_url=None)}
         tags = range_tags()
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
         yield {"resources": resources, "instance": instance, "counter": counter, "database": database,
@@ -101,7 +105,7 @@ def env(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 
 EVERYTHING = [dataverse_schema, staging_assets, staging_owners, *dataverse_assets]
 # The generic writers: documents have their own asset (bodies, SharePoint; test_documents_asset.py).
-GENERIC_KEYS = [k for k in WRITER_KEYS if k != DOCUMENT_KEY]
+GENERIC_KEYS = [k for k in WRITER_KEYS if k != writer_key("document")]
 
 
 def _writers(env: dict, keys=GENERIC_KEYS, mapping: str | None = None):
@@ -142,8 +146,9 @@ def first(env: dict) -> dict:
 
 
 def test_graph_orders_parents_before_children() -> None:
-    assert writer_parents("patient") == ["location", "provider"]
-    assert "claim" in writer_parents("claim_status_event") and "patient" in writer_parents("claim")  # via policy
+    fmap = default_map()
+    assert writer_parents(fmap, "patient") == ["location", "provider"]
+    assert "claim" in writer_parents(fmap, "claim_status_event") and "patient" in writer_parents(fmap, "claim")  # via policy
     by_key = {a.key: a for a in dataverse_assets}
     upstream = by_key[writer_key("eligibility_check")].asset_deps[writer_key("eligibility_check")]
     assert {writer_key("patient"), writer_key("payer"), AssetKey(["staging", "owners"]),
@@ -156,9 +161,11 @@ def test_finished_work_gets_microsofts_state_pairs() -> None:
                           "directioncode": [True, False, True, True, False]})
     status = pl.DataFrame({"_source_id": ["a", "b", "c", "d", "e"],
                            "status": ["LeftVoicemail", "Completed", "Failed", "Sent", "Received"]})
-    got = closed_states("communication", comms, status)
+    got = closing_state("communication", comms, default_map().objects["communication"].tables, status)
     assert got.select("statecode", "statuscode").rows() == [(1, 2), (1, 4), (2, 3), (1, 3), (1, 4)]
-    appts = closed_states("appointment", pl.DataFrame({"smig_status": ["Completed", "Future", "Cancelled"]}))
+    staged = pl.DataFrame({"_source_id": ["a1", "a2", "a3"], "smig_status": ["Completed", "Future", "Cancelled"]})
+    appts = closing_state("appointment", staged, ("smig_appointment",),
+                          staged.select("_source_id", pl.col("smig_status").alias("status")))
     assert appts.select("statecode", "statuscode").rows() == [(1, 2), (None, None), (1, 2)]
 
 
@@ -171,18 +178,18 @@ def test_a_team_owns_by_reference_and_custom_tables_take_state() -> None:
 
 @pytest.mark.slow
 def test_every_staged_row_lands_with_lookups_owner_dates_and_state(env: dict, first: dict) -> None:
-    ledger = _sql(env, f"SELECT * FROM {LEDGER} WHERE run_id = ?", [first["result"].run_id])
-    assert ledger.filter(pl.col("outcome") == "failed").is_empty(), ledger.filter(pl.col("outcome") == "failed")
-    assert set(ledger.get_column("outcome")) == {"created"} and first["writes"] > 0
-    with DuckDBResource(database=env["database"]).get_connection() as conn:
+    journal = _sql(env, f"SELECT * FROM {JOURNAL} WHERE run_id = ?", [first["result"].run_id])
+    assert journal.filter(pl.col("outcome") == "failed").is_empty(), journal.filter(pl.col("outcome") == "failed")
+    assert set(journal.get_column("outcome")) == {"created"} and first["writes"] > 0
+    with StoreResource(database=env["database"]).get_connection() as conn:
         staged = {name: conn.sql(f'SELECT * FROM staging."{name}"').pl()
                   for name in ("patient", "appointment", "communication", "claim_status_event", "location")}
-    assert ledger.filter(pl.col("object") == "patient").height == staged["patient"].height > 50
+    assert journal.filter(pl.col("object") == "patient").height == staged["patient"].height > 50
     client = env["resources"]["dataverse"].client()
     try:
         # Every staged row is in Dataverse, by source id, for every table written.
-        sets = entity_sets(env["resources"]["dataverse"].metadata(client), set(ledger.get_column("table")))
-        for (table,), part in ledger.group_by("table"):
+        sets = DataverseMetadata(client).entity_sets(set(journal.get_column("table")))
+        for (table,), part in journal.group_by("table"):
             found = read_back(client, sets[table], table, part.get_column("source_id").to_list(),
                               ["smig_sourcesystemid"])
             assert len(found) == part.height, table
@@ -218,7 +225,7 @@ def test_every_staged_row_lands_with_lookups_owner_dates_and_state(env: dict, fi
 def test_claim_status_events_are_created_in_time_order_under_their_claim(env: dict, first: dict) -> None:
     audit = _audit(env, "SELECT seq, source_id FROM audit.writes WHERE asset = 'dataverse/claim_status_event' "
                         "AND operation = 'create' AND outcome = 'pending' ORDER BY seq")
-    with DuckDBResource(database=env["database"]).get_connection() as conn:
+    with StoreResource(database=env["database"]).get_connection() as conn:
         events = conn.sql('SELECT _source_id, "smig_ClaimId", smig_occurredat FROM staging.claim_status_event').pl()
     assert events.height > 10
     order = {sid: i for i, sid in enumerate(audit.get_column("source_id"))}
@@ -244,8 +251,8 @@ def test_audit_has_one_intent_and_one_outcome_per_write(env: dict, first: dict) 
     assert per.height > 1000
     assert set(per.get_column("outcomes").list.join(",")) == {"ok,pending"}
     creates = per.filter(pl.col("operation") == "create").height
-    ledger = _sql(env, f"SELECT count(*) AS n FROM {LEDGER} WHERE run_id = ?", [first["result"].run_id])
-    assert creates == ledger.item()
+    journal = _sql(env, f"SELECT count(*) AS n FROM {JOURNAL} WHERE run_id = ?", [first["result"].run_id])
+    assert creates == journal.item()
     assert per.filter(pl.col("operation") == "state").height > 0
 
 
@@ -259,10 +266,10 @@ def second(env: dict, first: dict) -> dict:
 @pytest.mark.slow
 def test_second_run_sends_zero_writes_and_marks_all_unchanged(env: dict, first: dict, second: dict) -> None:
     assert second["writes"] == 0
-    ledger = _sql(env, f"SELECT outcome, count(*) AS n FROM {LEDGER} WHERE run_id = ? GROUP BY ALL",
+    journal = _sql(env, f"SELECT outcome, count(*) AS n FROM {JOURNAL} WHERE run_id = ? GROUP BY ALL",
                   [second["result"].run_id])
-    total = _sql(env, f"SELECT count(*) AS n FROM {LEDGER} WHERE run_id = ?", [first["result"].run_id]).item()
-    assert dict(ledger.iter_rows()) == {"unchanged": total}
+    total = _sql(env, f"SELECT count(*) AS n FROM {JOURNAL} WHERE run_id = ?", [first["result"].run_id]).item()
+    assert dict(journal.iter_rows()) == {"unchanged": total}
 
 
 @pytest.mark.slow
@@ -273,9 +280,9 @@ def test_a_changed_value_updates_only_that_row_with_its_before_image(env: dict, 
         conn.execute("UPDATE staging.patient SET smig_modelboxnumber = 'BOX-CHANGED' WHERE _source_id = ?", [sid])
     result, writes = _writers(env, keys=[writer_key("patient")])
     assert result.success and writes == 1
-    ledger = _sql(env, f"SELECT source_id, outcome FROM {LEDGER} WHERE run_id = ?", [result.run_id])
-    assert ledger.filter(pl.col("outcome") == "updated").get_column("source_id").to_list() == [sid]
-    assert set(ledger.filter(pl.col("source_id") != sid).get_column("outcome")) == {"unchanged"}
+    journal = _sql(env, f"SELECT source_id, outcome FROM {JOURNAL} WHERE run_id = ?", [result.run_id])
+    assert journal.filter(pl.col("outcome") == "updated").get_column("source_id").to_list() == [sid]
+    assert set(journal.filter(pl.col("source_id") != sid).get_column("outcome")) == {"unchanged"}
     audit = _audit(env, f"SELECT operation, source_id, outcome, CAST(\"before\" AS VARCHAR) AS before "
                         f"FROM audit.writes WHERE run_id = '{result.run_id}'")
     assert audit.filter(pl.col("outcome") == "pending").select("operation", "source_id").rows() == [("update", sid)]
@@ -312,17 +319,17 @@ def test_a_changed_closed_phonecall_is_reopened_updated_and_closed_again(env: di
 
 
 @pytest.mark.slow
-def test_rows_written_before_a_lost_ledger_are_found_by_key_not_created_again(env: dict, second: dict) -> None:
-    """A crash after the writes but before the ledger append: the audit log names the rows, a lookup by key finds
+def test_rows_written_before_a_lost_journal_are_found_by_key_not_created_again(env: dict, second: dict) -> None:
+    """A crash after the writes but before the journal append: the audit log names the rows, a lookup by key finds
     them, and they are updated without the create-only overriddencreatedon (the emulator refuses it on update)."""
     with duckdb.connect(env["database"]) as conn:
-        conn.execute(f"DELETE FROM {LEDGER} WHERE object = 'payer'")
+        conn.execute(f"DELETE FROM {JOURNAL} WHERE object = 'payer'")
         payers = conn.execute("SELECT count(*) FROM staging.payer").fetchone()[0]
     result, writes = _writers(env, keys=[writer_key("payer")])
     assert result.success and writes >= 1
-    ledger = _sql(env, f"SELECT outcome, count(*) AS n FROM {LEDGER} WHERE run_id = ? GROUP BY ALL",
+    journal = _sql(env, f"SELECT outcome, count(*) AS n FROM {JOURNAL} WHERE run_id = ? GROUP BY ALL",
                   [result.run_id])
-    assert dict(ledger.iter_rows()) == {"updated": payers}
+    assert dict(journal.iter_rows()) == {"updated": payers}
     ops = _audit(env, f"SELECT DISTINCT operation, outcome FROM audit.writes WHERE run_id = '{result.run_id}'")
     assert sorted(ops.rows()) == [("update", "ok"), ("update", "pending")]
     again, writes = _writers(env, keys=[writer_key("payer")])

@@ -20,21 +20,29 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.writers import DELETIONS_KEY, LEDGER, WRITER_KEYS, dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import DOCUMENT_KEY
+from senseimig_dagster.assets.keys import DELETIONS, writer_key
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import modification_days, range_tags, run_window
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
-from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.load.upsert import entity_sets, read_back
+from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
+from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
+from senseimig_dagster.load.journal import JOURNAL
+from senseimig_dagster.load.read_back import read_back
 from senseimig_dagster.mapping import confirm, default_map_path, load_valid
 from senseimig_dagster.objects import get
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+from senseimig_dagster.resources import (
+    AuditStore,
+    DataverseResource,
+    GraphResource,
+    MappingResource,
+    SenseiSource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
@@ -43,18 +51,12 @@ from senseimig_dagster.sandbox.generator.day2 import WINDOW, generate_day2, read
 from senseimig_dagster.sandbox.generator.manifest import read_manifest
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
 from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
-from senseimig_dagster.staging.delta import (
-    MODIFIED,
-    Window,
-    deletions,
-    latest_sql,
-    stamp_modified,
-    window_rows,
-)
+from senseimig_dagster.staging.delta import MODIFIED, Window, deletions, stamp_modified, window_rows
+from senseimig_dagster.store import latest_sql
 
 TEAM = "5eed0000-0000-4000-8000-000000000201"
 # The generic writers; documents (bodies, SharePoint) in a window: test_end_to_end.py, with Graph served.
-GENERIC_KEYS = [k for k in WRITER_KEYS if k != DOCUMENT_KEY]  # the seed's Front Desk team: fallback owner
+GENERIC_KEYS = [k for k in WRITER_KEYS if k != writer_key("document")]  # the seed's Front Desk team: fallback owner
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 FMAP = load_valid(default_map_path())
 _SEGMENT = re.compile(r"/api/data/v[\d.]+/([A-Za-z_]+)(?:\(([^)]*)\))?(?:/Microsoft\.Dynamics\.CRM\.(\w+))?$")
@@ -133,8 +135,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
                                       ca_bundle=str(tls.ca_cert), dataverse_tier="professional", fallback_owner=TEAM)
         resources = {"duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": DuckDBResource(database=database), "mapping": MappingResource(path=str(mapping)),
-                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb"))}
+                     "store": StoreResource(database=database), "mapping": MappingResource(path=str(mapping)),
+                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb")),
+                     "staging_rules": StagingResource(fallback_provider_id=None), "graph": GraphResource(site_url=None)}
         everything = [*raw_assets, dataverse_schema, staging_assets, staging_owners, *dataverse_assets]
         with serve(SenseiSimulator(work / "day1", rate_limit=None)) as sensei_url:  # day 1: the full migration
             day1 = {**resources, "sensei": SenseiSource(base_url=sensei_url)}
@@ -151,7 +154,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             delta = materialize(everything, resources={**resources, "sensei": SenseiSource(base_url=sensei_url)},
                                 instance=instance, tags=window_tags, raise_on_error=False,
                                 selection=[*(a.key for a in raw_assets), *staging_assets.keys, *GENERIC_KEYS,
-                                           DELETIONS_KEY])
+                                           DELETIONS])
             requests = wire.requests[before:]
         yield {"full": full, "delta": delta, "requests": requests, "resources": resources, "database": database,
                "changes": read_changes(work / "day2"), "window": run_window(window_tags)}
@@ -167,7 +170,7 @@ def _entity_set(env: dict, name: str) -> str:
     client = env["resources"]["dataverse"].client()
     try:
         table = FMAP.objects[name].tables[0]
-        return entity_sets(env["resources"]["dataverse"].metadata(client), {table})[table]
+        return DataverseMetadata(client).entity_sets({table})[table]
     finally:
         client.close()
 
@@ -191,11 +194,11 @@ def test_exactly_the_day2_records_are_written_on_the_wire(env: dict) -> None:
 
 
 @pytest.mark.slow
-def test_the_ledger_shows_creates_and_updates_for_the_window_only(env: dict) -> None:
-    run = _sql(env, f"SELECT object, source_id, outcome FROM {LEDGER} WHERE run_id = ?", [env["delta"].run_id])
+def test_the_journal_shows_creates_and_updates_for_the_window_only(env: dict) -> None:
+    run = _sql(env, f"SELECT object, source_id, outcome FROM {JOURNAL} WHERE run_id = ?", [env["delta"].run_id])
     got = {(o, s, out) for o, s, out in run.iter_rows()}
     want = {(c.object, c.id, c.change) for c in env["changes"] if c.change != "deleted"}
-    assert got == want  # nothing outside the window even compared: unchanged rows are neither sent nor ledgered
+    assert got == want  # nothing outside the window even compared: unchanged rows are neither sent nor journaled
     patient = env["delta"].asset_materializations_for_node("dataverse__patient")[0].metadata
     staged = _sql(env, "SELECT count(*) FROM staging.patient").item()
     assert patient["rows_in_window"].value == 8 and patient["failed_rows_retried"].value == 0
@@ -244,8 +247,8 @@ def test_deletions_are_reported_and_still_in_dataverse(env: dict) -> None:
         for row in report.iter_rows(named=True):
             table = FMAP.objects[row["object"]].tables
             entity = _entity_set(env, row["object"]) if len(table) == 1 else None
-            if entity is None:  # a routed object (communication): its table is in the ledger
-                entity = entity_sets(env["resources"]["dataverse"].metadata(client), {row["table"]})[row["table"]]
+            if entity is None:  # a routed object (communication): its table is in the load journal
+                entity = DataverseMetadata(client).entity_sets({row["table"]})[row["table"]]
             found = read_back(client, entity, row["table"], [row["source_id"]], [])
             assert row["source_id"] in found, row  # reported, never deleted
     finally:
@@ -258,7 +261,7 @@ def test_the_delta_job_selects_raw_staging_writers_and_the_report() -> None:
     job = defs.get_job_def("delta")
     assert job.partitions_def == modification_days
     keys = job.asset_layer.executable_asset_keys if hasattr(job.asset_layer, "executable_asset_keys") else set()
-    assert not keys or {DELETIONS_KEY, AssetKey(["raw", "patient"]), AssetKey(["dataverse", "patient"])} <= keys
+    assert not keys or {DELETIONS, AssetKey(["raw", "patient"]), AssetKey(["dataverse", "patient"])} <= keys
 
 
 # -- fast: the pieces -----------------------------------------------------------------------------------------------
@@ -294,12 +297,12 @@ def test_deletions_in_the_window_come_with_their_dataverse_ids() -> None:
     raw = {"appointment": pl.DataFrame({"id": ["a1", "a2", "a3"], "is_deleted": [True, True, False],
                                         "updated_at": [T0 + dt.timedelta(hours=3), T0 - dt.timedelta(days=3), T0]}),
            "communication": pl.DataFrame({"id": ["c1"], "is_deleted": [True], "updated_at": [T0]})}
-    ledger = pl.DataFrame({"object": ["appointment"], "table": ["smig_appointment"], "source_id": ["a1"],
-                           "dataverse_id": ["11111111-1111-4111-8111-111111111111"]})
-    got = deletions(raw, Window(T0, None), ledger)
+    journal = pl.DataFrame({"object": ["appointment"], "table": ["smig_appointment"], "source_id": ["a1"],
+                            "dataverse_id": ["11111111-1111-4111-8111-111111111111"]})
+    got = deletions(raw, Window(T0, None), journal)
     assert got.select("object", "source_id", "in_dataverse").rows() == [("appointment", "a1", True),
                                                                         ("communication", "c1", False)]
-    assert deletions(raw, None, ledger).height == 3  # no window: every deletion, ever
+    assert deletions(raw, None, journal).height == 3  # no window: every deletion, ever
 
 
 def test_latest_sql_keeps_the_newest_version_of_each_record() -> None:

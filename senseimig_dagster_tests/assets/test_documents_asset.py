@@ -17,23 +17,31 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.writers import dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import ACCOUNTED, DOCUMENT_KEY, DOCUMENTS, VERIFIED
+from senseimig_dagster.assets.documents import ACCOUNTED, VERIFIED
+from senseimig_dagster.assets.keys import writer_key
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.assets.writers import dataverse_assets
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import GRAPH_FILES, Rollback
-from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.load.document_routes import base64_length, folder_name
-from senseimig_dagster.load.upsert import deterministic_id
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
+from senseimig_dagster.load.document_journal import DOCUMENTS
+from senseimig_dagster.load.document_routes import base64_length, folder_name
+from senseimig_dagster.load.frames import deterministic_id
 from senseimig_dagster.mapping import confirm, default_map_path
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource, graph_from_env
+from senseimig_dagster.resources import (
+    AuditStore,
+    DataverseResource,
+    GraphResource,
+    MappingResource,
+    SenseiSource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
@@ -103,10 +111,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     database = str(work / "db.duckdb")
     with serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url, serve_entra(entra, tls=tls) as authority, \
             serve_wsgi(writes, tls=tls) as url, serve_graph(graph, tls=tls) as graph_url, \
-            DagsterInstance.ephemeral() as instance, pytest.MonkeyPatch.context() as mp:
-        for name, value in {"SHAREPOINT_SITE_URL": SITE_URL, "GRAPH_URL": f"{graph_url}/v1.0",
-                            "GRAPH_CA_BUNDLE": str(tls.ca_cert), "AZURE_AUTHORITY_HOST": authority}.items():
-            mp.setenv(name, value)
+            DagsterInstance.ephemeral() as instance:
+        sharepoint = GraphResource(graph_url=f"{graph_url}/v1.0", site_url=SITE_URL, tenant_id=entra.tenant,
+                                   authority_host=authority, ca_bundle=str(tls.ca_cert))
         dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
                                       ca_bundle=str(tls.ca_cert), fallback_owner=TEAM)
         with dataverse.client() as client:
@@ -114,8 +121,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             client.update("organizations", org, {"maxuploadfilesize": limit})
         resources = {"sensei": SenseiSource(base_url=sensei_url),
                      "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": DuckDBResource(database=database), "mapping": MappingResource(path=str(confirmed)),
-                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb"))}
+                     "store": StoreResource(database=database), "mapping": MappingResource(path=str(confirmed)),
+                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb")),
+                     "staging_rules": StagingResource(fallback_provider_id=None), "graph": sharepoint}
         assert materialize(raw_assets, resources=resources, instance=instance, tags=range_tags()).success
         yield {"resources": resources, "instance": instance, "writes": writes, "graph": graph, "docs": docs,
                "declared": declared, "limit": limit, "database": database, "audit": work / "audit.duckdb"}
@@ -172,7 +180,7 @@ def test_every_document_is_accounted_for_with_its_route_or_reason(env: dict, fir
         stem, ext = row["file_name"].rsplit(".", 1)
         assert [(n, r) for _, n, r in stored] == [(row["file_name"], None), (f"{stem} (2).{ext}", "renamed_duplicate")]
     evaluations = {e.check_name: e.passed for e in first["result"].get_asset_check_evaluations()
-                   if e.asset_key == DOCUMENT_KEY}
+                   if e.asset_key == writer_key("document")}
     assert evaluations[VERIFIED] and evaluations[ACCOUNTED]
     meta = first["result"].asset_materializations_for_node("dataverse__document")[0].metadata
     assert meta["documents"].value == rows.height and meta["mb_per_s"].value > 0
@@ -182,9 +190,7 @@ def test_every_document_is_accounted_for_with_its_route_or_reason(env: dict, fir
 
 def test_bodies_in_dynamics_and_sharepoint_equal_the_source(env: dict, first: dict) -> None:
     rows = first["rows"]
-    client = env["resources"]["dataverse"].client()
-    drive = graph_from_env().drive()
-    try:
+    with env["resources"]["dataverse"].client() as client, env["resources"]["graph"].drive() as drive:
         note = rows.filter(pl.col("outcome") == "note").row(0, named=True)
         body = client.retrieve("annotations", deterministic_id("annotation", note["source_id"]), ["documentbody"])
         assert hashlib.sha256(base64.b64decode(body["documentbody"])).hexdigest() == note["sha256"]
@@ -195,9 +201,6 @@ def test_bodies_in_dynamics_and_sharepoint_equal_the_source(env: dict, first: di
                                    ["relativeurl", "_regardingobjectid_value"])
         assert location["relativeurl"] == folder_name(location["_regardingobjectid_value"])
         assert drive.find(location["relativeurl"], shared["stored_name"]).id == shared["item_id"]
-    finally:
-        client.close()
-        drive.close()
 
 
 def test_a_rerun_sends_nothing_and_rollback_removes_notes_locations_and_files(env: dict, first: dict) -> None:
@@ -210,8 +213,7 @@ def test_a_rerun_sends_nothing_and_rollback_removes_notes_locations_and_files(en
     assert {o for o, _ in second} <= {"unchanged", "failed"}
     assert (env["writes"].count, env["graph"].stats["uploads_completed"]) == (before, uploads)
     shared = first["rows"].filter(pl.col("outcome") == "sharepoint")
-    client, drive = env["resources"]["dataverse"].client(), graph_from_env().drive()
-    try:
+    with env["resources"]["dataverse"].client() as client, env["resources"]["graph"].drive() as drive:
         with AuditStore(path=str(env["audit"])).connect() as conn:
             report = Rollback(client, AuditLog(conn), "rollback", drive=drive).run()
         assert report.failed == [] and report.changed_by_person == []
@@ -221,6 +223,3 @@ def test_a_rerun_sends_nothing_and_rollback_removes_notes_locations_and_files(en
         for r in shared.iter_rows(named=True):
             with pytest.raises(Exception, match="404|itemNotFound"):
                 list(drive.download(r["item_id"]))
-    finally:
-        client.close()
-        drive.close()

@@ -12,7 +12,6 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster._serdes import serialize_value
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.owners import OWNED_OBJECTS, staging_owners
 from senseimig_dagster.assets.partitions import range_tags
@@ -21,7 +20,13 @@ from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.jobs import stage_job
 from senseimig_dagster.mapping import default_map_path
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
+from senseimig_dagster.resources import (
+    DataverseResource,
+    MappingResource,
+    SenseiSource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
@@ -64,7 +69,8 @@ def staged_db(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def _resources(database: str) -> dict:
     return {"duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-            "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path())}
+            "store": StoreResource(database=database), "mapping": MappingResource(path=default_map_path()),
+            "staging_rules": StagingResource(fallback_provider_id=None)}
 
 
 def _owners(staged_db: str, dataverse: DataverseResource, fallback: str | None):

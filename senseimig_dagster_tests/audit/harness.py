@@ -13,8 +13,8 @@ from typing import Any
 import duckdb
 import httpx
 
-from senseimig_dagster.assets.dataverse_schema import CHANGES_TABLE, _ensure_changes_table
 from senseimig_dagster.audit.log import AuditLog, AuditOutcome, before_image
+from senseimig_dagster.audit.schema_changes import CHANGES_TABLE, ensure_changes_table
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
@@ -71,7 +71,7 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def setup_schema(client: DataverseClient, conn: duckdb.DuckDBPyConnection, run_id: str = "run-schema") -> None:
     """The schema asset's work, recording to ``audit.schema_changes`` as it does."""
-    _ensure_changes_table(conn)
+    ensure_changes_table(conn)
 
     def record(change: SchemaChange) -> None:
         if change.outcome != "exists":

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from senseimig_dagster.audit.log import AuditLog
-from senseimig_dagster.audit.rollback import Rollback, read_schema_changes
+from senseimig_dagster.audit.rollback import Rollback
+from senseimig_dagster.audit.schema_changes import read_schema_changes
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster_tests.audit.harness import (

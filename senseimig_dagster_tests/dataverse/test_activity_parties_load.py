@@ -17,16 +17,14 @@ from senseimig_dagster import mapping
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
-from senseimig_dagster.load.upsert import OwnerMap, entity_sets, load_staged, read_back
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
-from senseimig_dagster.load.writer import (
-    LedgerEntry,
-    LedgerRow,
-    WriteContext,
-    closed_states,
-    write_object,
-)
+from senseimig_dagster.load.closing import closing_state
+from senseimig_dagster.load.journal import JournalEntry, RecordOutcome
+from senseimig_dagster.load.owners import OwnerMap
+from senseimig_dagster.load.read_back import read_back
+from senseimig_dagster.load.upsert import load_staged
+from senseimig_dagster.load.writer import WriteContext, write_object
 from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
@@ -60,7 +58,7 @@ def client(tmp_path: Path) -> Iterator[DataverseClient]:
 @pytest.fixture
 def ctx(client: DataverseClient) -> WriteContext:
     loader = BulkLoader([client], chunk_size=10, max_parallel=2)
-    sets = entity_sets(DataverseMetadata(client), ["contact", "phonecall", "email"])
+    sets = DataverseMetadata(client).entity_sets(["contact", "phonecall", "email"])
     patients = pl.DataFrame({"_object": ["patient"] * 2, "_source_id": ["p1", "p2"],
                              "smig_sourcesystemid": ["p1", "p2"], "lastname": ["Ng", "Oh"]})
     assert not load_staged(loader, {"patient": patients}, FMAP, CATALOG, sets)["patient"].failed
@@ -83,11 +81,11 @@ def staged(directions: list[bool]) -> pl.DataFrame:
         "actualstart": start, "actualend": [s + dt.timedelta(minutes=7) for s in start],
         "overriddencreatedon": [s - dt.timedelta(hours=1) for s in start]})
     status = pl.DataFrame({"_source_id": ["c1", "c2", "c3"][:n], "status": ["Completed"] * n})
-    return closed_states("communication", frame, status)
+    return closing_state("communication", frame, FMAP.objects["communication"].tables, status)
 
 
-def write(ctx: WriteContext, frame: pl.DataFrame) -> list[LedgerRow]:
-    rows = write_object(ctx, "communication", frame, FMAP.objects["communication"].tables, owners=OWNERS)
+def write(ctx: WriteContext, frame: pl.DataFrame) -> list[RecordOutcome]:
+    rows = write_object(ctx, FMAP.objects["communication"], frame, owners=OWNERS)
     assert [r.outcome for r in rows if r.outcome == "failed"] == [], [(r.source_id, r.status, r.code) for r in rows]
     return rows
 
@@ -138,7 +136,7 @@ def test_communications_land_with_parties_times_direction_and_completed_state(
 def test_a_changed_direction_replaces_the_parties_of_the_closed_activity(
         ctx: WriteContext, client: DataverseClient) -> None:
     first = write(ctx, staged([True, False]))
-    previous = {(r.table, r.source_id): LedgerEntry(r.dataverse_id, r.body_hash, r.digests) for r in first}
+    previous = {(r.table, r.source_id): JournalEntry(r.dataverse_id, r.body_hash, r.digests) for r in first}
     again = WriteContext(ctx.loader, ctx.catalog, ctx.entity_sets, ctx.audit, "run-2", ctx.asset, previous)
     assert {r.outcome for r in write(again, staged([True, False]))} == {"unchanged"}  # nothing sent
     sent = again.audit.conn.execute("SELECT count(*) FROM audit.writes WHERE run_id = 'run-2'").fetchone()[0]

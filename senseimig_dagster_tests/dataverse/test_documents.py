@@ -1,4 +1,4 @@
-"""dataverse/documents.py against the Dataverse emulator in-process: routing by the organization's own limit, notes in
+"""The document load (load/document_routes.py, load/document_writer.py) against the Dataverse emulator in-process: routing by the organization's own limit, notes in
 one request and in blocks, SharePoint locations, every bad-file case, read-back verification, re-runs and rollback."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import GRAPH_FILES, GRAPH_FOLDERS, Rollback
-from senseimig_dagster.audit.store import AuditStore
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.load.document_writer import DocumentInput, DocumentLoader, PreviousDocument
+from senseimig_dagster.dataverse.metadata import DataverseMetadata
+from senseimig_dagster.dataverse.schema_setup import SchemaSetup
 from senseimig_dagster.load.document_routes import (
     BLOCK_BYTES,
     NOTE_SINGLE_MAX,
@@ -32,10 +32,11 @@ from senseimig_dagster.load.document_routes import (
     route,
     sanitise_file_name,
 )
-from senseimig_dagster.load.upsert import deterministic_id
-from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.load.document_writer import DocumentInput, DocumentLoader, PreviousDocument
+from senseimig_dagster.load.frames import deterministic_id
 from senseimig_dagster.mapping.schema_plan import default_plan
+from senseimig_dagster.objects import get
+from senseimig_dagster.resources import AuditStore
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import (
     apply_seed,
@@ -418,7 +419,7 @@ def test_simulator_answers_404_for_missing_content_and_other_bytes_for_corrupt(t
             == rows[corrupt]["size_bytes"]
         assert hashlib.sha256(bad.content).hexdigest() != rows[corrupt]["sha256"]
         with SenseiClient(url, "sandbox-key", max_retries=0) as client:
-            content = sensei_content(client)
+            content = sensei_content(client, get("document"))
             for sid, reason in ((missing, "missing_at_source"), (corrupt, "source_hash_mismatch")):
                 with pytest.raises(DocumentRejected) as rejected:
                     fetch_source(content, sid, rows[sid]["size_bytes"], rows[sid]["sha256"])

@@ -1,4 +1,4 @@
-"""dataverse/load.py against the emulator in-process, with the schema set up: parents before children, lookups
+"""The unaudited load (load/upsert.py) against the emulator in-process, with the schema set up: parents before children, lookups
 resolved by alternate key, in-frame references and state in a second pass, routed tables, owners, re-runs, read
 back."""
 
@@ -15,22 +15,15 @@ import pytest
 from senseimig_dagster import mapping
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
-from senseimig_dagster.load.upsert import (
-    OwnerMap,
-    build_readback,
-    deterministic_id,
-    entity_sets,
-    landed_per_table,
-    load_staged,
-    read_back,
-    readback_columns,
-    source_id_filter,
-    tables_of,
-)
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.load.frames import deterministic_id
+from senseimig_dagster.load.owners import OwnerMap
+from senseimig_dagster.load.read_back import build_readback, read_back, readback_columns, source_id_filter
+from senseimig_dagster.load.upsert import landed_per_table, load_staged
 from senseimig_dagster.mapping.sample import field_diff, sample_patient_ids, sample_rows
 from senseimig_dagster.mapping.schema_plan import default_plan
+from senseimig_dagster.mapping.scope import tables_of
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
@@ -83,7 +76,7 @@ def _staged() -> dict[str, pl.DataFrame]:
 
 
 def _load(client: DataverseClient, staged: dict[str, pl.DataFrame], owners: OwnerMap | None = None):
-    sets = entity_sets(DataverseMetadata(client), tables_of(FMAP, staged))
+    sets = DataverseMetadata(client).entity_sets(tables_of(FMAP, staged))
     return load_staged(BulkLoader([client], chunk_size=10, max_parallel=2), staged, FMAP, CATALOG, sets,
                        owners=owners), sets
 

@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, asset, materialize
 
+from senseimig_dagster.assets.gate import enforce_gate, gate_check_for, gate_check_spec
 from senseimig_dagster.dataverse.client import DataverseClient
-from senseimig_dagster.mapping import (
-    check_confirmed,
-    confirm,
-    gate_check_for,
-    gate_check_spec,
-    gate_problems,
-    mapfile,
-)
-from senseimig_dagster.mapping.gate import GATE_CHECK_NAME, enforce_gate
+from senseimig_dagster.mapping import check_confirmed, confirm, gate_problems, mapfile
+from senseimig_dagster.mapping.gate import GATE_CHECK_NAME
 from senseimig_dagster.resources import MappingResource
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.http_server import ThreadingWSGIServer, run_in_thread

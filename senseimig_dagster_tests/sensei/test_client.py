@@ -21,9 +21,10 @@ from senseimig_dagster.objects import OBJECTS
 from senseimig_dagster.sandbox import documents
 from senseimig_dagster.sandbox.sensei_sim import Fault, Faults, RateLimit, SenseiSimulator, serve
 from senseimig_dagster.sandbox.sensei_sim.faults import EXTRA_FIELD
-from senseimig_dagster.sensei.client import SenseiClient, _retry_after, to_batch
+from senseimig_dagster.sensei.client import SenseiClient, to_batch
 from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
 from senseimig_dagster.sensei.records import Batch
+from senseimig_dagster.transport.retry import parse_retry_after
 from senseimig_dagster_tests.sandbox import sim_tenant
 
 KEY = "k-7f3a-SECRET-do-not-log"
@@ -138,7 +139,7 @@ def test_bad_or_revoked_key_is_an_auth_error_without_the_key(tenant, caplog):
     assert KEY not in caplog.text
 
 
-def test_429_honours_retry_after(tenant):
+def test_429_honoursparse_retry_after(tenant):
     waits: list[float] = []
     limit = RateLimit(requests_per_second=20, burst=2)
     with server(tenant, rate_limit=limit) as (_, url), client(url, page_size=20) as c:
@@ -229,13 +230,13 @@ def test_document_content_streams_the_bytes(tenant):
     seed = orjson.loads((tenant[0] / "manifest.json").read_bytes())["seed"]
     with server(tenant) as (_, url), client(url) as c:
         for doc in tenant[1]["document"]:
-            chunks = list(c.document_content(doc["id"]))
+            chunks = list(c.content(DOCUMENT, doc["id"]))
             content = b"".join(chunks)
             assert len(content) == doc["size_bytes"]
             assert content == documents.document_bytes(seed, doc["id"], doc["size_bytes"], doc["mime_type"])
-        assert max(len(ch) for ch in c.document_content(tenant[1]["document"][0]["id"])) < 2_500_000  # streamed
+        assert max(len(ch) for ch in c.content(DOCUMENT, tenant[1]["document"][0]["id"])) < 2_500_000  # streamed
         with pytest.raises(SenseiPageError, match="document content of nope: HTTP 404"):
-            b"".join(c.document_content("nope"))
+            b"".join(c.content(DOCUMENT, "nope"))
 
 
 def test_the_key_never_reaches_repr_or_debug_logs(tenant, caplog):
@@ -296,11 +297,11 @@ def test_error_text_keeps_status_and_code_and_logs_the_message_at_debug_only(cap
 
 
 def test_retry_after_parsing():
-    assert _retry_after("3") == 3.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
-    assert 25 < _retry_after(format_datetime(later, usegmt=True)) <= 30
-    assert _retry_after(format_datetime(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), usegmt=True)) == 0.0
+    assert 25 < parse_retry_after(format_datetime(later, usegmt=True)) <= 30
+    assert parse_retry_after(format_datetime(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), usegmt=True)) == 0.0
 
 
 def test_backoff_is_capped_full_jitter(tenant):

@@ -10,14 +10,13 @@ import httpx
 import polars as pl
 import pytest
 
+from senseimig_dagster.assets.owners import owner_check_result, owner_check_spec
 from senseimig_dagster.dataverse.client import DataverseClient
 from senseimig_dagster.staging.owners import (
     CHECK_NAME,
     FallbackOwner,
     FallbackOwnerInvalid,
     fetch_systemusers,
-    owner_check_result,
-    owner_check_spec,
     owner_problems,
     resolve_fallback,
     resolve_owners,

@@ -1,4 +1,4 @@
-"""A small generated tenant staged and loaded into the in-process emulator once per session (dataverse/load.py);
+"""A small generated tenant staged and loaded into the in-process emulator once per session (load/upsert.py);
 each test gets its own copy of the emulator's database, so tampering with it stays local to the test."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import pytest
 from senseimig_dagster import mapping
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
-from senseimig_dagster.load.upsert import entity_sets, load_staged, tables_of
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.load.upsert import load_staged
 from senseimig_dagster.mapping.schema_plan import default_plan
+from senseimig_dagster.mapping.scope import tables_of
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.sandbox.dataverse_emulator import (
@@ -71,7 +72,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     client = client_of(app)
     try:
         SchemaSetup(DataverseMetadata(client), PLAN).run()
-        sets = entity_sets(DataverseMetadata(client), tables_of(FMAP, staging.staged) | {"account"})
+        sets = DataverseMetadata(client).entity_sets(tables_of(FMAP, staging.staged) | {"account"})
         results = load_staged(BulkLoader([client], chunk_size=200, max_parallel=2), staging.staged, FMAP, CATALOG,
                               sets)
         assert not [f for r in results.values() for f in r.failed]

@@ -12,7 +12,7 @@ import pytest
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.verify.counts import DataverseIndex
-from senseimig_dagster.verify.ledger import (
+from senseimig_dagster.verify.billing import (
     ALL,
     LedgerInputs,
     check_totals,

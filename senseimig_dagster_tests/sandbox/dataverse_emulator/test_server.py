@@ -73,7 +73,7 @@ def dataverse_process(db: Path, port: int) -> Iterator[dict[str, str]]:
 
 def client_for(info: dict[str, str]) -> tuple[EntraTokenProvider, httpx.Client]:
     provider = EntraTokenProvider(info["tenant"], info["client_id"], DEFAULT_APPS["sandbox-client"],
-                                      environment_url=info["url"], authority_host=info["authority_host"],
+                                      resource=info["url"], authority_host=info["authority_host"],
                                       verify=info["ca"], timeout=60)
     client = httpx.Client(base_url=f"{info['url']}/api/data/v9.2", verify=info["ca"], timeout=60,
                           headers={"Authorization": f"Bearer {provider.token()}"})
@@ -140,7 +140,7 @@ def test_msal_gets_a_token_from_the_emulators_own_port(tmp_path: Path, capsys) -
         assert re.search(r"authority host (https://[^)\s]+)", printed)[1] == url
         tenant, ca = re.search(r"tenant id: (\S+)", printed)[1], re.search(r"CA certificate .*: (\S+)", printed)[1]
         provider = EntraTokenProvider(tenant, "sandbox-client", DEFAULT_APPS["sandbox-client"],
-                                          environment_url=url, authority_host=url, verify=ca, timeout=60)
+                                          resource=url, authority_host=url, verify=ca, timeout=60)
         with provider, httpx.Client(base_url=f"{url}/api/data/v9.2", verify=ca, timeout=60) as client:
             headers = {"Authorization": f"Bearer {provider.token()}"}
             r = client.post("/contacts", json={"lastname": "Token"}, headers=headers)
