@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.demo import SANDBOX_SITE_URL
+from senseimig_dagster.cli.demo import SANDBOX_SITE_URL
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.mapping import confirm, default_map_path
 from senseimig_dagster.resources import (

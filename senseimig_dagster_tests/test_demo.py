@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from senseimig_dagster.demo import DemoRun, records_per_table
+from senseimig_dagster.cli.demo import DemoRun, records_per_table
 
 
 def test_a_failed_check_fails_the_demo_even_when_every_phase_succeeded() -> None:
