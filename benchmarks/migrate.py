@@ -101,7 +101,7 @@ class Meter:
 
 
 def install_meter(meter: Meter) -> None:
-    from senseimig_dagster.dataverse import loader
+    from senseimig_dagster.dataverse import bulk as loader
     from senseimig_dagster.dataverse.client import DataverseClient
 
     pause = loader._UserGate.pause
@@ -178,12 +178,12 @@ def writer_figures(run_id: str, database: str) -> list[tuple[str, int, float]]:
     """Per ``dataverse/<object>`` step of the load run: records written (created + updated), seconds."""
     import duckdb
 
-    from senseimig_dagster.cli import _instance
+    from senseimig_dagster.runs import instance as _instance
 
     stats = {s.step_key: s.end_time - s.start_time for s in _instance().get_run_step_stats(run_id)
              if s.end_time and s.start_time}
     with duckdb.connect(database, read_only=True) as conn:
-        written = dict(conn.execute("SELECT object, count(*) FROM load.ledger WHERE run_id = ? AND outcome IN "
+        written = dict(conn.execute("SELECT object, count(*) FROM load.journal WHERE run_id = ? AND outcome IN "
                                     "('created', 'updated') GROUP BY object", [run_id]).fetchall())
     return [(key.removeprefix("dataverse__"), written.get(key.removeprefix("dataverse__"), 0), seconds)
             for key, seconds in stats.items() if key.startswith("dataverse__")]
@@ -222,7 +222,7 @@ def document_figures(run_id: str, database: str, step_seconds: float, k: float =
 
 
 def check_seconds(run_id: str) -> float:
-    from senseimig_dagster.cli import _instance
+    from senseimig_dagster.runs import instance as _instance
 
     return sum(s.end_time - s.start_time for s in _instance().get_run_step_stats(run_id)
                if s.step_key.startswith("verify__") and s.end_time and s.start_time)
@@ -230,7 +230,7 @@ def check_seconds(run_id: str) -> float:
 
 def audited_writes(audit_db: str) -> int:
     from senseimig_dagster.audit.log import TABLE
-    from senseimig_dagster.audit.store import AuditStore
+    from senseimig_dagster.resources import AuditStore
 
     with AuditStore(path=audit_db).connect(read_only=True) as conn:
         return conn.execute(f"SELECT count(*) FROM {TABLE} WHERE outcome = 'ok'").fetchone()[0]
@@ -239,7 +239,7 @@ def audited_writes(audit_db: str) -> int:
 def latest_run_id(job: str) -> str:
     from dagster import RunsFilter
 
-    from senseimig_dagster.cli import _instance
+    from senseimig_dagster.runs import instance as _instance
 
     return _instance().get_runs(RunsFilter(job_name=job), limit=1)[0].run_id
 
