@@ -25,7 +25,7 @@ import polars as pl
 
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging import chart_duplicates, dedup, providers
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 PHONES = ("mobile_phone", "home_phone", "work_phone")
 

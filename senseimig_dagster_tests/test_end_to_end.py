@@ -1,4 +1,4 @@
-"""The whole migration through Dagster, then a delta window, then the rollback job (issue 6): a generated tenant
+"""The whole migration through Dagster, then a delta window, then the rollback job: a generated tenant
 (60 patients) served by the Sensei simulator over HTTP, the Dataverse emulator over HTTPS with tokens from the Entra
 stand-in. extract -> inventory -> confirmed map -> stage -> schema -> owners -> writers -> verification checks ->
 go_live_ready (ledger reconciliation); then the simulator serves the tenant's day 2 (``generate_day2``: new
@@ -41,15 +41,10 @@ from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.sandbox.generator.day2 import generate_day2, read_changes
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
 from senseimig_dagster.verify.billing import CHECK_NAME
-from senseimig_dagster_tests.audit.harness import diff, snapshot
-from senseimig_dagster_tests.migration_env import (
-    Served,
-    confirmed_map,
-    fast_tmp,
-    open_emulator,
-    resources,
-    serve_all,
-)
+from senseimig_dagster_tests.support.constants import SEED_TEAM
+from senseimig_dagster_tests.support.dataverse_state import diff, snapshot
+from senseimig_dagster_tests.support.environments import Sandbox, fast_tmp, open_emulator, sandbox
+from senseimig_dagster_tests.support.maps import confirmed_map
 
 pytestmark = pytest.mark.slow
 PATIENTS, SEED = 60, 23
@@ -65,20 +60,20 @@ DELTA = define_asset_job("e2e_delta", selection=AssetSelection.assets(*(k for a 
 @dataclass
 class World:
     work: Path
-    served: Served
+    served: Sandbox
     instance: DagsterInstance
     extracted: Path  # the DuckDB file after extract + inventory (copied by each scenario)
     mapping: Path
 
     def emulator(self, name: str) -> tuple[RecordStore, DataverseEmulator]:
-        store, app = open_emulator(self.work / f"{name}.sqlite")
+        store, app = open_emulator(self.work / f"{name}.sqlite", journaled=True)
         self.served.use(app)
         return store, app
 
     def resources(self, name: str) -> dict:
         database = self.work / f"{name}.duckdb"
         shutil.copy(self.extracted, database)
-        return resources(self.served, database, self.work / f"{name}-audit.duckdb", self.mapping)
+        return self.served.resources(database, mapping=self.mapping, audit=self.work / f"{name}-audit.duckdb")
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +85,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def _world(work: Path) -> Iterator[World]:
     generate(work / "tenant", patients=PATIENTS, seed=SEED)
     generate_day2(work / "tenant", work / "day2", seed=3)  # changes stamped in the 20 hours before now
-    store, app = open_emulator(work / "unused.sqlite")
-    with serve_all(work / "tenant", work, app) as served, DagsterInstance.ephemeral() as instance:
-        mapping = confirmed_map(work)
-        res = resources(served, work / "extracted.duckdb", work / "unused-audit.duckdb", mapping)
+    store, app = open_emulator(work / "unused.sqlite", journaled=True)
+    with sandbox(work, tenant=work / "tenant", graph=True, app=app, fallback_owner=SEED_TEAM) as served, \
+            DagsterInstance.ephemeral() as instance:
+        mapping = confirmed_map(work / "mapping.yaml")
+        res = served.resources(work / "extracted.duckdb", mapping=mapping, audit=work / "unused-audit.duckdb")
         tags = range_tags()
         assert materialize(raw_assets, resources=res, instance=instance, tags=tags).success
         counted = materialize([*raw_assets, inventory, mapping_state], resources=res, instance=instance,
@@ -157,8 +153,8 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
     assert [(e.asset_key, e.check_name) for e in evaluations if not e.passed] == []
     assert GO_LIVE_KEY in {e.asset_key for e in result.get_asset_materialization_events()}
     with duckdb.connect(res["store"].database, read_only=True) as conn:
-        # The load journal reconciles with staging: one journal row per staged row of every object; the only failures are
-        # documents whose file is bad at the source (zero bytes, missing, not matching its hash), each named.
+        # The load journal reconciles with staging: one journal row per staged row of every object; the only failures
+        # are documents whose file is bad at the source (zero bytes, missing, not matching its hash), each named.
         outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {JOURNAL} GROUP BY ALL").fetchall())
         staged = sum(conn.execute(f'SELECT count(*) FROM staging."{k.path[-1]}"').fetchone()[0]
                      for k in WRITER_KEYS)
@@ -203,11 +199,11 @@ def test_a_migration_that_failed_halfway_rolls_back_to_the_same_state(world: Wor
     store, app = world.emulator("half")
     before = snapshot(app)
     res = world.resources("half")
-    world.served.switch.fault = _writes_to(FAULTY_SET)
+    world.served.wire.fault = _writes_to(FAULTY_SET)
     try:
         result = _migrate(world, res)
     finally:
-        world.served.switch.fault = None
+        world.served.wire.fault = None
 
     assert not result.success
     done = {e.asset_key for e in result.get_asset_materialization_events() if e.asset_key}

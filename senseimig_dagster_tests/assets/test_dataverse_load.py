@@ -5,10 +5,7 @@ emulator, so "nothing was sent" is measured on the wire."""
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,82 +22,34 @@ from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.load.closing import closing_state
 from senseimig_dagster.load.journal import JOURNAL
 from senseimig_dagster.load.payload import PayloadBuilder
 from senseimig_dagster.load.read_back import read_back
-from senseimig_dagster.mapping import confirm, default_map, default_map_path
+from senseimig_dagster.mapping import default_map
 from senseimig_dagster.mapping.scope import writer_parents
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.resources import (
-    AuditStore,
-    DataverseResource,
-    GraphResource,
-    MappingResource,
-    SenseiSource,
-    StagingResource,
-    StoreResource,
-)
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
-
-TEAM = "5eed0000-0000-4000-8000-000000000201"  # the seed's Front Desk team: fallback owner (no Sensei user matches)
-APP_USER = "5eed0000-0000-4000-8000-000000000105"  # the seed's application user the load runs as
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-
-class WriteCounter:
-    """WSGI wrapper: counts requests that write (a ``$batch`` counts when one of its parts writes)."""
-
-    def __init__(self, app) -> None:
-        self.app, self.writes, self._lock = app, 0, threading.Lock()
-
-    def __call__(self, environ, start_response):
-        method = environ["REQUEST_METHOD"]
-        if method in WRITE_METHODS:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            is_batch = environ.get("PATH_INFO", "").endswith("$batch")
-            writes = not is_batch or any(f"\n{m} ".encode() in body.replace(b"\r\n", b"\n")
-                                         for m in WRITE_METHODS)
-            if writes:
-                with self._lock:
-                    self.writes += 1
-        return self.app(environ, start_response)
+from senseimig_dagster.resources import AuditStore, MappingResource, StoreResource
+from senseimig_dagster_tests.support.constants import SEED_APP_USER as APP_USER
+from senseimig_dagster_tests.support.constants import SEED_TEAM as TEAM
+from senseimig_dagster_tests.support.environments import sandbox
+from senseimig_dagster_tests.support.maps import confirmed_map, default_map_copy
 
 
 @pytest.fixture(scope="module")
 def env(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The seed's Front Desk team is the fallback owner (no Sensei user matches a seed user); the load runs as the
+    seed's application user. ``counter`` is the wire in front of the emulator."""
     work = tmp_path_factory.mktemp("load")
-    tls = make_local_ca(work / "tls")
-    entra, catalog = EntraStandIn(), Catalog.load()
-    catalog.key_delay, catalog.column_delay = 0.05, 0.0
-    store = RecordStore(work / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    counter = WriteCounter(DataverseEmulator(catalog, store, token_validator=entra.token_info, tenant=entra.tenant))
-    confirmed, unconfirmed = work / "mapping.yaml", work / "unconfirmed.yaml"
-    shutil.copy(default_map_path(), confirmed)
-    shutil.copy(default_map_path(), unconfirmed)
-    confirm(confirmed, "Test Reviewer")
-    database = str(work / "db.duckdb")
-    with serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url, serve_entra(entra, tls=tls) as authority, \
-            serve_wsgi(counter, tls=tls) as url, DagsterInstance.ephemeral() as instance:
-        dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                      ca_bundle=str(tls.ca_cert), dataverse_tier="professional", fallback_owner=TEAM)
-        resources = {"sensei": SenseiSource(base_url=sensei_url),
-                     "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": StoreResource(database=database), "mapping": MappingResource(path=str(confirmed)),
-                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb")),
-                     "staging_rules": StagingResource(fallback_provider_id=None), "graph": GraphResource(site_url=None)}
+    confirmed, unconfirmed = confirmed_map(work / "mapping.yaml"), default_map_copy(work / "unconfirmed.yaml")
+    database = work / "db.duckdb"
+    with sandbox(work, tenant=tenant, key_delay=0.05, fallback_owner=TEAM) as served, \
+            DagsterInstance.ephemeral() as instance:
+        resources = served.resources(database, mapping=confirmed, audit=work / "audit.duckdb")
         tags = range_tags()
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
-        yield {"resources": resources, "instance": instance, "counter": counter, "database": database,
+        yield {"resources": resources, "instance": instance, "counter": served.wire, "database": str(database),
                "unconfirmed": str(unconfirmed), "audit": work / "audit.duckdb"}
-    store.close()
 
 
 EVERYTHING = [dataverse_schema, staging_assets, staging_owners, *dataverse_assets]
@@ -148,7 +97,8 @@ def first(env: dict) -> dict:
 def test_graph_orders_parents_before_children() -> None:
     fmap = default_map()
     assert writer_parents(fmap, "patient") == ["location", "provider"]
-    assert "claim" in writer_parents(fmap, "claim_status_event") and "patient" in writer_parents(fmap, "claim")  # via policy
+    assert "claim" in writer_parents(fmap, "claim_status_event")
+    assert "patient" in writer_parents(fmap, "claim")  # via policy
     by_key = {a.key: a for a in dataverse_assets}
     upstream = by_key[writer_key("eligibility_check")].asset_deps[writer_key("eligibility_check")]
     assert {writer_key("patient"), writer_key("payer"), AssetKey(["staging", "owners"]),

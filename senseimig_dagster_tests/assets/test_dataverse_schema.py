@@ -1,4 +1,5 @@
-"""``dataverse/schema`` against the emulator over HTTPS, with tokens from the Entra stand-in (issue 3 §3 "Done when")."""
+"""``dataverse/schema`` against the emulator over HTTPS, with tokens from the Entra stand-in: the full schema plan
+created, a second run changes nothing, a half-made schema completed, an over-limit plan refused up front."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
 from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.resources import DataverseResource, StoreResource
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca, serve_wsgi
+from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
+from senseimig_dagster.sandbox.entra import EntraStandIn
+from senseimig_dagster.sandbox.tls import TLSFiles
+from senseimig_dagster_tests.support.environments import sandbox
 
 
 @dataclass
@@ -32,22 +34,11 @@ class Environment:
                                  tenant_id=r.tenant_id, ca_bundle=r.ca_bundle, dataverse_tier=tier)
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_local_ca(Path(tmp_path_factory.mktemp("tls")))
-
-
 @pytest.fixture
-def environment(tmp_path: Path, tls: TLSFiles) -> Iterator[Environment]:
-    entra = EntraStandIn()
-    catalog = Catalog.load()
-    catalog.key_delay, catalog.column_delay = 0.2, 0.1  # short, but the waits are still exercised
-    emulator = DataverseEmulator(catalog, RecordStore(tmp_path / "dv.sqlite", catalog), token_validator=entra.token_info,
-                                 tenant=entra.tenant)
-    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
-        yield Environment(DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                            ca_bundle=str(tls.ca_cert), dataverse_tier="professional"), emulator)
-    emulator.store.close()
+def environment(tmp_path: Path, tls_files: TLSFiles) -> Iterator[Environment]:
+    # An unseeded emulator; the metadata API's lags short, but the waits are still exercised.
+    with sandbox(tmp_path, tls=tls_files, seeded=False, key_delay=0.2, column_delay=0.1) as served:
+        yield Environment(served.dataverse(), served.emulator)
 
 
 def _run(env: Environment, db: Path, instance: DagsterInstance, resource: DataverseResource | None = None):

@@ -15,13 +15,12 @@ from dagster._serdes import serialize_value
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import CONSERVATION, raw_needs, staging_assets
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-from senseimig_dagster.mapping import default_map, default_map_path
+from senseimig_dagster.mapping import default_map
 from senseimig_dagster.mapping.scope import accounted_by
 from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster.resources import MappingResource, SenseiSource, StagingResource, StoreResource
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.resources import migration_resources
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +38,7 @@ def staged(tenant: Path, instance: DagsterInstance, tmp_path_factory: pytest.Tem
 
 
 def _run(sensei_url: str, database: str, instance: DagsterInstance):
-    resources = {"sensei": SenseiSource(base_url=sensei_url),
-                 "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                 "store": StoreResource(database=database), "mapping": MappingResource(path=default_map_path()),
-                 "staging_rules": StagingResource(fallback_provider_id=None)}
+    resources = migration_resources(database, sensei_url=sensei_url)
     tags = range_tags()
     assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
     return materialize([staging_assets], resources=resources, instance=instance, raise_on_error=False)

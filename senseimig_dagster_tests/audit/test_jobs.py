@@ -11,38 +11,22 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from senseimig_dagster import commands
+from senseimig_dagster.cli import commands
 from senseimig_dagster.assets.audit import export_audit, rollback, table_order
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.cli import build_parser
 from senseimig_dagster.load.journal import ensure_journal, mark_rolled_back, previous_entries
 from senseimig_dagster.resources import AuditStore, DataverseResource, GraphResource, StoreResource
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca, serve_wsgi
-from senseimig_dagster_tests.audit.harness import (
-    Migration,
-    build_emulator,
-    diff,
-    seed_existing,
-    setup_schema,
-    snapshot,
-)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_local_ca(Path(tmp_path_factory.mktemp("tls")))
+from senseimig_dagster.sandbox.tls import TLSFiles
+from senseimig_dagster_tests.support.audited_migration import Migration, seed_existing, setup_schema
+from senseimig_dagster_tests.support.dataverse_state import diff, snapshot
+from senseimig_dagster_tests.support.environments import sandbox
 
 
 @pytest.fixture
-def served(tmp_path: Path, tls: TLSFiles) -> Iterator[tuple[DataverseResource, object]]:
-    entra = EntraStandIn()
-    emulator = build_emulator(tmp_path)
-    emulator.token_validator, emulator.tenant = entra.token_info, entra.tenant
-    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
-        yield DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                ca_bundle=str(tls.ca_cert)), emulator
-    emulator.store.close()
+def served(tmp_path: Path, tls_files: TLSFiles) -> Iterator[tuple[DataverseResource, object]]:
+    with sandbox(tmp_path, tls=tls_files) as stand_ins:  # seeded, over HTTPS with Entra ID tokens
+        yield stand_ins.dataverse(), stand_ins.emulator
 
 
 def test_the_rollback_job_undoes_a_migration_over_https(served, tmp_path: Path) -> None:

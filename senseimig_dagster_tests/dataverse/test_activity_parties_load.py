@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import httpx
 import polars as pl
 import pytest
 
@@ -18,17 +17,15 @@ from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema_setup import SchemaSetup
 from senseimig_dagster.load.closing import closing_state
 from senseimig_dagster.load.journal import JournalEntry, RecordOutcome
 from senseimig_dagster.load.owners import OwnerMap
 from senseimig_dagster.load.read_back import read_back
 from senseimig_dagster.load.upsert import load_staged
 from senseimig_dagster.load.writer import WriteContext, write_object
-from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
+from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
+from senseimig_dagster_tests.support.environments import schema_client
 
 FMAP = mapping.load_valid(mapping.default_map_path())
 CATALOG = TargetCatalog()
@@ -44,15 +41,8 @@ SENDER, TO = 1, 2
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[DataverseClient]:
-    catalog = Catalog.load()
-    catalog.key_delay = catalog.column_delay = 0
-    store = RecordStore(tmp_path / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    app = DataverseEmulator(catalog, store)
-    with DataverseClient("http://dv.test", None, transport=httpx.WSGITransport(app=app)) as c:
-        SchemaSetup(DataverseMetadata(c), default_plan()).run()
+    with schema_client(tmp_path / "dv.sqlite") as c:
         yield c
-    store.close()
 
 
 @pytest.fixture

@@ -8,7 +8,11 @@ import httpx
 import pytest
 
 from senseimig_dagster.dataverse import BearerAuth, EntraAuthError, EntraTokenProvider
-from senseimig_dagster_tests.dataverse.conftest import CLIENT_ID, ENV_URL, SECRET, TENANT, Entra
+from senseimig_dagster_tests.support.constants import DATAVERSE_CLIENT_ID as CLIENT_ID
+from senseimig_dagster_tests.support.constants import DATAVERSE_SECRET as SECRET
+from senseimig_dagster_tests.support.constants import ENV_URL
+from senseimig_dagster_tests.support.constants import TEST_TENANT as TENANT
+from senseimig_dagster_tests.support.environments import Entra
 
 
 def provider(entra: Entra, secret: str = SECRET, tenant: str = TENANT, env_url: str = ENV_URL):

@@ -18,10 +18,10 @@ from senseimig_dagster.dataverse import (
     DataverseThrottled,
     EntraTokenProvider,
 )
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
+from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.tls import serve_wsgi
-
-KEY = "smig_sourcesystemid"
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
+from senseimig_dagster_tests.support.environments import keyed_contacts
 
 
 class Bodies:
@@ -38,10 +38,7 @@ class Bodies:
 
 
 def _serve(tmp_path: Path, **emulator_kwargs) -> Iterator[tuple[DataverseClient, Bodies]]:
-    catalog = Catalog.load()
-    catalog.add_column("contact", "smig_SourceSystemId", "String", max_length=100)
-    catalog.add_alternate_key("contact", "smig_sourcesystemid_key", [KEY])
-    catalog.set_key_status("contact", "smig_sourcesystemid_key", "Active")
+    catalog = keyed_contacts()
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     app = Bodies(DataverseEmulator(catalog, store, **emulator_kwargs))
     try:

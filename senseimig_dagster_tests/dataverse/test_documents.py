@@ -1,5 +1,6 @@
-"""The document load (load/document_routes.py, load/document_writer.py) against the Dataverse emulator in-process: routing by the organization's own limit, notes in
-one request and in blocks, SharePoint locations, every bad-file case, read-back verification, re-runs and rollback."""
+"""The document load (load/document_routes.py, load/document_writer.py) against the Dataverse emulator in-process:
+routing by the organization's own limit, notes in one request and in blocks, SharePoint locations, every bad-file
+case, read-back verification, re-runs and rollback."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ from senseimig_dagster.sandbox.dataverse_emulator.seed import (
     enable_document_management,
     load_seed,
 )
+from senseimig_dagster_tests.support.constants import EMULATOR_URL, SITE_URL
 
-SITE_URL = "https://contoso.sharepoint.com/sites/dental"
 DEFAULT_LIMIT = 5_242_880
 
 
@@ -87,7 +88,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], body))
         return app(environ, start_response)
 
-    with DataverseClient("http://dv.test", None, transport=httpx.WSGITransport(app=recording)) as client:
+    with DataverseClient(EMULATOR_URL, None, transport=httpx.WSGITransport(app=recording)) as client:
         SchemaSetup(DataverseMetadata(client), default_plan()).run()
         audit = AuditStore(path=str(tmp_path / "audit.duckdb"))
         requests.clear()

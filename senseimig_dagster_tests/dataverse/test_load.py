@@ -1,6 +1,6 @@
-"""The unaudited load (load/upsert.py) against the emulator in-process, with the schema set up: parents before children, lookups
-resolved by alternate key, in-frame references and state in a second pass, routed tables, owners, re-runs, read
-back."""
+"""The unaudited load (load/upsert.py) against the emulator in-process, with the schema set up: parents before
+children, lookups resolved by alternate key, in-frame references and state in a second pass, routed tables, owners,
+re-runs, read back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
@@ -16,21 +15,19 @@ from senseimig_dagster import mapping
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.dataverse.schema_setup import SchemaSetup
 from senseimig_dagster.load.frames import deterministic_id
 from senseimig_dagster.load.owners import OwnerMap
 from senseimig_dagster.load.read_back import build_readback, read_back, readback_columns, source_id_filter
 from senseimig_dagster.load.upsert import landed_per_table, load_staged
 from senseimig_dagster.mapping.sample import field_diff, sample_patient_ids, sample_rows
-from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.scope import tables_of
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
+from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging.pipeline import stage_tenant
-from senseimig_dagster_tests.staging.tenant_files import read_object
+from senseimig_dagster_tests.support.environments import schema_client
+from senseimig_dagster_tests.support.tenants import read_object
 
 FMAP = mapping.load_valid(mapping.default_map_path())
 CATALOG = TargetCatalog()
@@ -40,14 +37,8 @@ CREATED = dt.datetime(2019, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[DataverseClient]:
-    catalog = Catalog.load()
-    catalog.key_delay = catalog.column_delay = 0
-    store = RecordStore(tmp_path / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    with DataverseClient("http://dv.test", None, transport=httpx.WSGITransport(app=DataverseEmulator(catalog, store))) as c:
-        SchemaSetup(DataverseMetadata(c), default_plan()).run()
+    with schema_client(tmp_path / "dv.sqlite") as c:
         yield c
-    store.close()
 
 
 def _staged() -> dict[str, pl.DataFrame]:

@@ -16,11 +16,10 @@ from senseimig_dagster.dataverse.bulk import LoadResult, RowFailure
 from senseimig_dagster.dataverse.errors import DataverseError
 from senseimig_dagster.load.upsert import read_back
 from senseimig_dagster.load.writer import _rounds, _Row, _Sender
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
-
-KEY = "smig_sourcesystemid"
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
+from senseimig_dagster_tests.support.environments import keyed_contacts
 
 
 # -- read-back ---------------------------------------------------------------------------------------------------
@@ -114,10 +113,7 @@ def test_a_time_ordered_trail_goes_in_rounds_with_outcomes_on_the_right_rows() -
 # -- the emulator's key index ------------------------------------------------------------------------------------
 @pytest.fixture
 def store(tmp_path: Path) -> RecordStore:
-    catalog = Catalog.load()
-    catalog.add_column("contact", "smig_SourceSystemId", "String", max_length=100)
-    catalog.add_alternate_key("contact", "smig_sourcesystemid_key", [KEY])
-    catalog.set_key_status("contact", "smig_sourcesystemid_key", "Active")
+    catalog = keyed_contacts()
     s = RecordStore(tmp_path / "dv.sqlite", catalog)
     yield s
     s.close()

@@ -16,16 +16,18 @@ import pytest
 from senseimig_dagster.dataverse import BearerAuth, DataverseClient, EntraTokenProvider
 from senseimig_dagster.dataverse.bulk import BulkLoader, RowFailure
 from senseimig_dagster.sandbox.dataverse_emulator import (
-    Catalog,
     DataverseEmulator,
     Limits,
     RecordStore,
     ServiceProtection,
 )
 from senseimig_dagster.sandbox.tls import serve_wsgi
-from senseimig_dagster_tests.dataverse.conftest import CLIENT_ID, SECRET, TENANT, Entra
+from senseimig_dagster_tests.support.constants import DATAVERSE_CLIENT_ID as CLIENT_ID
+from senseimig_dagster_tests.support.constants import DATAVERSE_SECRET as SECRET
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
+from senseimig_dagster_tests.support.constants import TEST_TENANT as TENANT
+from senseimig_dagster_tests.support.environments import Entra, keyed_contacts
 
-KEY = "smig_sourcesystemid"
 SECOND_ID, SECOND_SECRET = "second-client", "second-Secret~value"
 MAX_LENGTH_CODE = "0x80044331"
 THROTTLED = (b'{"error":{"code":"0x80072322","message":"Number of requests exceeded the limit of 6000 over time '
@@ -89,10 +91,7 @@ def make_env(tmp_path: Path, entra: Entra) -> Iterator[Callable[..., Env]]:
     stack = ExitStack()
 
     def make(users: int = 1, limits: Limits | None = None, bulk_unsupported: Iterable[str] = ()) -> Env:
-        catalog = Catalog.load()
-        catalog.add_column("contact", "smig_SourceSystemId", "String", max_length=100)
-        catalog.add_alternate_key("contact", "smig_sourcesystemid_key", [KEY])
-        catalog.set_key_status("contact", "smig_sourcesystemid_key", "Active")
+        catalog = keyed_contacts()
         store = RecordStore(tmp_path / "dv.sqlite", catalog)
         stack.callback(store.close)
         protection = ServiceProtection(limits or Limits(enabled=False), servers=1)

@@ -7,35 +7,24 @@ import decimal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
-from senseimig_dagster.dataverse.metadata import DataverseMetadata
-from senseimig_dagster.load.payload import PayloadBuilder, PayloadError
-from senseimig_dagster.dataverse.schema_setup import SchemaSetup
 from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
-from senseimig_dagster.mapping.schema_plan import default_plan
+from senseimig_dagster.load.payload import PayloadBuilder, PayloadError
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
+from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
+from senseimig_dagster_tests.support.environments import schema_client
 
 OWNER = load_seed().user("harper.hygienist@sandbox.example")["systemuserid"]
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataverseClient]:
-    catalog = Catalog.load()
-    catalog.key_delay = catalog.column_delay = 0
-    store = RecordStore(Path(tmp_path_factory.mktemp("dv")) / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    emulator = DataverseEmulator(catalog, store)
-    with DataverseClient("http://dv.test", None, transport=httpx.WSGITransport(app=emulator)) as c:
-        SchemaSetup(DataverseMetadata(c), default_plan()).run()
+    with schema_client(Path(tmp_path_factory.mktemp("dv")) / "dv.sqlite") as c:
         yield c
-    store.close()
 
 
 def test_values_take_wire_formats_and_lookups_bind_by_alternate_key() -> None:

@@ -1,4 +1,5 @@
-"""The default schema plan covers DESIGN §4 and stays inside Sales Professional's limit."""
+"""The default schema plan: a custom table for every custom target of the registry, source columns and key on every
+table, lookups to planned or standard tables, parents first, and inside Sales Professional's custom-table limit."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import pytest
 
 from senseimig_dagster.mapping import MapInvalid, load_valid, mapfile, validate
 from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster_tests.mapping.conftest import DEFAULT_TEXT, edited
-from senseimig_dagster_tests.mapping.standard_copy import render
+from senseimig_dagster_tests.support.maps import DEFAULT_TEXT, edited
+from senseimig_dagster_tests.support.standard_copy import render
 
 
 def _errors(text: str, tmp_path: Path) -> list[str]:
@@ -45,7 +45,8 @@ def test_the_default_map_validates_and_covers_every_registry_field() -> None:
 
 def test_the_standard_column_copy_matches_the_emulators_catalog() -> None:
     shipped = Path(__file__).parents[2] / "senseimig_dagster/dataverse/standard_tables.json"
-    assert shipped.read_text(encoding="utf-8") == render(), "refresh: python -m senseimig_dagster_tests.mapping.standard_copy"
+    assert shipped.read_text(encoding="utf-8") == render(), \
+        "refresh: python -m senseimig_dagster_tests.support.standard_copy"
 
 
 def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from senseimig_dagster.sensei.client import SenseiClient, to_batch
 from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
 from senseimig_dagster.sensei.records import Batch
 from senseimig_dagster.transport.retry import parse_retry_after
-from senseimig_dagster_tests.sandbox import sim_tenant
+from senseimig_dagster_tests.support import tenants
 
 KEY = "k-7f3a-SECRET-do-not-log"
 PATIENT, LOCATION, DOCUMENT = OBJECTS["patient"], OBJECTS["location"], OBJECTS["document"]
@@ -34,7 +34,7 @@ PATIENT, LOCATION, DOCUMENT = OBJECTS["patient"], OBJECTS["location"], OBJECTS["
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[dict]]]:
     out = tmp_path_factory.mktemp("client-tenant")
-    return out, sim_tenant.build(out)
+    return out, tenants.build_sim_tenant(out)
 
 
 @contextmanager
@@ -263,8 +263,8 @@ def test_to_batch_types_values_keeps_extras_and_rejects_non_objects():
     import random
 
     rng = random.Random(3)
-    good = sim_tenant.row(PATIENT, rng, updated_at=dt.datetime(2025, 5, 6, 15, tzinfo=dt.UTC))
-    extra = {**sim_tenant.row(PATIENT, rng), "new_field": {"a": 1}}
+    good = tenants.sim_row(PATIENT, rng, updated_at=dt.datetime(2025, 5, 6, 15, tzinfo=dt.UTC))
+    extra = {**tenants.sim_row(PATIENT, rng), "new_field": {"a": 1}}
     batch = to_batch(PATIENT, 4, [good, "not an object", extra, None])
     assert batch.frame.height == 2
     assert batch.frame.get_column("_source_ref").to_list() == ["page 4 row 1", "page 4 row 3"]
@@ -318,7 +318,7 @@ def test_backoff_is_capped_full_jitter(tenant):
 
 @pytest.mark.slow
 def test_a_large_tenant_over_http(tmp_path):
-    sim_tenant.build(tmp_path, patients=60_000)
+    tenants.build_sim_tenant(tmp_path, patients=60_000)
     with server((tmp_path, None), rate_limit=RateLimit(requests_per_second=100, burst=200)) as (_, url), \
             client(url) as c:
         extraction = c.extract(PATIENT, None, None)

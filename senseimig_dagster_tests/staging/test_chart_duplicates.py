@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging.chart_duplicates import (
     LOG_SCHEMA,
     chart_truth,
@@ -15,7 +15,7 @@ from senseimig_dagster.staging.chart_duplicates import (
     evaluate_chart,
 )
 from senseimig_dagster.staging.dedup import deduplicate, repoint_children
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 T0 = dt.datetime(2024, 3, 5, 15, 0, tzinfo=dt.UTC)
 NOTE_SCHEMA = {"id": pl.String, "patient_id": pl.String, "appointment_id": pl.String, "note_type": pl.String,
@@ -46,7 +46,8 @@ def test_identical_note_keeps_the_earliest_signed_version():
 
 
 def test_unsigned_copy_loses_to_the_signed_note():
-    kept, log = collapse("clinical_note", notes(note("unsigned", signed=None, created=0), note("signed", signed=30, created=1)))
+    kept, log = collapse("clinical_note", notes(note("unsigned", signed=None, created=0),
+                                                note("signed", signed=30, created=1)))
     assert kept["id"].to_list() == ["signed"]
 
 
@@ -99,10 +100,8 @@ def test_copies_on_a_merged_duplicate_patient_meet_after_repointing():
 
 
 @pytest.fixture(scope="module")
-def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("chart_tenant")
-    generate(out, patients=300, seed=23)
-    return out
+def tenant(generated: Callable[[int, int], Path]) -> Path:
+    return generated(300, 23)
 
 
 def test_generated_tenant_precision_and_recall(tenant: Path):

@@ -21,7 +21,7 @@ from senseimig_dagster.assets.verification import (
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.verify.counts import DataverseIndex, conservation, count_rows, counts_from_markdown
 from senseimig_dagster.verify.fields import compare_fields, rows_to_compare, sample_size
-from senseimig_dagster_tests.verify.conftest import CATALOG, FMAP, Loaded
+from senseimig_dagster_tests.support.loaded_tenant import CATALOG, FMAP, Loaded
 
 
 def _inputs(dv: DataverseClient, loaded: Loaded, **kw) -> VerifyInputs:

@@ -19,7 +19,8 @@ from senseimig_dagster.resources import DataverseResource, MappingResource, Stor
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster.store import Store
 from senseimig_dagster.verify.billing import CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
-from senseimig_dagster_tests.verify.conftest import FMAP, PLAN, Loaded, client_of
+from senseimig_dagster_tests.support.environments import in_process_client
+from senseimig_dagster_tests.support.loaded_tenant import FMAP, PLAN, Loaded
 
 
 def test_go_live_waits_for_every_writer_behind_a_blocking_reconciliation() -> None:
@@ -66,7 +67,7 @@ class _InProcessDataverse(DataverseResource):
     """The emulator of this test, in process (no token endpoint)."""
 
     def client(self) -> DataverseClient:
-        return client_of(_APP[0])
+        return in_process_client(_APP[0])
 
 
 def _run(loaded: Loaded, database: Path, name: str) -> dg.ExecuteInProcessResult:

@@ -121,7 +121,7 @@ def test_cli_options_reach_the_server(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_msal_gets_a_token_from_the_emulators_own_port(tmp_path: Path, capsys) -> None:
-    """Issue 3 §1: the token endpoint at Entra's path on the emulator's port; msal's discovery and token calls go
+    """The one-port token endpoint: Entra's token path on the emulator's own port; msal's discovery and token calls go
     there, and the token works for a record call (owned by the seed's application user)."""
     from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
     from senseimig_dagster.sandbox.dataverse_emulator.server import run_dataverse_server

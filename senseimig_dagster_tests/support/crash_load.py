@@ -1,7 +1,9 @@
-"""The loader process the crash-safety test kills: ``python -m senseimig_dagster_tests.crash_load CONFIG.json``
+"""The loader process the crash-safety test kills: ``python -m senseimig_dagster_tests.support.crash_load CONFIG.json``
 materializes every ``dataverse/<object>`` writer (staging, owners and schema already done in the DuckDB file) into
-the emulator the parent test serves over HTTPS, with a Dagster instance kept in a directory of its own. Exit
-status 0 when the run succeeded, 1 otherwise (a SIGKILL shows as -9 to the parent)."""
+the emulator the parent test serves over HTTPS, with a Dagster instance kept in a directory of its own. ``CONFIG``
+holds the files (``database``, ``audit``, ``mapping``, ``home``), ``sensei_url`` and the ``dataverse`` and ``graph``
+resources' configuration. Exit status 0 when the run succeeded, 1 otherwise (a SIGKILL shows as -9 to the
+parent)."""
 
 from __future__ import annotations
 
@@ -38,25 +40,14 @@ def main(argv: list[str]) -> int:
     from senseimig_dagster.assets.owners import staging_owners
     from senseimig_dagster.assets.staging import staging_assets
     from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
-    from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-    from senseimig_dagster.resources import (
-        AuditStore,
-        DataverseResource,
-        GraphResource,
-        MappingResource,
-        SenseiSource,
-        StagingResource,
-        StoreResource,
-    )
+    from senseimig_dagster.resources import DataverseResource, GraphResource
+    from senseimig_dagster_tests.support.resources import migration_resources
 
     config = json.loads(Path(argv[0]).read_text())
-    dataverse = DataverseResource(**config["dataverse"])
-    resources = {"sensei": SenseiSource(base_url=config["sensei_url"]),  # raw is landed: only document bodies
-                 "duckdb_io_manager": SenseimigDuckDBIOManager(database=config["database"]),
-                 "store": StoreResource(database=config["database"]),
-                 "mapping": MappingResource(path=config["mapping"]), "dataverse": dataverse,
-                 "audit": AuditStore(path=config["audit"]), "graph": GraphResource(**config["graph"]),
-                 "staging_rules": StagingResource(fallback_provider_id=None)}
+    # Raw is landed: the Sensei API only serves document bodies.
+    resources = migration_resources(config["database"], mapping=config["mapping"], sensei_url=config["sensei_url"],
+                                    dataverse=DataverseResource(**config["dataverse"]),
+                                    graph=GraphResource(**config["graph"]), audit=config["audit"])
     Path(config["home"]).mkdir(parents=True, exist_ok=True)
     instance = DagsterInstance.local_temp(tempdir=config["home"])
     try:

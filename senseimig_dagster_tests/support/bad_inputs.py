@@ -6,7 +6,8 @@ many rows must leave the clean frame. ``must_pass`` cases (emoji, right-to-left 
 legal clinical note, the DST-ambiguous hour) must produce no finding and keep their values unchanged.
 
 ``checks_for`` is the staging spec the corpus runs under: the cleaners a staging asset applies per object, with the
-Dataverse limits of reference ``dataverse.md`` §13 and the custom-table limits of ``dataverse/schema.py``.
+column limits of Microsoft's table definitions (contact's name and description lengths, its gender options) and
+the custom-table limits of ``dataverse/schema.py``.
 ``generator`` names the ``sandbox/generator/defects.py`` defect a case reproduces.
 """
 
@@ -41,7 +42,8 @@ PARENTS: dict[str, pl.Series] = {
     "patient": pl.Series(["pat-1", "pat-2"]),
     "claim": pl.Series(["clm-1"]),
 }
-GENDER_MAP = {"Male": 1, "Female": 2}  # contact.gendercode (reference §13); the confirmed map adds the rest
+# contact.gendercode's options in Microsoft's contact definition; the confirmed map adds the rest
+GENDER_MAP = {"Male": 1, "Female": 2}
 CONTACT_NAME_MAX, CONTACT_DESCRIPTION_MAX, CUSTOM_MEMO_MAX = 50, 2000, 100_000
 REQUIRED_PARENT = {"orphan_reference": "row"}  # a row without its required parent cannot be loaded
 

@@ -1,13 +1,11 @@
-"""Test harness for the audit log and rollback: an in-process emulator, a store snapshot that ignores what every
-write changes anyway (``modifiedon``, ``versionnumber``, ETags), and a small "migration" that writes through
-BulkLoader and the client and records every write exactly as the Dataverse writer assets do."""
+"""A small migration written by hand for the audit log and rollback tests: the schema set up as ``dataverse/schema``
+does it (recording to ``audit.schema_changes``), records that exist before the migration, and a :class:`Migration`
+that writes through the bulk loader and the client and records every write exactly as the writers do (intent,
+request, outcome with ``after_version``), with a :class:`Crash` between a request and its outcome on demand."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,53 +18,17 @@ from senseimig_dagster.dataverse.bulk import BulkLoader
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema_setup import SchemaChange, SchemaSetup
 from senseimig_dagster.mapping.schema_plan import default_plan
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
+from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
+from senseimig_dagster_tests.support.constants import EMULATOR_URL
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
 
-KEY = "smig_sourcesystemid"
 RUN = "run-migrate"
-IGNORED = {"modifiedon", "versionnumber", "@odata.etag"}
 TABLE_ORDER = ["account", "contact", "smig_appointment"]  # parents first, as load_order() maps
 
 
-def build_emulator(path: Path) -> DataverseEmulator:
-    catalog = Catalog.load()
-    catalog.key_delay = catalog.column_delay = 0
-    store = RecordStore(path / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    return DataverseEmulator(catalog, store)
-
-
 def connect(emulator: DataverseEmulator, transport: httpx.BaseTransport | None = None) -> DataverseClient:
-    return DataverseClient("http://dv.test", None, transport=transport or httpx.WSGITransport(app=emulator),
-                           max_retries=0)
-
-
-def snapshot(emulator: DataverseEmulator) -> dict[str, Any]:
-    """Every record of every table (nulls dropped: Dataverse reads an unset and a cleared column alike) and the
-    custom schema: tables, columns, lookups, keys and relationships."""
-    rows = emulator.store._conn.execute("SELECT tbl, id, data FROM records ORDER BY tbl, id").fetchall()
-    records = {(t, i): {k: v for k, v in json.loads(d).items() if k not in IGNORED and v is not None}
-               for t, i, d in rows}
-    catalog = emulator.catalog
-    schema = {}
-    for name, table in catalog.tables.items():
-        schema[name] = (sorted(table.columns), sorted(table.lookups), sorted(k.schema_name for k in table.keys))
-    return {"records": records, "schema": schema, "relationships": sorted(catalog.relationships)}
-
-
-def diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """What differs, by table and id (test output only)."""
-    out = []
-    for key in sorted(set(before["records"]) | set(after["records"])):
-        if before["records"].get(key) != after["records"].get(key):
-            out.append(f"record {key}: {before['records'].get(key)} != {after['records'].get(key)}")
-    for name in sorted(set(before["schema"]) | set(after["schema"])):
-        if before["schema"].get(name) != after["schema"].get(name):
-            out.append(f"schema {name}")
-    if before["relationships"] != after["relationships"]:
-        out.append("relationships")
-    return out
+    """A client of ``emulator`` in process that never retries (``transport``: e.g. a counting one)."""
+    return DataverseClient(EMULATOR_URL, None, transport=transport or httpx.WSGITransport(app=emulator), max_retries=0)
 
 
 def setup_schema(client: DataverseClient, conn: duckdb.DuckDBPyConnection, run_id: str = "run-schema") -> None:
@@ -158,16 +120,3 @@ class Migration:
 
 class Crash(Exception):
     """The migration process dying between a request and its recorded outcome."""
-
-
-def counting(emulator: DataverseEmulator) -> tuple[httpx.BaseTransport, Callable[[], dict[str, int]]]:
-    """A transport that counts requests by method (writes of a no-op rollback must be 0)."""
-    counts: dict[str, int] = {}
-    inner = httpx.WSGITransport(app=emulator)
-
-    class Counting(httpx.BaseTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            counts[request.method] = counts.get(request.method, 0) + 1
-            return inner.handle_request(request)
-
-    return Counting(), lambda: dict(counts)

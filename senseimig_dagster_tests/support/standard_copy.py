@@ -1,6 +1,6 @@
-"""Builds ``dataverse/standard_tables.json`` from the emulator's catalog (Microsoft's metadata plus the documented
-appointment/phonecall navigation names). Run ``python -m senseimig_dagster_tests.mapping.standard_copy`` to refresh
-the copy; ``test_targets`` checks it has not drifted."""
+"""Builds the product's ``dataverse/standard_tables.json`` from the emulator's catalog (Microsoft's metadata plus the
+documented appointment/phonecall navigation names). Run ``python -m senseimig_dagster_tests.support.standard_copy``
+to refresh the copy; ``mapping/test_validate.py`` checks it has not drifted."""
 
 from __future__ import annotations
 
