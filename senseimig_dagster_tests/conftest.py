@@ -12,6 +12,7 @@ from dagster import DagsterInstance
 
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca
+from senseimig_dagster_tests.support.environments import Entra, clocked_entra
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +46,10 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 def instance() -> Iterator[DagsterInstance]:
     with DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+@pytest.fixture
+def entra(tls_files: TLSFiles, monkeypatch: pytest.MonkeyPatch) -> Iterator[Entra]:
+    """An Entra ID stand-in over real HTTPS on its own port, with one clock shared by it and msal's token cache."""
+    with clocked_entra(tls_files, monkeypatch) as stand_in:
+        yield stand_in

@@ -33,13 +33,14 @@ PACKAGE = "senseimig_dagster"
 SUPPORT = "senseimig_dagster_tests.support"
 SANDBOX = f"{PACKAGE}.sandbox"
 EMULATOR = f"{SANDBOX}.dataverse_emulator"
-ENTRY_POINTS = frozenset(f"{PACKAGE}.{m}" for m in ("definitions", "jobs", "cli", "commands", "demo", "runs"))
+# The entry points: the Definitions the UI loads, the jobs, and the command line package (parse, commands, runs, demo).
+ENTRY_UNITS = frozenset({"definitions", "jobs", "cli"})
 # Besides the entry points, the only units that may import Dagster (``dagster``, ``dagster_duckdb``...).
 DAGSTER_UNITS = frozenset({"assets", "resources", "io_managers"})
 MAX_FUNCTION_IMPORTS = 15
 
 # Each unit (a top-level module or package of senseimig_dagster) and the units it may import. Dependencies point
-# one way: down this list. The entry points (definitions, jobs, cli, commands, demo, runs) may import anything.
+# one way: down this list. The entry points (ENTRY_UNITS) may import anything.
 LAYERS: dict[str, set[str]] = {
     "objects": set(),
     "settings": set(),
@@ -59,8 +60,6 @@ LAYERS: dict[str, set[str]] = {
     "assets": {"objects", "settings", "sensei", "dataverse", "graph", "mapping", "staging", "audit", "load",
                "verify", "store", "io_managers", "resources"},
 }
-# The one module still holding English words that equal object names; they move to a data file (then this goes).
-VOCABULARY = f"{PACKAGE}.mapping.vocabulary"
 
 
 def _module_name(path: Path) -> str:
@@ -166,6 +165,10 @@ def _production(module: str) -> bool:
     return not module.startswith(SANDBOX)
 
 
+def _entry(module: str) -> bool:
+    return _unit(module) in ENTRY_UNITS
+
+
 def test_no_import_cycle_between_modules() -> None:
     graph = {m: {t for t, _, _ in deps if t != m} for m, deps in _imports().items() if not m.startswith(EMULATOR)}
     assert _cycles(graph) == []
@@ -183,7 +186,7 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     wrong = []
     for module, deps in _imports().items():
         unit = _unit(module)
-        if not _production(module) or module in ENTRY_POINTS or module == PACKAGE:
+        if not _production(module) or _entry(module) or module == PACKAGE:
             continue
         assert unit in LAYERS, f"{module}: add its package to LAYERS, with the units it may import"
         for target, node, _ in deps:
@@ -194,7 +197,7 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
 
 def test_only_entry_points_import_the_sandbox() -> None:
     wrong = [f"{module}:{node.lineno} imports {target}" for module, deps in _imports().items()
-             if _production(module) and module not in ENTRY_POINTS
+             if _production(module) and not _entry(module)
              for target, node, _ in deps if target.startswith(SANDBOX)]
     assert wrong == []
 
@@ -218,7 +221,7 @@ def _imports_dagster(module: str) -> list[int]:
 
 def test_only_assets_resources_io_managers_and_entry_points_import_dagster() -> None:
     wrong = [f"{module}:{line} imports Dagster" for module in sorted(_modules()) if _production(module)
-             and module not in ENTRY_POINTS and _unit(module) not in DAGSTER_UNITS
+             and not _entry(module) and _unit(module) not in DAGSTER_UNITS
              for line in _imports_dagster(module)]
     assert wrong == [], "keep Dagster out of this layer: pass plain values in from an asset or a resource"
 
@@ -241,15 +244,7 @@ def _docstrings(tree: ast.Module) -> set[int]:
             and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
 
 
-def _literal_cases() -> list:
-    return [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="mapping/vocabulary.py still holds English "
-                                                                         "words equal to object names; they are "
-                                                                         "moving to a data file"))
-            if m == VOCABULARY else m
-            for m in sorted(m for m in _modules() if _production(m) and m != f"{PACKAGE}.objects")]
-
-
-@pytest.mark.parametrize("module", _literal_cases())
+@pytest.mark.parametrize("module", sorted(m for m in _modules() if _production(m) and m != f"{PACKAGE}.objects"))
 def test_no_object_name_outside_the_registry(module: str) -> None:
     names = {o.name for o in REGISTRY}
     tree = _tree(module)

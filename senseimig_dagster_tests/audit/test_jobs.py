@@ -11,10 +11,9 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from senseimig_dagster.cli import commands
 from senseimig_dagster.assets.audit import export_audit, rollback, table_order
 from senseimig_dagster.audit.log import AuditLog
-from senseimig_dagster.cli import build_parser
+from senseimig_dagster.cli import build_parser, commands
 from senseimig_dagster.load.journal import ensure_journal, mark_rolled_back, previous_entries
 from senseimig_dagster.resources import AuditStore, DataverseResource, GraphResource, StoreResource
 from senseimig_dagster.sandbox.tls import TLSFiles
