@@ -83,7 +83,7 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
      ("no navigation property 'smig_treatmentplanid'", "write smig_TreatmentPlanId")),
     ("{target: smig_TreatmentPlanId, transform: lookup", "{target: smig_PatientId, transform: lookup",
      ("smig_PatientId points at contact but treatment_plan is written to smig_treatmentplan",)),
-    ("tax_id:     {transform: skip, reason: \"no tax id column on account in DESIGN §4\"}",
+    ("tax_id:     {transform: skip, reason: \"no tax id column on account in the schema plan\"}",
      "tax_id:     {target: primarycontactid, transform: lookup, lookup: patient}",
      ("lookup to patient, which loads after organization",)),
     ("{target: smig_sourcesystemid, transform: direct}\n      patient_number",
