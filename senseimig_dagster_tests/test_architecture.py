@@ -1,5 +1,5 @@
-"""The product's layering rules, read off the code's own imports and literals (AST, nothing run); ``LAYERS`` below is
-where they are written down.
+"""The product's layering rules (``docs/architecture.md``, "Layers and the one-way import rule"), read off the code's
+own imports and literals (AST, nothing run); ``LAYERS`` below is where they are written down.
 
 * no import cycle between production modules, nor between production packages (the Dataverse emulator's own
   package aside: it is a stand-in, not product code);
