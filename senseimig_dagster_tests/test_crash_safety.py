@@ -146,6 +146,9 @@ def clean(base: Base) -> dict:
     return {"state": state, "writes": writes}
 
 
+# About 25 loader processes in a row: on a shared, loaded 2-core machine that alone passes the suite's 600 s hang
+# guard, so this test gets a wider one (it is a guard against a hang, not a speed target).
+@pytest.mark.timeout(1800)
 def test_a_load_killed_at_random_points_and_run_again_ends_as_a_clean_run(base: Base, clean: dict) -> None:
     rng = random.Random(SEED)
     for i in range(TRIALS):
