@@ -1,4 +1,4 @@
-"""Patient deduplication (issue 5): precision, recall and time at 20k and 100k patients, and how time scales.
+"""Patient deduplication: precision, recall and time at 20k and 100k patients, and how time scales.
 
     .venv/bin/python benchmarks/dedup.py [--patients 20000] [--copies 5] [--seed 5] [--tenant DIR]
 
@@ -25,7 +25,7 @@ import polars as pl
 
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging import chart_duplicates, dedup, providers
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 PHONES = ("mobile_phone", "home_phone", "work_phone")
 

@@ -116,7 +116,7 @@ def main() -> None:
         print(json.dumps(child(Path(args.path))))
         return
 
-    from senseimig_dagster.demo import _free_port, _wait_ready
+    from senseimig_dagster.cli.demo import _free_port, _wait_ready
     from senseimig_dagster.sandbox.export_writer import write_export
     from senseimig_dagster.sandbox.generator import generate, read_manifest
 

@@ -1,4 +1,4 @@
-"""Dataverse load throughput (issue 3, "Benchmark"): patient-shaped contacts into the emulator over HTTPS on
+"""Dataverse load throughput: patient-shaped contacts into the emulator over HTTPS on
 127.0.0.1 with Microsoft's default service protection limits, by our BulkLoader (1, 2 and 4 application users),
 Microsoft's Python SDK (its documented bulk create) and a naive one-request-per-record httpx loop.
 
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken
 
-    from senseimig_dagster.dataverse import DataverseClient, DataverseTokenProvider
+    from senseimig_dagster.dataverse import DataverseClient, EntraTokenProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, like `make bench-load`
@@ -229,10 +229,10 @@ class Emulator:
 # -- clients ---------------------------------------------------------------------------------------------------------
 
 
-def _provider(info: dict[str, str], user: str) -> DataverseTokenProvider:
-    from senseimig_dagster.dataverse import DataverseTokenProvider
+def _provider(info: dict[str, str], user: str) -> EntraTokenProvider:
+    from senseimig_dagster.dataverse import EntraTokenProvider
 
-    return DataverseTokenProvider(info["tenant"], user, bench_user_secret(user), info["url"],
+    return EntraTokenProvider(info["tenant"], user, bench_user_secret(user), info["url"],
                                   authority_host=info["authority"], verify=info["ca"])
 
 
@@ -247,8 +247,8 @@ def _our_client(info: dict[str, str], user: str, pool: int) -> DataverseClient:
 
 
 def run_ours(info: dict[str, str], records: int, users: int, max_parallel: int) -> dict[str, Any]:
-    """Our throughput engine (``dataverse/loader.py``) with ``users`` application users."""
-    from senseimig_dagster.dataverse.loader import BulkLoader
+    """Our throughput engine (``dataverse/bulk.py``) with ``users`` application users."""
+    from senseimig_dagster.dataverse.bulk import BulkLoader
 
     rows = patient_contacts(records)
     clients = [_our_client(info, bench_user(i), max_parallel + 4) for i in range(users)]
@@ -268,7 +268,7 @@ class StandInCredential:
     """An azure-core ``TokenCredential`` for Microsoft's SDK, with tokens from the Entra stand-in (through msal,
     as our client gets them)."""
 
-    def __init__(self, provider: DataverseTokenProvider) -> None:
+    def __init__(self, provider: EntraTokenProvider) -> None:
         self._provider = provider
 
     def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,

@@ -1,4 +1,4 @@
-"""Mapping proposer accuracy (issue 4): the default map is the truth; the source side is disguised, the proposer
+"""Mapping proposer accuracy: the default map is the truth; the source side is disguised, the proposer
 runs blind.
 
     .venv/bin/python benchmarks/mapping_accuracy.py [--seeds 50] [--patients 60] [--threshold 0.6]
@@ -41,7 +41,7 @@ from senseimig_dagster.mapping.profiles import profile_frame  # noqa: E402
 from senseimig_dagster.mapping.propose import DEFAULT_THRESHOLD, propose  # noqa: E402
 from senseimig_dagster.objects import OBJECTS  # noqa: E402
 from senseimig_dagster.sandbox.generator import generate  # noqa: E402
-from senseimig_dagster_tests.staging.tenant_files import read_object  # noqa: E402
+from senseimig_dagster_tests.support.tenants import read_object  # noqa: E402
 
 # How real exports rename things (written for the harness, not taken from the proposer's vocabulary).
 RENAMES: dict[str, tuple[str, ...]] = {

@@ -1,7 +1,7 @@
-"""The whole migration (issue 6, "Benchmark"): a generated tenant (12,000 patients ≈ 1.15M source rows) served over
+"""The whole migration: a generated tenant (12,000 patients ≈ 1.15M source rows) served over
 HTTP by the Sensei simulator, extracted, staged and loaded into the Dataverse emulator over HTTPS with Microsoft's
 default service protection limits and the emulator's cost model, verified and reconciled: the same jobs as
-``make demo`` (``senseimig_dagster/demo.py``), in one Dagster instance.
+``make demo`` (``senseimig_dagster/cli/demo.py``), in one Dagster instance.
 
     .venv/bin/python benchmarks/migrate.py [--patients 12000] [--time-scale 4] [--seed 7] [--quick]
 
@@ -33,8 +33,9 @@ Set-up, and why:
   count one per audited record write (create, update, link, state: ``audit.writes``), one per other HTTP request
   (reads, metadata). Application users draw on the tenant's pool for non-licensed users: 500,000 + 5,000 per
   Dynamics 365 Enterprise or Professional license, up to 10,000,000 per 24 hours
-  (https://learn.microsoft.com/power-platform/admin/api-request-limits-allocations, 2025-05 copy in the fact
-  sheet §6; an older Microsoft Learn training page gives a 100,000 base for Enterprise tenants [not re-verified]).
+  (Microsoft's "Requests limits and allocations",
+  https://learn.microsoft.com/power-platform/admin/api-request-limits-allocations, as of 2025-05; an older
+  Microsoft Learn training page gives a 100,000 base for Enterprise tenants [not re-verified]).
   Licensed users get 40,000 each per 24 hours.
 
 Figures, not asserts: the machine is shared and noisy.
@@ -101,18 +102,18 @@ class Meter:
 
 
 def install_meter(meter: Meter) -> None:
-    from senseimig_dagster.dataverse import loader
+    from senseimig_dagster.dataverse import bulk
     from senseimig_dagster.dataverse.client import DataverseClient
 
-    pause = loader._UserGate.pause
+    pause = bulk._UserGate.pause
 
     def metered_pause(self, retry_after: float | None) -> None:
         with meter.lock:
             meter.throttled += 1
-        meter.wait(retry_after or loader._DEFAULT_RETRY_AFTER)
+        meter.wait(retry_after or bulk._DEFAULT_RETRY_AFTER)
         pause(self, retry_after)
 
-    loader._UserGate.pause = metered_pause  # type: ignore[method-assign]
+    bulk._UserGate.pause = metered_pause  # type: ignore[method-assign]
 
     attempt = DataverseClient._attempt
 
@@ -178,12 +179,12 @@ def writer_figures(run_id: str, database: str) -> list[tuple[str, int, float]]:
     """Per ``dataverse/<object>`` step of the load run: records written (created + updated), seconds."""
     import duckdb
 
-    from senseimig_dagster.cli import _instance
+    from senseimig_dagster.cli.runs import instance
 
-    stats = {s.step_key: s.end_time - s.start_time for s in _instance().get_run_step_stats(run_id)
+    stats = {s.step_key: s.end_time - s.start_time for s in instance().get_run_step_stats(run_id)
              if s.end_time and s.start_time}
     with duckdb.connect(database, read_only=True) as conn:
-        written = dict(conn.execute("SELECT object, count(*) FROM load.ledger WHERE run_id = ? AND outcome IN "
+        written = dict(conn.execute("SELECT object, count(*) FROM load.journal WHERE run_id = ? AND outcome IN "
                                     "('created', 'updated') GROUP BY object", [run_id]).fetchall())
     return [(key.removeprefix("dataverse__"), written.get(key.removeprefix("dataverse__"), 0), seconds)
             for key, seconds in stats.items() if key.startswith("dataverse__")]
@@ -222,15 +223,15 @@ def document_figures(run_id: str, database: str, step_seconds: float, k: float =
 
 
 def check_seconds(run_id: str) -> float:
-    from senseimig_dagster.cli import _instance
+    from senseimig_dagster.cli.runs import instance
 
-    return sum(s.end_time - s.start_time for s in _instance().get_run_step_stats(run_id)
+    return sum(s.end_time - s.start_time for s in instance().get_run_step_stats(run_id)
                if s.step_key.startswith("verify__") and s.end_time and s.start_time)
 
 
 def audited_writes(audit_db: str) -> int:
     from senseimig_dagster.audit.log import TABLE
-    from senseimig_dagster.audit.store import AuditStore
+    from senseimig_dagster.resources import AuditStore
 
     with AuditStore(path=audit_db).connect(read_only=True) as conn:
         return conn.execute(f"SELECT count(*) FROM {TABLE} WHERE outcome = 'ok'").fetchone()[0]
@@ -239,9 +240,9 @@ def audited_writes(audit_db: str) -> int:
 def latest_run_id(job: str) -> str:
     from dagster import RunsFilter
 
-    from senseimig_dagster.cli import _instance
+    from senseimig_dagster.cli.runs import instance
 
-    return _instance().get_runs(RunsFilter(job_name=job), limit=1)[0].run_id
+    return instance().get_runs(RunsFilter(job_name=job), limit=1)[0].run_id
 
 
 # -- the run ----------------------------------------------------------------------------------------------------------
@@ -263,8 +264,9 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
-    from senseimig_dagster import demo
-    from senseimig_dagster.dataverse.loader import BulkLoader
+    from senseimig_dagster.cli import demo
+    from senseimig_dagster.dataverse.bulk import BulkLoader
+    from senseimig_dagster.definitions import build_definitions
     from senseimig_dagster.sandbox.generator import generate
 
     work = Path(args.workdir)
@@ -294,6 +296,7 @@ def main() -> int:
         graph, graph_env = demo._start_graph(work)  # SharePoint: large documents and imaging
         os.environ.update(graph_env)
         simulator.serve(work / "tenant")
+        run.defs = build_definitions()  # resources read the environment set above
         demo.migrate(run, work, work / "tenant", serve=simulator.serve)
     finally:
         simulator.stop()

@@ -1,4 +1,4 @@
-"""Staging at ≥1M rows (issue 5): wall time and peak RSS of staging + Pandera validation, against a bare Polars read
+"""Staging at ≥1M rows: wall time and peak RSS of staging + Pandera validation, against a bare Polars read
 + write of the same rows in the same run; patient deduplication's time from 100k to 1M patients-equivalent; dedup
 and provider-resolution precision and recall against the generator's defects.
 
@@ -63,13 +63,13 @@ def child_bare(tenant: Path, out: Path) -> dict:
 
 
 def read_raw(tenant: Path, name: str):
-    """One object's rows typed as the raw layer types them: ``tenant_files.read_object`` (dates, datetimes) plus
+    """One object's rows typed as the raw layer types them: ``support.tenants.read_object`` (dates, datetimes) plus
     decimals as Decimal(12,2), as ``sensei/records.py`` casts them (``DECIMAL(12,2)`` in DuckDB)."""
     import polars as pl
 
     from senseimig_dagster.objects import get
     from senseimig_dagster.sensei import wire
-    from senseimig_dagster_tests.staging.tenant_files import read_object
+    from senseimig_dagster_tests.support.tenants import read_object
 
     frame = read_object(tenant, name)
     decimals = [f.name for f in get(name).fields if f.type == "decimal" and f.name in frame.columns]
@@ -95,11 +95,11 @@ def _validate(result, fmap, plan) -> dict[str, int]:
 
 def child_staging(tenant: Path, out: Path) -> dict:
     """Our path without Dagster: typed read, stage, validate, write."""
-    from senseimig_dagster.dataverse.schema import default_plan
     from senseimig_dagster.mapping import default_map_path, load_valid
+    from senseimig_dagster.mapping.schema_plan import default_plan
     from senseimig_dagster.staging import dedup, providers
     from senseimig_dagster.staging.pipeline import stage_tenant
-    from senseimig_dagster_tests.staging.tenant_files import read_defects
+    from senseimig_dagster_tests.support.tenants import read_defects
 
     fmap = load_valid(default_map_path())
     plan = default_plan(fmap.prefix)
@@ -130,7 +130,7 @@ def child_staging(tenant: Path, out: Path) -> dict:
 def child_dedup(tenant: Path, target: int) -> dict:
     """``dedup.deduplicate`` on ``target`` patients-equivalent: disguised copies of the tenant's patients."""
     from senseimig_dagster.staging import dedup
-    from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+    from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
     patients = read_object(tenant, "patient")
     copies = max(1, round(target / patients.height))

@@ -32,11 +32,16 @@ from senseimig_dagster import objects
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
 from senseimig_dagster.sensei import wire
 from senseimig_dagster.sensei.errors import SenseiError
-from senseimig_dagster.sensei.records import EXTRA, SOURCE_REF, Extraction, Reject, rejects_frame
+from senseimig_dagster.sensei.records import (
+    EXTRA,
+    LINEAGE_COLUMNS,
+    SOURCE_REF,
+    Extraction,
+    Reject,
+    rejects_frame,
+)
 
 REJECTS_TABLE = "raw._rejects"
-LINEAGE_COLUMNS = {EXTRA: "JSON", SOURCE_REF: "VARCHAR", "_source": "VARCHAR", "_extracted_at": "TIMESTAMPTZ",
-                   "_run_id": "VARCHAR", "_ordinal": "BIGINT"}
 REJECT_COLUMNS = """object VARCHAR, source_id VARCHAR, source_ref VARCHAR, reason VARCHAR, field VARCHAR,
     message VARCHAR, raw VARCHAR, modified_at TIMESTAMPTZ, partition_at TIMESTAMP, _source VARCHAR,
     _extracted_at TIMESTAMPTZ, _run_id VARCHAR"""

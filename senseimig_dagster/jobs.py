@@ -5,9 +5,10 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 from senseimig_dagster.assets.audit import export_audit, rollback
-from senseimig_dagster.assets.dataverse_load import DELETIONS_KEY, WRITER_KEYS
+from senseimig_dagster.assets.keys import DELETIONS, GO_LIVE, SAMPLE_DIFF, SCHEMA
 from senseimig_dagster.assets.mapping import confirm_mapping
 from senseimig_dagster.assets.partitions import modification_days
+from senseimig_dagster.assets.writers import WRITER_KEYS
 
 RAW = AssetSelection.groups("raw")
 INVENTORY = AssetSelection.groups("inventory")
@@ -29,7 +30,7 @@ inventory_job = define_asset_job(
 
 schema_job = define_asset_job(
     "setup_dataverse_schema",
-    selection=AssetSelection.assets(["dataverse", "schema"]),
+    selection=AssetSelection.assets(SCHEMA),
     description="Create (or complete) the migration's Dataverse schema; a no-op when it is already there.",
 )
 
@@ -42,23 +43,23 @@ stage_job = define_asset_job(
 
 sample_migration_job = define_asset_job(
     "sample_migration",
-    selection=AssetSelection.assets(["mapping", "sample_diff"]),
+    selection=AssetSelection.assets(SAMPLE_DIFF),
     description="Migrate N patients (config: patients, seed) with all their children into the sample Dataverse "
                 "environment and show the field diff to confirm the map on. Needs the raw tables (extract).",
 )
 
 migrate_job = define_asset_job(
     "migrate",
-    selection=AssetSelection.assets(["dataverse", "schema"], *WRITER_KEYS) | AssetSelection.groups("staging"),
+    selection=AssetSelection.assets(SCHEMA, *WRITER_KEYS) | AssetSelection.groups("staging"),
     description="The migration: schema, staging (with owners), then every dataverse/<object> writer parents first. "
                 "Needs the raw tables (extract) and a confirmed map; a re-run sends only what changed.",
 )
 
-# Delta pickup (issue 6 item 6): launched over the last days' partitions (e.g. the last two), one run lands those
+# Delta pickup: launched over the last days' partitions (e.g. the last two), one run lands those
 # days' raw rows, stages the tenant (context) and sends only the rows modified in the window; deletions reported.
 delta_job = define_asset_job(
     "delta",
-    selection=RAW | AssetSelection.groups("staging") | AssetSelection.assets(*WRITER_KEYS, DELETIONS_KEY),
+    selection=RAW | AssetSelection.groups("staging") | AssetSelection.assets(*WRITER_KEYS, DELETIONS),
     partitions_def=modification_days,
     description="Pick up a modification window: raw partitions, staging, then every writer sends only the records "
                 "created or modified in the window (no duplicates: upsert by source id; unchanged bodies skipped); "
@@ -67,7 +68,7 @@ delta_job = define_asset_job(
 
 go_live_job = define_asset_job(
     "go_live_check",
-    selection=AssetSelection.assets("go_live_ready"),
+    selection=AssetSelection.assets(GO_LIVE),
     description="Reconcile the ledger with Dataverse per location (one automatic re-run of the rows that differ); "
                 "go_live_ready fails with the Markdown table while it does not reconcile. Run after migrate.",
 )

@@ -1,34 +1,47 @@
-"""Dagster resources: the Sensei source (REST API or CSV Data Export) and the DuckDB store."""
+"""Dagster resources, one per domain, that own the plumbing: the Sensei source, the DuckDB store, the field map,
+Dataverse (sessions of clients, loader, catalog and entity sets), Microsoft Graph (SharePoint), the audit store and
+staging's options. Asset bodies ask these for what they need and never build clients themselves.
+
+Defaults come from ``settings`` (the environment, read in that one place) and point at the local sandbox. Secrets
+are taken as ``EnvVar`` when set, so a real deployment's secret is resolved by Dagster at run time and shown by name
+only; :func:`build_resources` is what ``definitions.py`` registers.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
+import duckdb
 from dagster import Config, ConfigurableResource, EnvVar
+from dagster_duckdb import DuckDBResource
 from pydantic import Field as ConfigField
 
 from senseimig_dagster import settings
-from senseimig_dagster.dataverse.auth import BearerAuth, DataverseTokenProvider
+from senseimig_dagster.audit.store import KEY_ENV, open_audit
 from senseimig_dagster.dataverse.client import DataverseClient
-from senseimig_dagster.dataverse.schema import (
-    DEFAULT_OPTION_VALUE_PREFIX,
-    DEFAULT_PREFIX,
-    SchemaPlan,
-    default_plan,
-)
+from senseimig_dagster.dataverse.schema import SchemaPlan
+from senseimig_dagster.graph.drive import GraphDrive
+from senseimig_dagster.load.session import DataverseSession
+from senseimig_dagster.mapping import default_map_path, load_valid
+from senseimig_dagster.mapping.gate import GateProblem, gate_problems
+from senseimig_dagster.mapping.model import FieldMapFile
+from senseimig_dagster.mapping.schema_plan import DEFAULT_OPTION_VALUE_PREFIX, DEFAULT_PREFIX, default_plan
 from senseimig_dagster.objects import SenseiObject
 from senseimig_dagster.sensei.client import SenseiClient
 from senseimig_dagster.sensei.exports import export_count, extract_export
 from senseimig_dagster.sensei.records import Batch, Extraction
+from senseimig_dagster.store import Store
+from senseimig_dagster.transport.entra import BearerAuth, EntraTokenProvider
 
-if TYPE_CHECKING:
-    from senseimig_dagster.dataverse.metadata import DataverseMetadata
+# The sandbox's app registration (the Entra stand-in's default app and tenant): not secrets.
+SANDBOX_TENANT, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET = "00000000-0000-4000-8000-00000000e17a", "sandbox-client", \
+    "sandbox-secret"
 
 
 class SenseiSource(ConfigurableResource):
@@ -71,16 +84,36 @@ def _closing(batches: Iterator[Batch] | list[Batch], client: SenseiClient) -> It
         yield from batches
 
 
-def sensei_source_from_env() -> SenseiSource:
-    """The source as configured by environment; the API key stays an EnvVar so it is never shown or stored."""
-    api_key = EnvVar("SENSEI_API_KEY") if "SENSEI_API_KEY" in os.environ else settings.SANDBOX_API_KEY
-    return SenseiSource(mode=settings.sensei_source(), base_url=settings.sensei_base_url(),  # type: ignore[arg-type]
-                        api_key=api_key, export_dir=settings.sensei_export_dir())
+class StoreResource(DuckDBResource):
+    """The migration's DuckDB file; :meth:`open` gives the reads assets share (``store.Store``)."""
+
+    @contextmanager
+    def open(self) -> Iterator[Store]:
+        with self.get_connection() as conn:
+            yield Store(conn)
 
 
-# The sandbox's app registration (sandbox/entra.py DEFAULT_APPS, DEFAULT_TENANT): not secrets.
-SANDBOX_TENANT, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET = "00000000-0000-4000-8000-00000000e17a", "sandbox-client", \
-    "sandbox-secret"
+class MappingResource(ConfigurableResource):
+    """The migration's field map file: ``$SENSEIMIG_MAPPING``, else ``mapping.yaml`` in the working directory.
+    Staging reads it (the shipped default map while the file does not exist); every Dataverse write runs behind its
+    confirmation gate."""
+
+    path: str = ConfigField(default_factory=settings.mapping_path)
+
+    def load(self) -> FieldMapFile:
+        return load_valid(self.path) if Path(self.path).exists() else load_valid(default_map_path())
+
+    def gate_problems(self) -> list[GateProblem]:
+        """Why nothing may be written under this map (empty: confirmed and unchanged since)."""
+        return gate_problems(self.path)
+
+
+class StagingResource(ConfigurableResource):
+    """Options of the staging rules that a migration engineer sets."""
+
+    fallback_provider_id: str | None = ConfigField(
+        default_factory=settings.fallback_provider_id,
+        description="Sensei provider id given to rows whose free-text provider is unknown or ambiguous")
 
 
 class ApplicationUser(Config):
@@ -107,9 +140,10 @@ class DataverseResource(ConfigurableResource):
         default_factory=settings.dataverse_tier, description="professional allows 15 custom tables")
     timeout_seconds: float = 120.0
     extra_users: list[ApplicationUser] = ConfigField(
-        default_factory=list, description="more application users to load with: limits are per user (reference §6)")
+        default_factory=list, description="more application users to load with: service protection limits are per "
+                                          "user")
     fallback_owner: str | None = ConfigField(
-        default_factory=lambda: os.environ.get("SENSEIMIG_FALLBACK_OWNER") or None,
+        default_factory=settings.fallback_owner,
         description="owner of unmatched or disabled Sensei users' records: an e-mail, a systemuserid or a teamid")
 
     def client(self) -> DataverseClient:
@@ -117,50 +151,29 @@ class DataverseResource(ConfigurableResource):
         return self._client(self.client_id, self.client_secret)
 
     def clients(self) -> list[DataverseClient]:
-        """One client per application user (the main one first), for :class:`~.dataverse.loader.BulkLoader`."""
+        """One client per application user (the main one first), for the bulk loader."""
         return [self.client(), *(self._client(u.client_id, u.client_secret) for u in self.extra_users)]
 
     def _client(self, client_id: str, secret: str) -> DataverseClient:
-        provider = DataverseTokenProvider(self.tenant_id, client_id, secret, self.environment_url,
-                                          authority_host=self.authority_host, verify=self.ca_bundle or True)
+        provider = EntraTokenProvider(self.tenant_id, client_id, secret, self.environment_url,
+                                      authority_host=self.authority_host, verify=self.ca_bundle or True)
         tls = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
         return DataverseClient(self.environment_url, BearerAuth(provider), timeout=self.timeout_seconds, verify=tls)
-
-    def metadata(self, client: DataverseClient) -> DataverseMetadata:
-        from senseimig_dagster.dataverse.metadata import DataverseMetadata
-
-        return DataverseMetadata(client)
 
     def plan(self) -> SchemaPlan:
         return default_plan(self.prefix, self.option_value_prefix)
 
-
-class MappingResource(ConfigurableResource):
-    """The migration's field map file (senseimig_dagster.mapping): ``$SENSEIMIG_MAPPING``, else ``mapping.yaml`` in
-    the working directory. Dataverse writes run behind its confirmation gate."""
-
-    path: str = ConfigField(default_factory=lambda: os.environ.get("SENSEIMIG_MAPPING", "mapping.yaml"))
-
-
-def sample_dataverse_from_env() -> DataverseResource:
-    """Where the sample migration writes (assets/sample.py): the sandbox emulator, or ``SAMPLE_DATAVERSE_URL`` (a
-    customer's sandbox environment, same app registration variables as :func:`dataverse_from_env`). Never follows
-    ``DATAVERSE_URL``: production writes are gated behind the confirmed map."""
-    url = os.environ.get("SAMPLE_DATAVERSE_URL")
-    if url is None:
-        sandbox = f"https://127.0.0.1:{settings.SANDBOX_DATAVERSE_PORT}"
-        return DataverseResource(environment_url=sandbox, authority_host=sandbox,
-                                 ca_bundle=str(Path(f"{settings.SANDBOX_DATAVERSE_DB}.tls") / "ca.pem"))
-    real = dataverse_from_env()
-    return DataverseResource(environment_url=url, tenant_id=real.tenant_id, client_id=real.client_id,
-                             client_secret=real.client_secret, authority_host=settings.azure_authority_host(),
-                             ca_bundle=os.environ.get("DATAVERSE_CA_BUNDLE") or None)
+    @contextmanager
+    def session(self) -> Iterator[DataverseSession]:
+        """Every application user's client, the loader, metadata, catalog and entity sets; closed on exit."""
+        with DataverseSession(self.clients(), self.plan()) as session:
+            yield session
 
 
 class GraphResource(ConfigurableResource):
-    """The SharePoint document library Dynamics integrates with contact, through Microsoft Graph (issue 7), as the
-    same app registration as Dataverse by default (it needs Graph's Sites.Selected or Sites.ReadWrite.All
-    application permission [memory]). ``site_url`` None: SharePoint is not configured."""
+    """The SharePoint document library Dynamics integrates with contact, through Microsoft Graph, as the same app
+    registration as Dataverse by default (it needs Graph's Sites.Selected or Sites.ReadWrite.All application
+    permission). ``site_url`` None: SharePoint is not configured (documents that need it fail with a reason)."""
 
     graph_url: str = ConfigField(default_factory=settings.graph_url)
     site_url: str | None = ConfigField(default_factory=settings.sharepoint_site_url)
@@ -168,34 +181,89 @@ class GraphResource(ConfigurableResource):
     tenant_id: str = SANDBOX_TENANT
     client_id: str = SANDBOX_CLIENT_ID
     client_secret: str = ConfigField(default=SANDBOX_CLIENT_SECRET, description="use EnvVar for real tenants")
-    authority_host: str = ConfigField(default_factory=settings.azure_authority_host)
-    ca_bundle: str | None = ConfigField(default=None, description="CA file to trust (a sandbox's local CA)")
+    authority_host: str = ConfigField(default_factory=settings.graph_authority_host)
+    ca_bundle: str | None = ConfigField(default_factory=settings.graph_ca_bundle,
+                                        description="CA file to trust (a sandbox's local CA)")
 
-    def drive(self):  # -> graph.drive.GraphDrive | None
+    @contextmanager
+    def drive(self) -> Iterator[GraphDrive | None]:
+        """The library's drive (None when SharePoint is not configured), closed on exit."""
         if not self.site_url:
-            return None
-        from senseimig_dagster.graph.drive import GraphDrive
+            yield None
+            return
+        drive = GraphDrive(graph_url=self.graph_url, tenant_id=self.tenant_id, client_id=self.client_id,
+                           client_secret=self.client_secret, authority_host=self.authority_host,
+                           site_url=self.site_url, library=self.library, verify=self.ca_bundle or True)
+        try:
+            yield drive
+        finally:
+            drive.close()
 
-        return GraphDrive(graph_url=self.graph_url, tenant_id=self.tenant_id, client_id=self.client_id,
-                          client_secret=self.client_secret, authority_host=self.authority_host,
-                          site_url=self.site_url, library=self.library, verify=self.ca_bundle or True)
+
+class AuditStore(ConfigurableResource):
+    """The audit log's own DuckDB file, encrypted at rest when a key is configured (``audit/store.py``): writers
+    and the rollback job open it with :meth:`connect`."""
+
+    path: str = ConfigField(default_factory=settings.audit_path, description="DuckDB file of the audit log")
+    key: str | None = ConfigField(default=None, description=f"encryption key; use EnvVar('{KEY_ENV}')")
+    allow_unsafe_crypto: bool = ConfigField(
+        default=False, description="sandbox only: encrypt with DuckDB's mbedtls fallback when httpfs is missing")
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = open_audit(self.path, self.key, read_only=read_only, allow_unsafe_crypto=self.allow_unsafe_crypto)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
-def graph_from_env() -> GraphResource:
-    """Graph as configured by environment (``SHAREPOINT_SITE_URL``, ``GRAPH_URL``, ``GRAPH_CA_BUNDLE``, the
-    ``AZURE_*`` app registration); the secret stays an EnvVar."""
-    secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET
-    # GRAPH_AUTHORITY_HOST: only the sandbox, whose Graph stand-in issues its own tokens (real: one Entra ID).
-    return GraphResource(tenant_id=os.environ.get("AZURE_TENANT_ID", SANDBOX_TENANT),
-                         authority_host=os.environ.get("GRAPH_AUTHORITY_HOST") or settings.azure_authority_host(),
-                         client_id=os.environ.get("AZURE_CLIENT_ID", SANDBOX_CLIENT_ID),
-                         client_secret=secret,  # type: ignore[arg-type]
-                         ca_bundle=os.environ.get("GRAPH_CA_BUNDLE") or None)
+# -- as configured by the environment --------------------------------------------------------------------------------
+def _secret(name: str, sandbox: str) -> Any:
+    return EnvVar(name) if settings.is_set(name) else sandbox
+
+
+def _app_registration() -> dict[str, Any]:
+    return {"tenant_id": settings.azure_tenant_id(SANDBOX_TENANT),
+            "client_id": settings.azure_client_id(SANDBOX_CLIENT_ID),
+            "client_secret": _secret("AZURE_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)}
+
+
+def sensei_source_from_env() -> SenseiSource:
+    return SenseiSource(mode=settings.sensei_source(), base_url=settings.sensei_base_url(),  # type: ignore[arg-type]
+                        api_key=_secret("SENSEI_API_KEY", settings.SANDBOX_API_KEY),
+                        export_dir=settings.sensei_export_dir())
 
 
 def dataverse_from_env() -> DataverseResource:
-    """The Dataverse resource as configured by environment; the secret stays an EnvVar."""
-    secret = EnvVar("AZURE_CLIENT_SECRET") if "AZURE_CLIENT_SECRET" in os.environ else SANDBOX_CLIENT_SECRET
-    return DataverseResource(tenant_id=os.environ.get("AZURE_TENANT_ID", SANDBOX_TENANT),
-                             client_id=os.environ.get("AZURE_CLIENT_ID", SANDBOX_CLIENT_ID),
-                             client_secret=secret)  # type: ignore[arg-type]
+    return DataverseResource(**_app_registration())
+
+
+def sample_dataverse_from_env() -> DataverseResource:
+    """Where the sample migration writes: the sandbox emulator, or ``SAMPLE_DATAVERSE_URL`` (a customer's sandbox
+    environment, same app registration as the migration). Never follows ``DATAVERSE_URL``: production writes are
+    gated behind the confirmed map."""
+    url = settings.sample_dataverse_url()
+    if url is None:
+        sandbox = f"https://127.0.0.1:{settings.SANDBOX_DATAVERSE_PORT}"
+        return DataverseResource(environment_url=sandbox, authority_host=sandbox,
+                                 ca_bundle=str(Path(f"{settings.SANDBOX_DATAVERSE_DB}.tls") / "ca.pem"))
+    return DataverseResource(environment_url=url, authority_host=settings.azure_authority_host(),
+                             ca_bundle=settings.sample_ca_bundle(), **_app_registration())
+
+
+def graph_from_env() -> GraphResource:
+    return GraphResource(**_app_registration())
+
+
+def audit_store_from_env() -> AuditStore:
+    return AuditStore(key=_secret(KEY_ENV, None), allow_unsafe_crypto=settings.audit_unsafe_crypto())
+
+
+def build_resources(database: str | None = None) -> dict[str, Any]:
+    """Every resource key the assets and jobs use, as the environment configures them."""
+    database = database or settings.duckdb_path()
+    return {"sensei": sensei_source_from_env(), "dataverse": dataverse_from_env(),
+            "sample_dataverse": sample_dataverse_from_env(), "graph": graph_from_env(),
+            "mapping": MappingResource(), "staging_rules": StagingResource(),
+            "store": StoreResource(database=database), "audit": audit_store_from_env()}

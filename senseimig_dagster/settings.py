@@ -1,7 +1,8 @@
-"""Environment-driven settings. With nothing set, everything points at the local sandbox (DESIGN §5).
+"""Environment-driven settings: the one place the product reads environment variables. With nothing set, everything
+points at the local sandbox (simulator, emulator, stand-ins), so a fresh clone runs with no credentials.
 
-Secrets are never read here as values: ``resources.py`` wraps them in Dagster ``EnvVar`` so they are resolved at
-run time and shown in the UI by name only.
+Secrets are never read here as values (:func:`is_set` only asks whether one is configured): ``resources.py`` wraps
+them in Dagster ``EnvVar`` so they are resolved at run time and shown in the UI by name only.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def dataverse_ca_bundle() -> str | None:
     return None if "DATAVERSE_URL" in os.environ else str(Path(f"{SANDBOX_DATAVERSE_DB}.tls") / "ca.pem")
 
 
+def sample_ca_bundle() -> str | None:
+    """CA file for a customer's sandbox environment (``SAMPLE_DATAVERSE_URL``): ``DATAVERSE_CA_BUNDLE`` or the system's."""
+    return os.environ.get("DATAVERSE_CA_BUNDLE") or None
+
+
 def dataverse_tier() -> str:
     return os.environ.get("SENSEIMIG_DATAVERSE_TIER", "professional")
 
@@ -81,3 +87,63 @@ def graph_url() -> str:
     """Microsoft Graph's root; the sandbox Graph stand-in (``senseimig sandbox graph --tls``) when the site is local."""
     return os.environ.get("GRAPH_URL", "https://graph.microsoft.com/v1.0" if "DATAVERSE_URL" in os.environ
                           else f"https://127.0.0.1:{SANDBOX_GRAPH_PORT}/v1.0")
+
+
+def graph_authority_host() -> str:
+    """Where Graph tokens come from: the same Entra ID as Dataverse's, unless ``GRAPH_AUTHORITY_HOST`` is set (only the
+    sandbox, whose Graph stand-in issues its own tokens)."""
+    return os.environ.get("GRAPH_AUTHORITY_HOST") or azure_authority_host()
+
+
+def graph_ca_bundle() -> str | None:
+    return os.environ.get("GRAPH_CA_BUNDLE") or None
+
+
+def mapping_path() -> str:
+    """The migration's field map file; the shipped default map is used while it does not exist."""
+    return os.environ.get("SENSEIMIG_MAPPING", "mapping.yaml")
+
+
+def fallback_owner() -> str | None:
+    """Owner of the records of Sensei users who match no enabled Dataverse user: an e-mail, systemuserid or teamid."""
+    return os.environ.get("SENSEIMIG_FALLBACK_OWNER") or None
+
+
+def fallback_provider_id() -> str | None:
+    """The Sensei provider id given to rows whose free-text provider matches no provider or several."""
+    return os.environ.get("SENSEIMIG_FALLBACK_PROVIDER_ID") or None
+
+
+def sample_dataverse_url() -> str | None:
+    """A customer's sandbox environment for the sample migration; None: the local emulator (never DATAVERSE_URL)."""
+    return os.environ.get("SAMPLE_DATAVERSE_URL") or None
+
+
+def azure_tenant_id(default: str) -> str:
+    return os.environ.get("AZURE_TENANT_ID", default)
+
+
+def azure_client_id(default: str) -> str:
+    return os.environ.get("AZURE_CLIENT_ID", default)
+
+
+def audit_unsafe_crypto() -> bool:
+    """Sandbox only: encrypt the audit store with DuckDB's mbedtls fallback when httpfs is missing."""
+    return os.environ.get("SENSEIMIG_AUDIT_UNSAFE_CRYPTO", "") == "1"
+
+
+def dagster_home() -> Path:
+    """The Dagster instance the CLI and the demo record runs in (``make ui`` shows them): ``$DAGSTER_HOME``, else
+    ``.dagster_home``; set for the process, as Dagster reads it."""
+    return Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+
+
+def is_set(name: str) -> bool:
+    """Whether a secret's variable is set: resources then take it as ``EnvVar(name)``, resolved at run time and
+    shown by name only; its value is never read here."""
+    return bool(os.environ.get(name))
+
+
+def sensei_api_key_for_simulator() -> str:
+    """The key the sandbox Sensei simulator accepts (a server process: it must know the value)."""
+    return os.environ.get("SENSEI_API_KEY", SANDBOX_API_KEY)

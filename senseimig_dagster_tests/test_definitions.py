@@ -1,4 +1,5 @@
-"""The one Definitions object loads as the UI would load it, and its graph has the shape DESIGN §7 describes."""
+"""The one Definitions object loads as the UI would load it, and its graph has the layered shape: one raw asset per
+registry object, the inventory after all of them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dagster import AssetKey, Definitions
 
 from senseimig_dagster.definitions import defs
 from senseimig_dagster.objects import REGISTRY
+from senseimig_dagster.resources import DataverseResource
+from senseimig_dagster_tests.support.resources import migration_resources
 
 
 def test_definitions_load_like_the_ui_loads_them():
@@ -19,3 +22,9 @@ def test_one_raw_asset_per_registry_object_and_inventory_after_all_of_them():
     raw = {AssetKey(["raw", o.name]) for o in REGISTRY}
     assert raw <= set(graph.get_all_asset_keys())
     assert raw <= graph.get(AssetKey(["inventory", "record_counts"])).parent_keys
+
+
+def test_the_tests_resources_use_the_keys_the_definitions_register(tmp_path):
+    every = migration_resources(tmp_path / "db.duckdb", sensei_url="http://127.0.0.1:9", dataverse=DataverseResource(),
+                                audit=tmp_path / "audit.duckdb")
+    assert set(every) == set(defs.resources)

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from senseimig_dagster.demo import DemoRun, records_per_table
+from senseimig_dagster.cli.demo import DemoRun, records_per_table
 
 
 def test_a_failed_check_fails_the_demo_even_when_every_phase_succeeded() -> None:
@@ -32,9 +32,9 @@ def test_a_phase_that_raises_is_recorded_as_failed() -> None:
 def test_records_per_table_counts_each_record_once_by_its_latest_outcome(tmp_path: Path) -> None:
     database = str(tmp_path / "db.duckdb")
     with duckdb.connect(database) as conn:
-        conn.execute('CREATE SCHEMA load; CREATE TABLE load.ledger ("table" VARCHAR, source_id VARCHAR, '
+        conn.execute('CREATE SCHEMA load; CREATE TABLE load.journal ("table" VARCHAR, source_id VARCHAR, '
                      'outcome VARCHAR, "at" TIMESTAMP)')
-        conn.executemany("INSERT INTO load.ledger VALUES (?, ?, ?, ?)", [
+        conn.executemany("INSERT INTO load.journal VALUES (?, ?, ?, ?)", [
             ["contact", "p1", "created", "2026-01-01 10:00"], ["contact", "p1", "updated", "2026-01-02 10:00"],
             ["contact", "p2", "created", "2026-01-01 10:00"], ["contact", "p2", "unchanged", "2026-01-02 10:00"],
             ["contact", "p3", "failed", "2026-01-01 10:00"],  # never landed: not in Dataverse

@@ -1,4 +1,4 @@
-"""The whole migration through Dagster, then a delta window, then the rollback job (issue 6): a generated tenant
+"""The whole migration through Dagster, then a delta window, then the rollback job: a generated tenant
 (60 patients) served by the Sensei simulator over HTTP, the Dataverse emulator over HTTPS with tokens from the Entra
 stand-in. extract -> inventory -> confirmed map -> stage -> schema -> owners -> writers -> verification checks ->
 go_live_ready (ledger reconciliation); then the simulator serves the tenant's day 2 (``generate_day2``: new
@@ -23,37 +23,28 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job, materialize
 
 from senseimig_dagster.assets.audit import rollback
-from senseimig_dagster.assets.dataverse_load import (
-    DELETIONS_KEY,
-    LEDGER,
-    WRITER_KEYS,
-    dataverse_assets,
-    dataverse_checks,
-)
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import DOCUMENTS, SOURCE_FAULTS
 from senseimig_dagster.assets.go_live import GO_LIVE_KEY, go_live_ready
 from senseimig_dagster.assets.inventory import inventory
+from senseimig_dagster.assets.keys import DELETIONS
 from senseimig_dagster.assets.mapping import mapping_state
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import modification_days, range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets, writer_checks
+from senseimig_dagster.load.document_journal import DOCUMENTS, SOURCE_FAULTS
+from senseimig_dagster.load.journal import JOURNAL
 from senseimig_dagster.resources import SenseiSource
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.sandbox.generator.day2 import generate_day2, read_changes
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster.verify.ledger import CHECK_NAME
-from senseimig_dagster_tests.audit.harness import diff, snapshot
-from senseimig_dagster_tests.migration_env import (
-    Served,
-    confirmed_map,
-    fast_tmp,
-    open_emulator,
-    resources,
-    serve_all,
-)
+from senseimig_dagster.verify.billing import CHECK_NAME
+from senseimig_dagster_tests.support.constants import SEED_TEAM
+from senseimig_dagster_tests.support.dataverse_state import diff, snapshot
+from senseimig_dagster_tests.support.environments import Sandbox, fast_tmp, open_emulator, sandbox
+from senseimig_dagster_tests.support.maps import confirmed_map
 
 pytestmark = pytest.mark.slow
 PATIENTS, SEED = 60, 23
@@ -69,20 +60,20 @@ DELTA = define_asset_job("e2e_delta", selection=AssetSelection.assets(*(k for a 
 @dataclass
 class World:
     work: Path
-    served: Served
+    served: Sandbox
     instance: DagsterInstance
     extracted: Path  # the DuckDB file after extract + inventory (copied by each scenario)
     mapping: Path
 
     def emulator(self, name: str) -> tuple[RecordStore, DataverseEmulator]:
-        store, app = open_emulator(self.work / f"{name}.sqlite")
+        store, app = open_emulator(self.work / f"{name}.sqlite", journaled=True)
         self.served.use(app)
         return store, app
 
     def resources(self, name: str) -> dict:
         database = self.work / f"{name}.duckdb"
         shutil.copy(self.extracted, database)
-        return resources(self.served, database, self.work / f"{name}-audit.duckdb", self.mapping)
+        return self.served.resources(database, mapping=self.mapping, audit=self.work / f"{name}-audit.duckdb")
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +85,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def _world(work: Path) -> Iterator[World]:
     generate(work / "tenant", patients=PATIENTS, seed=SEED)
     generate_day2(work / "tenant", work / "day2", seed=3)  # changes stamped in the 20 hours before now
-    store, app = open_emulator(work / "unused.sqlite")
-    with serve_all(work / "tenant", work, app) as served, DagsterInstance.ephemeral() as instance:
-        mapping = confirmed_map(work)
-        res = resources(served, work / "extracted.duckdb", work / "unused-audit.duckdb", mapping)
+    store, app = open_emulator(work / "unused.sqlite", journaled=True)
+    with sandbox(work, tenant=work / "tenant", graph=True, app=app, fallback_owner=SEED_TEAM) as served, \
+            DagsterInstance.ephemeral() as instance:
+        mapping = confirmed_map(work / "mapping.yaml")
+        res = served.resources(work / "extracted.duckdb", mapping=mapping, audit=work / "unused-audit.duckdb")
         tags = range_tags()
         assert materialize(raw_assets, resources=res, instance=instance, tags=tags).success
         counted = materialize([*raw_assets, inventory, mapping_state], resources=res, instance=instance,
@@ -123,7 +115,7 @@ def _writes_to(entity_set: str):
 
 
 def _migrate(world: World, res: dict):
-    defs = Definitions(assets=[*raw_assets, inventory, mapping_state, *MIGRATION], asset_checks=dataverse_checks,
+    defs = Definitions(assets=[*raw_assets, inventory, mapping_state, *MIGRATION], asset_checks=writer_checks,
                        jobs=[MIGRATE], resources=res)  # the writers' blocking checks run after each writer
     return defs.resolve_job_def(MIGRATE.name).execute_in_process(instance=world.instance, raise_on_error=False)
 
@@ -132,14 +124,14 @@ def _delta(world: World, res: dict):
     """One run over the last two modification-day partitions, with the simulator serving day 2."""
     keys = modification_days.get_partition_keys()
     defs = Definitions(assets=[*DELTA_ASSETS, inventory, mapping_state, dataverse_schema],
-                       asset_checks=dataverse_checks, jobs=[DELTA], resources=res)
+                       asset_checks=writer_checks, jobs=[DELTA], resources=res)
     return defs.resolve_job_def(DELTA.name).execute_in_process(
         instance=world.instance, raise_on_error=False, tags=range_tags(keys[-2], keys[-1]))
 
 
 def _rollback(world: World, res: dict):
     return rollback.execute_in_process(
-        resources={k: res[k] for k in ("dataverse", "audit", "store")}, instance=world.instance,
+        resources={k: res[k] for k in ("dataverse", "graph", "audit", "store")}, instance=world.instance,
         run_config={"ops": {"rollback_op": {"config": {"remove_schema": True}}}})
 
 
@@ -161,12 +153,12 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
     assert [(e.asset_key, e.check_name) for e in evaluations if not e.passed] == []
     assert GO_LIVE_KEY in {e.asset_key for e in result.get_asset_materialization_events()}
     with duckdb.connect(res["store"].database, read_only=True) as conn:
-        # The ledger reconciles with staging: one ledger row per staged row of every object; the only failures are
-        # documents whose file is bad at the source (zero bytes, missing, not matching its hash), each named.
-        outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {LEDGER} GROUP BY ALL").fetchall())
+        # The load journal reconciles with staging: one journal row per staged row of every object; the only failures
+        # are documents whose file is bad at the source (zero bytes, missing, not matching its hash), each named.
+        outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {JOURNAL} GROUP BY ALL").fetchall())
         staged = sum(conn.execute(f'SELECT count(*) FROM staging."{k.path[-1]}"').fetchone()[0]
                      for k in WRITER_KEYS)
-        failed = conn.execute(f"SELECT DISTINCT object FROM {LEDGER} WHERE outcome = 'failed'").fetchall()
+        failed = conn.execute(f"SELECT DISTINCT object FROM {JOURNAL} WHERE outcome = 'failed'").fetchall()
         reasons = [r for (r,) in conn.execute(f"SELECT reason FROM {DOCUMENTS} WHERE outcome = 'failed'").fetchall()]
         routes = dict(conn.execute(f"SELECT outcome, count(*) FROM {DOCUMENTS} GROUP BY ALL").fetchall())
     assert outcomes == {"created": staged - len(reasons), "failed": len(reasons)} and staged > 1000
@@ -185,9 +177,9 @@ def test_a_full_migration_verifies_reconciles_and_rolls_back_to_the_same_state(w
     assert [(e.asset_key, e.check_name) for e in delta.get_asset_check_evaluations() if not e.passed] == []
     assert (GO_LIVE_KEY, CHECK_NAME) in {(e.asset_key, e.check_name) for e in delta.get_asset_check_evaluations()}
     with duckdb.connect(res["store"].database, read_only=True) as conn:
-        window = set(conn.execute(f"SELECT object, source_id, outcome FROM {LEDGER} WHERE run_id = ?",
+        window = set(conn.execute(f"SELECT object, source_id, outcome FROM {JOURNAL} WHERE run_id = ?",
                                   [delta.run_id]).fetchall())
-        deletions = ".".join(f'"{part}"' for part in DELETIONS_KEY.path)
+        deletions = ".".join(f'"{part}"' for part in DELETIONS.path)
         reported = {r[0] for r in conn.execute(f"SELECT source_id FROM {deletions}").fetchall()}
     # exactly the day-2 records were written (created or updated), and only they; soft deletes are reported
     assert window == {(c.object, c.id, c.change) for c in changes if c.change != "deleted"} and len(window) > 10
@@ -207,11 +199,11 @@ def test_a_migration_that_failed_halfway_rolls_back_to_the_same_state(world: Wor
     store, app = world.emulator("half")
     before = snapshot(app)
     res = world.resources("half")
-    world.served.switch.fault = _writes_to(FAULTY_SET)
+    world.served.wire.fault = _writes_to(FAULTY_SET)
     try:
         result = _migrate(world, res)
     finally:
-        world.served.switch.fault = None
+        world.served.wire.fault = None
 
     assert not result.success
     done = {e.asset_key for e in result.get_asset_materialization_events() if e.asset_key}

@@ -1,20 +1,19 @@
-"""Audit jobs: ``export_audit`` copies the audit log to CSV or Parquet (PHI: on request only, DESIGN §6) and
-``rollback`` returns the Dataverse environment to its pre-migration state from the log (audit/rollback.py), one
-click in the UI or ``senseimig rollback``."""
+"""Audit jobs: ``export_audit`` copies the audit log to CSV or Parquet (it holds before-images, PHI: on request
+only) and ``rollback`` returns the Dataverse environment to its pre-migration state from the log
+(``audit/rollback.py``), one click in the UI or ``senseimig rollback``."""
+# No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
 from typing import Literal
 
-import duckdb
-import polars as pl
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
-from dagster_duckdb import DuckDBResource
 from pydantic import Field as ConfigField
 
 from senseimig_dagster.audit.log import AuditLog
-from senseimig_dagster.audit.rollback import Rollback, read_schema_changes
-from senseimig_dagster.audit.store import AuditStore
+from senseimig_dagster.audit.rollback import Rollback
+from senseimig_dagster.audit.schema_changes import read_schema_changes
+from senseimig_dagster.load.journal import mark_rolled_back
 from senseimig_dagster.objects import load_order
-from senseimig_dagster.resources import DataverseResource, graph_from_env
+from senseimig_dagster.resources import AuditStore, DataverseResource, GraphResource, StoreResource
 
 
 class ExportAuditConfig(Config):
@@ -46,45 +45,19 @@ def table_order() -> list[str]:
     return list(dict.fromkeys(o.target.table for o in load_order()))
 
 
-def forget_undone(conn: duckdb.DuckDBPyConnection, undone: list[tuple[str, str]], run_id: str) -> int:
-    """Mark every record rollback deleted or restored as ``rolled_back`` in the load ledger, so the next migration
-    sends it again instead of finding its old body hash "unchanged" (the ledger would otherwise still vouch for a
-    record that no longer exists, or holds its before-image again)."""
-    exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'load' "
-                          "AND table_name = 'ledger'").fetchone()[0]
-    if not exists or not undone:
-        return 0
-    frame = pl.DataFrame(undone, schema={"table": pl.String, "dataverse_id": pl.String}, orient="row")
-    conn.register("undone", frame)
-    try:
-        before = conn.execute("SELECT count(*) FROM load.ledger").fetchone()[0]
-        conn.execute("""INSERT INTO load.ledger BY NAME
-            SELECT DISTINCT l.object, l."table", l.source_id, NULL AS dataverse_id, NULL AS body_hash,
-                   NULL AS digests, 'rolled_back' AS outcome, ? AS run_id, now()::TIMESTAMP AS "at"
-            FROM load.ledger l JOIN undone u ON l."table" = u."table" AND l.dataverse_id = u.dataverse_id""",
-                     [run_id])
-        return conn.execute("SELECT count(*) FROM load.ledger").fetchone()[0] - before
-    finally:
-        conn.unregister("undone")
-
-
 @op(description="Restore what the migration updated, delete what it created (children first), optionally remove "
                 "its schema. Resumable and idempotent; records changed by people are reported, not touched.")
 def rollback_op(context: OpExecutionContext, config: RollbackConfig, dataverse: DataverseResource,
-                audit: AuditStore, store: DuckDBResource) -> str:
+                graph: GraphResource, audit: AuditStore, store: StoreResource) -> str:
     with store.get_connection() as conn:
         schema_changes = read_schema_changes(conn)
-    drive = graph_from_env().drive()  # SharePoint files the document load uploaded (None: SharePoint not configured)
-    try:
-        with audit.connect() as conn, dataverse.client() as client:
-            rollback = Rollback(client, AuditLog(conn), context.run_id, table_order=table_order(),
-                                only_run=config.run_id, force=config.force, drive=drive)
-            report = rollback.run(schema_changes, remove_schema=config.remove_schema)
-    finally:
-        if drive is not None:
-            drive.close()
+    # graph: the SharePoint files the document load uploaded (no drive: SharePoint not configured)
+    with graph.drive() as drive, audit.connect() as conn, dataverse.client() as client:
+        rollback = Rollback(client, AuditLog(conn), context.run_id, table_order=table_order(),
+                            only_run=config.run_id, force=config.force, drive=drive)
+        report = rollback.run(schema_changes, remove_schema=config.remove_schema)
     with store.get_connection() as conn:
-        forget_undone(conn, [*report.deleted, *report.restored], context.run_id)
+        mark_rolled_back(conn, [*report.deleted, *report.restored], context.run_id)
     summary = report.markdown()
     metadata = {"summary": MetadataValue.md(summary), "deleted": len(report.deleted),
                 "restored": len(report.restored), "changed_by_person": len(report.changed_by_person),

@@ -1,14 +1,15 @@
 """``dataverse/schema``: the publisher, solution, custom tables, columns, lookups, keys and column security the
-migration writes to (issue 3 §3). Idempotent; every change is written to ``audit.schema_changes`` as it happens,
-so rollback (issue 6) can undo exactly what a run created.
+migration writes to (``mapping/schema_plan.py``). Idempotent; every change is written to ``audit.schema_changes``
+as it happens, so rollback can undo exactly what a run created.
 """
+# No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
 import dataclasses
 
-import duckdb
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
-from dagster_duckdb import DuckDBResource
 
+from senseimig_dagster.assets.keys import SCHEMA
+from senseimig_dagster.audit.schema_changes import CHANGES_TABLE, ensure_changes_table
 from senseimig_dagster.dataverse.schema_setup import (
     SchemaChange,
     SchemaConflict,
@@ -16,26 +17,17 @@ from senseimig_dagster.dataverse.schema_setup import (
     SchemaSetup,
     changes_markdown,
 )
-from senseimig_dagster.resources import DataverseResource
-
-CHANGES_TABLE = "audit.schema_changes"
+from senseimig_dagster.resources import DataverseResource, StoreResource
 
 
-def _ensure_changes_table(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute("CREATE SCHEMA IF NOT EXISTS audit")
-    conn.execute(f"""CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (
-        run_id VARCHAR NOT NULL, changed_at VARCHAR NOT NULL, kind VARCHAR NOT NULL, "table" VARCHAR, name VARCHAR NOT NULL,
-        outcome VARCHAR NOT NULL, detail VARCHAR)""")
-
-
-@asset(key=["dataverse", "schema"], group_name="dataverse", kinds={"dataverse"},
+@asset(key=SCHEMA, group_name="dataverse", kinds={"dataverse"},
        description="Ensure the publisher, solution, custom tables, columns, lookups, alternate keys (Active) and "
                    "column security of the migration's Dataverse schema. A second run changes nothing.")
 def dataverse_schema(context: AssetExecutionContext, dataverse: DataverseResource,
-                     store: DuckDBResource) -> MaterializeResult:
+                     store: StoreResource) -> MaterializeResult:
     plan = dataverse.plan()
-    with store.get_connection() as conn, dataverse.client() as client:
-        _ensure_changes_table(conn)
+    with store.get_connection() as conn, dataverse.session() as session:
+        ensure_changes_table(conn)
 
         def record(change: SchemaChange) -> None:
             if change.outcome != "exists":  # the audit trail holds writes; "exists" lines only go to metadata
@@ -44,7 +36,7 @@ def dataverse_schema(context: AssetExecutionContext, dataverse: DataverseResourc
                               change.detail])
                 context.log.info(f"schema {change.outcome}: {change.kind} {change.table or ''} {change.name}")
 
-        setup = SchemaSetup(dataverse.metadata(client), plan, tier=dataverse.dataverse_tier, on_change=record)
+        setup = SchemaSetup(session.metadata, plan, tier=dataverse.dataverse_tier, on_change=record)
         try:
             changes = setup.run()
         except SchemaRefused as e:

@@ -1,9 +1,9 @@
 """``go_live_ready``: the migration may go live. Depends on every ``dataverse/<object>`` writer (their keys from
-``assets/dataverse_load.py``, generated from the registry and the map), so it runs after the whole load.
+``assets/writers.py``, generated from the registry and the map), so it runs after the whole load.
 
-Its blocking ``ledger_reconciliation`` check (``verify/ledger.py``): Sensei's charges, payments, adjustments,
+Its blocking ``ledger_reconciliation`` check (``verify/billing.py``): Sensei's charges, payments, adjustments,
 insurance payments, write-offs and claim amounts per location and overall vs what Dataverse holds, within 0.01%.
-On a failure the ledger rows that differ are re-upserted once (``dataverse/load.py``, behind the map's gate:
+On a failure the ledger rows that differ are re-upserted once (``load/upsert.py``, behind the map's gate:
 no re-run under an unconfirmed map) and reconciled again; if it still fails the asset fails with the Markdown
 table, so go-live stays blocked. The quarantined amounts per location are in the metadata either way.
 """
@@ -11,34 +11,28 @@ table, so go-live stays blocked. The quarantined amounts per location are in the
 
 from collections.abc import Mapping
 
-import duckdb
 import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_load import WRITER_KEYS
-from senseimig_dagster.assets.staging import _map
-from senseimig_dagster.dataverse.load import entity_sets
-from senseimig_dagster.dataverse.loader import BulkLoader
-from senseimig_dagster.mapping.gate import gate_problems
-from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.resources import DataverseResource, MappingResource
-from senseimig_dagster.staging.delta import latest_sql
-from senseimig_dagster.verify.counts import DataverseIndex
-from senseimig_dagster.verify.dagster_checks import read_owners, table_exists
-from senseimig_dagster.verify.ledger import (
+from senseimig_dagster.assets.keys import GO_LIVE
+from senseimig_dagster.assets.writers import WRITER_KEYS
+from senseimig_dagster.objects import LOCATION, PRIMARY_KEY
+from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
+from senseimig_dagster.store import Store
+from senseimig_dagster.verify.billing import (
+    ALL,
     CHECK_NAME,
     LOCATION_TABLE,
+    PER_LOCATION,
     LedgerInputs,
     RepairOutcome,
     ledger_measures,
@@ -47,25 +41,20 @@ from senseimig_dagster.verify.ledger import (
     reconcile_and_repair,
     reconciliation_markdown,
 )
+from senseimig_dagster.verify.counts import DataverseIndex
 
-GO_LIVE_KEY = AssetKey("go_live_ready")
-LATEST_LOCATIONS = latest_sql('raw."location"')  # raw keeps every version a delta landed: the newest counts
+GO_LIVE_KEY = GO_LIVE
 
 
-def _read_ledger_inputs(conn: duckdb.DuckDBPyConnection, objects: list[str]) -> tuple[LedgerInputs, dict[str, str]]:
-    raw, staged = {}, {}
-    for name in objects:
-        if table_exists(conn, "raw", name):
-            raw[name] = conn.sql(latest_sql(f'raw."{name}"')).pl()  # a record edited in a delta: its newest copy
-        if table_exists(conn, "staging", name):
-            staged[name] = conn.sql(f'SELECT * FROM staging."{name}"').pl()
+def _read_ledger_inputs(db: Store, objects: list[str]) -> tuple[LedgerInputs, dict[str, str]]:
+    raw = {name: frame for name in objects if (frame := db.raw(name)) is not None}  # a delta's edit: newest copy
+    staged = {name: db.staged(name) for name in objects if db.exists("staging", name)}
     held = None
-    if table_exists(conn, "staging", "quarantine"):
-        rows = conn.sql("SELECT DISTINCT object, source_id FROM staging.quarantine").pl()
+    if db.exists("staging", "quarantine"):
+        rows = db.conn.sql("SELECT DISTINCT object, source_id FROM staging.quarantine").pl()
         held = {o: rows.filter(pl.col("object") == o).get_column("source_id").to_list() for o in objects}
-    names = {}
-    if table_exists(conn, "raw", "location"):
-        names = dict(conn.sql(f'SELECT CAST(id AS VARCHAR), name FROM ({LATEST_LOCATIONS})').fetchall())
+    locations = db.raw(LOCATION, f"CAST({PRIMARY_KEY} AS VARCHAR) AS id, name")
+    names = dict(locations.iter_rows()) if locations is not None else {}
     return LedgerInputs(raw, staged, held), names
 
 
@@ -85,30 +74,26 @@ def _metadata(outcome: RepairOutcome, names: Mapping[str, str]) -> dict:
                                                "within 0.01% (one automatic re-run of the differing rows)")],
        description="The migration is ready to go live: every Dataverse asset loaded and verified, and the ledger "
                    "reconciles to Dataverse per location (Markdown table in the metadata).")
-def go_live_ready(context: AssetExecutionContext, store: DuckDBResource, dataverse: DataverseResource,
+def go_live_ready(context: AssetExecutionContext, store: StoreResource, dataverse: DataverseResource,
                   mapping: MappingResource) -> MaterializeResult:
-    fmap, plan = _map(mapping), dataverse.plan()
+    fmap = mapping.load()
     objects = sorted({m.object for m in ledger_measures(fmap)})
-    with store.get_connection() as conn:
-        inputs, names = _read_ledger_inputs(conn, objects)
-        owners = read_owners(conn)
-    clients = dataverse.clients()
-    try:
-        sets = entity_sets(dataverse.metadata(clients[0]), {ledger_table(fmap), LOCATION_TABLE})
+    with store.open() as db:
+        inputs, names = _read_ledger_inputs(db, objects)
+        owners = db.owner_map()
+    with dataverse.session() as session:
+        sets = session.entity_sets({ledger_table(fmap), LOCATION_TABLE})
         # The re-run writes: only behind the map's confirmation gate, like the writers.
-        loader = None if gate_problems(mapping.path) else BulkLoader(clients)
-        outcome = reconcile_and_repair(loader, inputs, fmap, plan, TargetCatalog(plan), sets,
-                                       DataverseIndex(clients[0], sets), owners=owners)
-    finally:
-        for client in clients:
-            client.close()
+        loader = None if mapping.gate_problems() else session.loader
+        outcome = reconcile_and_repair(loader, inputs, fmap, session.plan, session.catalog, sets,
+                                       DataverseIndex(session.client, sets), owners=owners)
     metadata = _metadata(outcome, names)
     if not outcome.passed:
         context.log.error(f"ledger does not reconcile after {'a re-run' if outcome.rerun else 'no re-run'}: "
                           + ", ".join(sorted(outcome.final.failures)))
         raise Failure(description="The ledger does not reconcile with Dataverse (0.01%):\n\n"
                       + reconciliation_markdown(outcome.final.table, names), metadata=metadata)
-    total = outcome.final.table.filter(pl.col("location") == "ALL")
+    total = outcome.final.table.filter(pl.col(PER_LOCATION) == ALL)
     context.log.info("ledger reconciles: " + ", ".join(f"{m} {money(c)}" for m, c in
                                                        total.select("measure", "dataverse").iter_rows()))
     return MaterializeResult(metadata=metadata, check_results=[AssetCheckResult(

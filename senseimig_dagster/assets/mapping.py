@@ -2,8 +2,9 @@
 raw tables, ``mapping/confirmed`` shows the map's state (objects, fields, confirmation, gate problems) and
 ``confirm_mapping`` is the UI path to ``senseimig mapping confirm`` (a job with config: path, by).
 
-Dataverse-writing assets take their gate from ``senseimig_dagster.mapping.gate`` (``gate_check_for``).
+Dataverse-writing assets take their gate from ``assets/gate.py``.
 """
+# No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
 from collections import Counter
 from pathlib import Path
@@ -20,10 +21,9 @@ from dagster import (
     job,
     op,
 )
-from dagster_duckdb import DuckDBResource
 from pydantic import Field as ConfigField
 
-from senseimig_dagster.assets.raw import raw_assets
+from senseimig_dagster.assets.keys import MAP_CONFIRMED, MAP_PROPOSED, raw_key
 from senseimig_dagster.mapping import (
     MapInvalid,
     NotConfirmable,
@@ -35,8 +35,8 @@ from senseimig_dagster.mapping import (
 from senseimig_dagster.mapping import candidates as candidate_catalog
 from senseimig_dagster.mapping.propose import DEFAULT_THRESHOLD, propose_file
 from senseimig_dagster.mapping.validate import load_valid
-from senseimig_dagster.objects import OBJECTS
-from senseimig_dagster.resources import DataverseResource, MappingResource
+from senseimig_dagster.objects import OBJECTS, REGISTRY
+from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
 
 
 class ProposeMappingConfig(Config):
@@ -47,12 +47,12 @@ class ProposeMappingConfig(Config):
     replace_confirmed: bool = ConfigField(default=False, description="allow overwriting a confirmed map")
 
 
-@asset(key=["mapping", "proposed"], group_name="mapping", deps=[a.key for a in raw_assets],
+@asset(key=MAP_PROPOSED, group_name="mapping", deps=[raw_key(o.name) for o in REGISTRY],
        description="The proposer's field map from a sample of the raw tables: per field a target, confidence and "
                    "reasons (status proposed), or unmapped with the best candidate named. Written to the "
                    "MappingResource's path for review; metadata holds counts and field names only (never values).")
 def mapping_proposed(context: AssetExecutionContext, config: ProposeMappingConfig, mapping: MappingResource,
-                     store: DuckDBResource, dataverse: DataverseResource) -> MaterializeResult:
+                     store: StoreResource, dataverse: DataverseResource) -> MaterializeResult:
     path = Path(mapping.path)
     if path.exists() and not config.replace_confirmed:
         existing, _ = mapfile.load(path)
@@ -60,8 +60,8 @@ def mapping_proposed(context: AssetExecutionContext, config: ProposeMappingConfi
             raise Failure(description=f"{path} is confirmed; set replace_confirmed to overwrite it")
     if config.targets == "dataverse":
         tables = sorted({o.target.table for o in OBJECTS.values()})
-        with dataverse.client() as client:
-            catalog = candidate_catalog.from_dataverse(dataverse.metadata(client), tables, dataverse.plan())
+        with dataverse.session() as session:
+            catalog = candidate_catalog.from_dataverse(session.metadata, tables, session.plan)
     else:
         catalog = candidate_catalog.offline(dataverse.plan())
     with store.get_connection() as conn:
@@ -80,7 +80,7 @@ def mapping_proposed(context: AssetExecutionContext, config: ProposeMappingConfi
     })
 
 
-@asset(key=["mapping", "confirmed"], group_name="mapping",
+@asset(key=MAP_CONFIRMED, group_name="mapping",
        description="The migration's field map: per object its target, the share of fields mapped, and whether it is "
                    "confirmed and unchanged since (the gate every Dataverse write runs behind).")
 def mapping_state(context: AssetExecutionContext, mapping: MappingResource) -> MaterializeResult:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from dagster import DailyPartitionsDefinition, TimeWindow
+import polars as pl
+from dagster import AssetExecutionContext, DailyPartitionsDefinition, TimeWindow
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -15,7 +16,7 @@ from dagster._core.storage.tags import (
 
 from senseimig_dagster import settings
 from senseimig_dagster.objects import MODIFIED_AT
-from senseimig_dagster.staging.delta import Window
+from senseimig_dagster.staging.delta import Window, window_rows
 
 HISTORY_START = settings.history_start()
 
@@ -36,8 +37,8 @@ def source_window(window: TimeWindow) -> tuple[dt.datetime | None, dt.datetime |
     return (None if first else window.start.astimezone(dt.UTC)), (None if newest else window.end.astimezone(dt.UTC))
 
 
-# Delta pickup (issue 6 item 6): unpartitioned staging and writers in the same run as raw partitions read the
-# run's partition range from its tags, so one launch over "the last two days" stages and sends exactly that window.
+# Delta pickup: unpartitioned staging and writers in the same run as raw partitions read the run's partition range
+# from its tags, so one launch over "the last two days" stages and sends exactly that window.
 def run_window(tags: Mapping[str, str]) -> Window | None:
     """The source window of a run over modification-day partitions; ``None`` for an unpartitioned run (a full
     migration) or a range covering every partition."""
@@ -50,6 +51,18 @@ def run_window(tags: Mapping[str, str]) -> Window | None:
     last = modification_days.time_window_for_partition_key(end)
     since, before = source_window(TimeWindow(first.start, last.end))
     return None if since is None and before is None else Window(since, before)
+
+
+def in_run_window(context: AssetExecutionContext, staged: pl.DataFrame,
+                  failed_ids: set[str]) -> tuple[pl.DataFrame, dict]:
+    """The staged rows a writer sends: all of them, or in a run over modification-day partitions only those
+    modified in that window and those whose last attempt failed (``failed_ids``); with the window's metadata."""
+    window = run_window(context.run.tags)
+    if window is None:
+        return staged, {}
+    picked = window_rows(staged, window, failed_ids)
+    return picked.frame, {"window": window.describe(), "rows_in_window": picked.in_window,
+                          "failed_rows_retried": picked.retried, "rows_outside_window_not_sent": picked.outside}
 
 
 def range_tags(first: str | None = None, last: str | None = None) -> dict[str, str]:

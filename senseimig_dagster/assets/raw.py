@@ -4,6 +4,7 @@
 
 from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, asset
 
+from senseimig_dagster.assets.keys import raw_key
 from senseimig_dagster.assets.partitions import PARTITION_EXPR, modification_days, source_window
 from senseimig_dagster.io_managers import column_schema
 from senseimig_dagster.objects import REGISTRY, SenseiObject
@@ -13,7 +14,7 @@ from senseimig_dagster.sensei.records import Extraction
 
 def raw_asset(obj: SenseiObject) -> AssetsDefinition:
     @asset(
-        key=["raw", obj.name],
+        key=raw_key(obj.name),
         group_name="raw",
         description=f"{obj.description} As received from Sensei (`/v1/{obj.endpoint}` or `{obj.export_file}`); "
                     "unknown source fields kept in `_extra`, unusable rows in `raw._rejects`.",

@@ -1,16 +1,16 @@
-"""``mapping/sample_diff`` and the ``sample_migration`` job (issue 4 §6): N patients, reproducibly chosen and
+"""``mapping/sample_diff`` and the ``sample_migration`` job: N patients, reproducibly chosen and
 stratified across locations, with all their children through the whole graph, then the field diff the engineer
 confirms the map on.
 
 Steps: the raw tables (upstream assets) from DuckDB -> ``sample_rows`` of ``sample_patient_ids`` -> ``stage_tenant``
-(the same staging as the full run) -> the schema (``SchemaSetup``, idempotent) -> ``load_staged`` (the product's
-load path, dataverse/load.py) -> read back -> ``field_diff``. Owners are left to Dataverse's default (no owner map:
-issue 6 wires owners), so lookups to users are not written and not compared.
+(the same staging as the full run) -> the schema (``SchemaSetup``, idempotent) -> ``load_staged`` (the unaudited
+load, ``load/upsert.py``) -> read back -> ``field_diff``. Owners are left to Dataverse's default (no owner map: the
+sample environment's users are not the production ones), so lookups to users are not written and not compared.
 
 The gate: the sample writes only to the ``sample_dataverse`` resource's environment (default: the sandbox
 emulator; ``SAMPLE_DATAVERSE_URL`` points it at a customer's sandbox environment). It runs *before* the map is
 confirmed - it is how the map gets confirmed - so it carries no confirmation gate; writes to the production
-``dataverse`` resource are gated (issue 6 writers, ``mapping.gate``). Its schema changes are not written to
+``dataverse`` resource are gated (the writers, ``assets/gate.py``). Its schema changes are not written to
 ``audit.schema_changes``, which records the production environment's.
 
 PHI: the full diff (source, staged and read-back values) goes to ``sample_diff_<run id>.csv`` next to the DuckDB
@@ -18,32 +18,26 @@ file, which stays local; metadata and logs carry counts, ids, column names and t
 """
 # No `from __future__ import annotations` here: Dagster reads the context and config annotations at runtime.
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
-from dagster_duckdb import DuckDBResource
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field as ConfigField
 
-from senseimig_dagster.assets.staging import _map, _read_raw
-from senseimig_dagster.dataverse.load import (
-    build_readback,
-    entity_sets,
-    landed_per_table,
-    load_staged,
-    resolve_users,
-    tables_of,
-)
-from senseimig_dagster.dataverse.loader import BulkLoader, LoadResult
+from senseimig_dagster.assets.keys import SAMPLE_DIFF, raw_key
+from senseimig_dagster.assets.staging import read_raw
+from senseimig_dagster.dataverse.bulk import LoadResult
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
+from senseimig_dagster.load.frames import resolve_users
+from senseimig_dagster.load.read_back import build_readback
+from senseimig_dagster.load.upsert import landed_per_table, load_staged
 from senseimig_dagster.mapping.sample import diff_markdown, field_diff, sample_patient_ids, sample_rows
-from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster.resources import DataverseResource, MappingResource
+from senseimig_dagster.mapping.scope import tables_of
+from senseimig_dagster.objects import PATIENT, REGISTRY
+from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.staging.pipeline import stage_tenant
 
-SAMPLE_DIFF_KEY = AssetKey(["mapping", "sample_diff"])
+SAMPLE_DIFF_KEY = SAMPLE_DIFF
 
 
 class SampleMigrationConfig(Config):
@@ -51,7 +45,7 @@ class SampleMigrationConfig(Config):
     seed: int = ConfigField(default=0, description="same seed, same patients")
 
 
-def diff_csv_path(store: DuckDBResource, run_id: str) -> Path:
+def diff_csv_path(store: StoreResource, run_id: str) -> Path:
     return Path(store.database).resolve().parent / f"sample_diff_{run_id}.csv"
 
 
@@ -69,37 +63,33 @@ def _failures_markdown(results: Mapping[str, LoadResult]) -> str:
 
 
 @asset(key=SAMPLE_DIFF_KEY, group_name="mapping", kinds={"dataverse", "polars"},
-       deps=[AssetKey(["raw", o.name]) for o in REGISTRY],
+       deps=[raw_key(o.name) for o in REGISTRY],
        description="Sample migration: N patients (config) with all their children staged, loaded into the sample "
                    "Dataverse environment and read back; the field diff (source | staged | Dataverse) is where the "
                    "map is confirmed. Full values in a local CSV; PHI masked here.")
-def sample_diff(context: AssetExecutionContext, config: SampleMigrationConfig, store: DuckDBResource,
-                mapping: MappingResource, sample_dataverse: DataverseResource) -> MaterializeResult:
-    fmap = _map(mapping)
+def sample_diff(context: AssetExecutionContext, config: SampleMigrationConfig, store: StoreResource,
+                mapping: MappingResource, sample_dataverse: DataverseResource,
+                staging_rules: StagingResource) -> MaterializeResult:
+    fmap = mapping.load()
     plan = sample_dataverse.plan()
-    raw = _read_raw(store)
-    patient_ids = sample_patient_ids(raw["patient"], config.patients, config.seed) if "patient" in raw else []
+    raw = read_raw(store)
+    patients = raw.get(PATIENT.name)
+    patient_ids = sample_patient_ids(patients, config.patients, config.seed) if patients is not None else []
     # Objects without sampled rows are left out: stage_tenant fails on a 0-row object (staging/values/check.py
     # builds its null mask as a Null-typed Series); reported, staging is not this module's to change.
     rows = {name: frame for name, frame in sample_rows(raw, patient_ids).items() if frame.height}
-    staging = stage_tenant(rows, fmap, plan=plan,
-                           fallback_provider_id=os.environ.get("SENSEIMIG_FALLBACK_PROVIDER_ID") or None)
+    staging = stage_tenant(rows, fmap, plan=plan, fallback_provider_id=staging_rules.fallback_provider_id)
     staged = staging.staged
     context.log.info(f"sample: {len(patient_ids)} patients, staged " +
                      ", ".join(f"{k} {v.height}" for k, v in staged.items()))
-    catalog = TargetCatalog(plan)
-    clients = sample_dataverse.clients()
-    try:
-        meta = sample_dataverse.metadata(clients[0])
-        SchemaSetup(meta, plan, tier=sample_dataverse.dataverse_tier).run()
-        sets = entity_sets(meta, tables_of(fmap, staged))
-        results = load_staged(BulkLoader(clients), staged, fmap, catalog, sets)
+    with sample_dataverse.session() as session:
+        SchemaSetup(session.metadata, plan, tier=sample_dataverse.dataverse_tier).run()
+        catalog = session.catalog
+        sets = session.entity_sets(tables_of(fmap, staged))
+        results = load_staged(session.loader, staged, fmap, catalog, sets)
         # The diff compares what was sent: lookups to users left out, as load_staged does without an owner map.
         sent = {name: resolve_users(frame, fmap.objects[name].tables, catalog) for name, frame in staged.items()}
-        readback = build_readback(clients[0], sent, fmap, catalog, sets)
-    finally:
-        for client in clients:
-            client.close()
+        readback = build_readback(session.client, sent, fmap, catalog, sets)
     diff = field_diff(fmap, rows, sent, readback, catalog)
     path = diff_csv_path(store, context.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)

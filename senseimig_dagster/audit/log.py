@@ -1,4 +1,4 @@
-"""The audit log: append-only DuckDB table ``audit.writes``, one row per write to Dataverse (DESIGN §6).
+"""The audit log: append-only DuckDB table ``audit.writes``, one row per write to Dataverse.
 
 Writers call it around every HTTP write, in batches:
 
@@ -193,6 +193,12 @@ class AuditLog:
             ORDER BY first_seq""", params).fetchall()
         return [Write(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
                       None if r[11] is None else json.loads(r[11]), r[12]) for r in rows]
+
+    def source_ids(self, table: str, asset: str) -> set[str]:
+        """Source ids of ``table`` that ``asset`` ever wrote (any outcome: a crash may have left one written)."""
+        return {r[0] for r in self.conn.execute(
+            f'SELECT DISTINCT source_id FROM {TABLE} WHERE "table" = ? AND asset = ? AND source_id IS NOT NULL',
+            [table, asset]).fetchall()}
 
     def created(self, table: str, run_id: str | None = None) -> list[Write]:
         """Creates of ``table`` that landed (``ok``) or may have (``pending``: no outcome recorded)."""

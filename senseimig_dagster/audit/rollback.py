@@ -1,5 +1,4 @@
-"""Rollback: return a Dataverse environment to its state before the migration, from the audit log (DESIGN §6,
-issue 6 item 7).
+"""Rollback: return a Dataverse environment to its state before the migration, from the audit log.
 
 Order, and why:
 
@@ -30,9 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import duckdb
-
 from senseimig_dagster.audit.log import AuditBatch, AuditLog, AuditOutcome, Write
+from senseimig_dagster.audit.schema_changes import SchemaChangeRow
 from senseimig_dagster.dataverse.client import DataverseClient, record_segment
 from senseimig_dagster.dataverse.errors import DataverseConflict, DataverseError, DataverseNotFound
 from senseimig_dagster.dataverse.metadata import DataverseMetadata
@@ -40,33 +38,9 @@ from senseimig_dagster.dataverse.metadata import DataverseMetadata
 ASSET = "rollback"
 SOURCE_KEY = "smig_sourcesystemid"
 CHANGED = "changed_since_migration"
-GRAPH_FILES = "graph_driveitem"  # the audit table name of SharePoint files (dataverse/documents.py)
+GRAPH_FILES = "graph_driveitem"  # the audit table name of SharePoint files (load/document_writer.py)
 GRAPH_FOLDERS = "graph_folder"  # SharePoint folders the document load created (removed when empty)
 GRAPH_TABLES = (GRAPH_FILES, GRAPH_FOLDERS)
-
-
-@dataclass(frozen=True)
-class SchemaChangeRow:
-    """One row of ``audit.schema_changes`` (assets/dataverse_schema.py)."""
-
-    run_id: str
-    changed_at: str
-    kind: str
-    table: str | None
-    name: str
-    outcome: str
-    detail: str | None
-
-
-def read_schema_changes(conn: duckdb.DuckDBPyConnection) -> list[SchemaChangeRow]:
-    """Every recorded schema change, oldest first (none when the schema asset never ran)."""
-    exists = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "
-                          "AND table_name = 'schema_changes'").fetchone()
-    if not exists or not exists[0]:
-        return []
-    rows = conn.execute('SELECT run_id, changed_at, kind, "table", name, outcome, detail '
-                        "FROM audit.schema_changes ORDER BY changed_at, rowid").fetchall()
-    return [SchemaChangeRow(*row) for row in rows]
 
 
 @dataclass
@@ -409,4 +383,4 @@ def _by_table(per_record: dict[tuple[str, str], list[Write]]) -> dict[str, list[
     return out
 
 
-__all__ = ["Rollback", "RollbackReport", "SchemaChangeRow", "read_schema_changes"]
+__all__ = ["Rollback", "RollbackReport"]

@@ -1,5 +1,5 @@
 """The local audit store: its own DuckDB file (``settings.audit_path()``), encrypted at rest when a key is configured
-(``SENSEIMIG_AUDIT_KEY``, resolved through Dagster's ``EnvVar`` and never logged).
+(``SENSEIMIG_AUDIT_KEY``, resolved through Dagster's ``EnvVar`` by the ``AuditStore`` resource and never logged).
 
 Encryption is DuckDB's own (``ATTACH 'path' AS audit_db (ENCRYPTION_KEY '...')``, DuckDB >= 1.4, AES-GCM by
 default; duckdb.org/docs/stable/sql/statements/attach). DuckDB 1.5 writes encrypted files only with OpenSSL from
@@ -12,16 +12,9 @@ meets the ``DuckDBResource`` connection.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from dagster import ConfigurableResource, EnvVar
-from pydantic import Field as ConfigField
-
-from senseimig_dagster import settings
 
 ALIAS = "audit_db"
 KEY_ENV = "SENSEIMIG_AUDIT_KEY"
@@ -66,27 +59,3 @@ def _load_strong_crypto(conn: duckdb.DuckDBPyConnection, allow_unsafe: bool) -> 
 
 def _literal(text: str) -> str:
     return text.replace("'", "''")
-
-
-class AuditStore(ConfigurableResource):
-    """The audit store as a resource: writers and the rollback job open it with :meth:`connect`."""
-
-    path: str = ConfigField(default_factory=settings.audit_path, description="DuckDB file of the audit log")
-    key: str | None = ConfigField(default=None, description=f"encryption key; use EnvVar('{KEY_ENV}')")
-    allow_unsafe_crypto: bool = ConfigField(
-        default=False, description="sandbox only: encrypt with DuckDB's mbedtls fallback when httpfs is missing")
-
-    @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = open_audit(self.path, self.key, read_only=read_only, allow_unsafe_crypto=self.allow_unsafe_crypto)
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-
-def audit_store_from_env() -> AuditStore:
-    """The key stays an EnvVar: shown in the UI by name only."""
-    key = EnvVar(KEY_ENV) if os.environ.get(KEY_ENV) else None
-    unsafe = os.environ.get("SENSEIMIG_AUDIT_UNSAFE_CRYPTO", "") == "1"
-    return AuditStore(key=key, allow_unsafe_crypto=unsafe)  # type: ignore[arg-type]

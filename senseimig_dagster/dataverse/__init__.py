@@ -1,8 +1,11 @@
-"""Dataverse Web API client (auth: :mod:`.auth`, records and queries: :mod:`.client`, ``$batch``: :mod:`.batch`,
-the throughput engine: :mod:`.loader`, errors: :mod:`.errors`)."""
+"""The Dataverse Web API client, and nothing of the migration: records and queries (:mod:`.client`), ``$batch``
+(:mod:`.batch`), the throughput engine for many rows into one table (:mod:`.bulk`), errors (:mod:`.errors`), the
+metadata API (:mod:`.metadata`), a schema's shape and its idempotent setup (:mod:`.schema`, :mod:`.schema_setup`),
+and Microsoft's metadata of the standard tables (:mod:`.standard_tables`). Tokens come from ``transport.entra``.
+Imports nothing of the project but ``transport``: the migration (``load/``) is built on top of it."""
 
-from senseimig_dagster.dataverse.auth import BearerAuth, DataverseAuthError, DataverseTokenProvider
 from senseimig_dagster.dataverse.batch import BatchRequest, BatchResponse, BatchResult, ChangeSet
+from senseimig_dagster.dataverse.bulk import BulkLoader, LoadResult, RowFailure
 from senseimig_dagster.dataverse.client import DataverseClient, key_segment, record_segment
 from senseimig_dagster.dataverse.errors import (
     DataverseConflict,
@@ -10,7 +13,7 @@ from senseimig_dagster.dataverse.errors import (
     DataverseNotFound,
     DataverseThrottled,
 )
-from senseimig_dagster.dataverse.loader import BulkLoader, LoadResult, RowFailure
+from senseimig_dagster.transport.entra import BearerAuth, EntraAuthError, EntraTokenProvider
 
 __all__ = [
     "BatchRequest",
@@ -19,13 +22,13 @@ __all__ = [
     "BearerAuth",
     "BulkLoader",
     "ChangeSet",
-    "DataverseAuthError",
+    "EntraAuthError",
     "DataverseClient",
     "DataverseConflict",
     "DataverseError",
     "DataverseNotFound",
     "DataverseThrottled",
-    "DataverseTokenProvider",
+    "EntraTokenProvider",
     "LoadResult",
     "RowFailure",
     "key_segment",

@@ -1,5 +1,5 @@
 """``$batch`` for the Dataverse Web API client: encode a multipart/mixed request, parse the multipart response
-(reference/dataverse.md §4; L/webapi/execute-batch-operations-using-web-api; OData 4.0 Part 1 §11.7).
+(Microsoft's 'Execute batch operations using the Web API'; OData 4.0 Part 1 §11.7).
 
 * Request: ``POST $batch`` with ``Content-Type: multipart/mixed; boundary="batch_<uuid>"``; each part is
   ``application/http`` + ``Content-Transfer-Encoding: binary``, the request line with the API path, its headers, a
@@ -182,7 +182,8 @@ def _part(request: BatchRequest, api_path: str, content_id: str | None) -> list[
         headers.setdefault("Content-Type", "application/json; type=entry")
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append("")
-    # A GET part is followed by two blank lines (reference §4); otherwise the JSON body (orjson: no raw newlines).
+    # A GET part is followed by two blank lines (as Microsoft's examples send it); otherwise the JSON body (orjson:
+    # no raw newlines).
     lines.append(orjson.dumps(request.body).decode("utf-8") if request.body is not None else "")
     return lines
 

@@ -1,9 +1,9 @@
 """A synchronous Dataverse Web API client over httpx: record CRUD, upsert by alternate key, paged queries and
-``$count`` (reference/dataverse.md §1–2, §6, §11), ``$batch`` (:meth:`DataverseClient.batch`, codec in
-:mod:`.batch`) and the bulk messages (``create_multiple``/``update_multiple``/``upsert_multiple``,
-``bulk_supported``, reference §4–5). The throughput engine is :mod:`.loader`.
+``$count``, ``$batch`` (:meth:`DataverseClient.batch`, codec in :mod:`.batch`) and the bulk messages
+(``create_multiple``/``update_multiple``/``upsert_multiple``, ``bulk_supported``). The throughput engine is
+:mod:`.bulk`.
 
-Wire rules followed (reference §1–2):
+Wire rules followed (Microsoft's 'Compose HTTP requests and handle errors', 'Query data using the Web API'):
 
 * Base ``<environment>/api/data/v9.2/``. Every request sends ``Accept: application/json``,
   ``OData-MaxVersion: 4.0`` and ``OData-Version: 4.0``; ``Content-Type: application/json`` only when it has a
@@ -21,15 +21,16 @@ upsert is handled as a create or an update, and with ``Prefer: return=representa
 ``201 Created`` (§11.4.2) and an update ``200 OK`` (§11.4.3). So :meth:`upsert` asks for a representation (of the
 first key column only, to keep the body small) and reads 201 vs 200. Unverified against a live environment.
 
-Retries (reference §6): 429 waits exactly ``Retry-After`` seconds; 502/503/504, timeouts and connection failures
-are retried with exponential backoff and full jitter; 401 is :class:`~.auth.BearerAuth`'s business (it re-acquires
+Retries (the shared ``transport/retry.py`` policy; Microsoft's 'Service protection API limits'): 429 waits exactly
+``Retry-After`` seconds; 502/503/504, timeouts and connection failures are retried with exponential backoff and full
+jitter; 401 is ``transport.entra.BearerAuth``'s business (it re-acquires
 once); every other status raises at once. A create (``POST``) is not idempotent, so it is retried only when the
 request never reached the server (connect errors and connect/pool timeouts) or when the server answered 429 or 503
 (it refused the request without running it); a ``POST`` that may have been received (read timeout, reset,
 502/504) raises instead of risking a duplicate.
 
 Affinity: Microsoft advises turning the affinity cookie off so requests spread over web servers, each with its own
-limits (§6), and issue 3 asks for no cookie jar by default; ``affinity=True`` keeps the cookie (httpx's jar).
+limits, so there is no cookie jar by default; ``affinity=True`` keeps the cookie (httpx's jar).
 
 Nothing logged or raised carries a record value, a token or the server's error message (which may quote values):
 only entity set, operation, status, Dataverse code and the wait. The message is on the exception's ``message``
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import logging
-import random
 import re
 import ssl
 import threading
@@ -59,13 +59,14 @@ from senseimig_dagster.dataverse.errors import (
     DataverseNotFound,
     DataverseThrottled,
 )
+from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("senseimig.dataverse")
 
 API_PATH = "/api/data/v9.2/"
 MAX_PAGE_SIZE = 5000
 DOP_HINT_HEADER = "x-ms-dop-hint"
-# Reference §2: these characters in a key value make GET and PATCH by alternate key fail.
+# These characters in a key value make GET and PATCH by alternate key fail (Microsoft's alternate key docs).
 KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Statuses at which the server has refused a request without executing it, so even a create may be repeated.
@@ -88,7 +89,7 @@ def key_segment(key: Key) -> str:
     Strings are quoted with single quotes doubled; :class:`uuid.UUID` and ints are written bare, and so is a
     string for a lookup key column (``_x_value``), which must be a GUID. Raises :class:`ValueError` (naming the
     column, never the value) for an empty key, a bad column name, a lookup value that is no GUID, or a value
-    with any of ``/ < > * % & : \\ ? +`` (reference §2: those make key lookups fail; sanitise source ids first).
+    with any of ``/ < > * % & : \\ ? +`` (those make key lookups fail; sanitise source ids first).
     """
     if not key:
         raise ValueError("an alternate key needs at least one column")
@@ -146,17 +147,6 @@ class _Retry(Exception):
         self.error, self.wait, self.executed = error, wait, executed
 
 
-def _retry_after(value: str | None) -> float | None:
-    # Dataverse sends seconds (reference §6); an HTTP-date is not expected and falls back to backoff.
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
 class DataverseClient:
     """One Dataverse environment. Thread-safe for concurrent requests (httpx's pool); :attr:`dop_hint` is the
     latest ``x-ms-dop-hint`` seen (``None`` until a response carried one)."""
@@ -171,7 +161,7 @@ class DataverseClient:
             raise ValueError("environment_url must be an absolute http(s) URL, e.g. https://org.crm.dynamics.com")
         self.environment_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self.base_url = self.environment_url + API_PATH
-        self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
+        self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)  # 429: exactly Retry-After
         self.affinity = affinity
         self.dop_hint: int | None = None
         # One httpx.Client is shared by every thread; its pool must hold as many connections as requests run in
@@ -302,7 +292,7 @@ class DataverseClient:
                 and link.path.startswith(base.path))
 
     def count(self, entity_set: str) -> int:
-        """``GET <set>/$count``. Dataverse caps it at 5000 (reference §2); use ``RetrieveTotalRecordCount``
+        """``GET <set>/$count``. Dataverse caps it at 5000; use ``RetrieveTotalRecordCount``
         for a snapshot count above that."""
         response = self._request("GET", _entity_set_path(entity_set) + "/$count", entity_set, "count")
         text = response.content.decode("utf-8-sig", "replace").strip()
@@ -311,7 +301,7 @@ class DataverseClient:
                                  cause="response is not a number", request_id=_request_id(response))
         return int(text)
 
-    # -- $batch and bulk messages (reference §4-5) ------------------------------------------------------------
+    # -- $batch and bulk messages ---------------------------------------------------------------------------------
 
     def batch(self, items: Sequence[batch_codec.BatchItem], *, continue_on_error: bool = False,
               retry_throttled: bool = True) -> batch_codec.BatchResult:
@@ -365,7 +355,7 @@ class DataverseClient:
 
     def bulk_supported(self, logical_name: str, message: str = "CreateMultiple") -> bool:
         """Whether ``message`` (CreateMultiple, UpdateMultiple, UpsertMultiple...) is available on the table: a
-        message filter exists for it (reference §5, the documented ``sdkmessagefilters`` query)."""
+        message filter exists for it (the documented ``sdkmessagefilters`` query)."""
         if not _NAME.fullmatch(logical_name) or not _NAME.fullmatch(message):
             raise ValueError("invalid table or message name")
         params = {"$select": "sdkmessagefilterid",
@@ -394,7 +384,7 @@ class DataverseClient:
         """Send with retries; a 2xx response, or the typed error. ``url`` is relative to the API base or an
         absolute link into it. ``content`` is a raw body (instead of ``json_body``) of ``content_type``. With
         ``retry_throttled=False`` a 429 raises :class:`DataverseThrottled` at once, for a caller that paces every
-        sender of the user itself (:class:`~.loader.BulkLoader`)."""
+        sender of the user itself (:class:`~.bulk.BulkLoader`)."""
         if json_body is not None:
             content = orjson.dumps(json_body)
         request_headers = dict(headers or {})
@@ -403,7 +393,7 @@ class DataverseClient:
         if method == "GET":
             request_headers.setdefault("If-None-Match", "null")
         outcome_unknown = False  # an earlier attempt may have been executed by the server
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.retry.max_retries + 1):
             if self._closed.is_set():
                 raise DataverseError(None, None, None, entity_set, operation, cause="the client was closed")
             try:
@@ -417,7 +407,7 @@ class DataverseClient:
                 error = retry.error
                 if error.status is None and retry.executed:
                     outcome_unknown = True
-                if attempt == self.max_retries or (error.status == 429 and not retry_throttled):
+                if self.retry.gives_up_after(attempt) or (error.status == 429 and not retry_throttled):
                     if error.status == 429:
                         cause = f"gave up after {attempt + 1} attempts" if retry_throttled else None
                         raise DataverseThrottled(429, error.code, error.message, entity_set, operation,
@@ -427,12 +417,10 @@ class DataverseClient:
                         f"gave up after {attempt + 1} attempts"
                     error.args = (error._text(),)
                     raise error from None
-                wait = retry.wait
-                if wait is None:  # exponential backoff with full jitter
-                    wait = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+                wait = self.retry.wait(attempt, retry.wait)
                 what = f"HTTP {error.status}" if error.status is not None else (error.cause or "no response")
                 log.warning("dataverse %s %s: %s; retry %d/%d in %.2f s", entity_set, operation, what,
-                            attempt + 1, self.max_retries, wait)
+                            attempt + 1, self.retry.max_retries, wait)
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -466,7 +454,7 @@ class DataverseClient:
             return response
         error = self._error(response, entity_set, operation)
         if status in RETRY_STATUSES and (method != "POST" or status in _REFUSED_UNEXECUTED):
-            # Retry-After is exact for 429 (reference §6); honoured on 503 too when present.
+            # Retry-After is exact for 429 (service protection); honoured on 503 too when present.
             raise _Retry(error, error.retry_after if status in (429, 503) else None)
         raise error
 
@@ -488,7 +476,7 @@ class DataverseClient:
         status = response.status_code
         cls = {404: DataverseNotFound, 412: DataverseConflict, 429: DataverseThrottled}.get(status, DataverseError)
         return cls(status, code, message, entity_set, operation, request_id=_request_id(response),
-                   retry_after=_retry_after(response.headers.get("Retry-After")))
+                   retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
     @staticmethod
     def _json_object(response: httpx.Response, entity_set: str, operation: str) -> dict[str, Any]:
@@ -504,7 +492,7 @@ class DataverseClient:
 
 
 def _targets(logical_name: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each row with ``@odata.type`` (required on every bulk target, reference §5)."""
+    """Each row with ``@odata.type`` (required on every bulk target)."""
     if not _NAME.fullmatch(logical_name):
         raise ValueError(f"invalid table name {logical_name!r}")
     odata_type = f"Microsoft.Dynamics.CRM.{logical_name}"

@@ -1,8 +1,8 @@
 """Errors of the Dataverse Web API client.
 
-Dataverse's error body is ``{"error":{"code","message"}}`` (reference/dataverse.md §11); the code is frequently
-empty and unrelated to the HTTP status. The message may quote record values (a duplicate key's value, a too-long
-string), and our records are PHI, so ``str(exc)`` carries only the entity set, the operation, the HTTP status and
+Dataverse's error body is ``{"error":{"code","message"}}`` (Microsoft's 'Compose HTTP requests and handle
+errors'); the code is frequently empty and unrelated to the HTTP status. The message may quote record values (a
+duplicate key's value, a too-long string), and our records are PHI, so ``str(exc)`` carries only the entity set, the operation, the HTTP status and
 the Dataverse code; the server's message is kept in :attr:`DataverseError.message` for code that needs it and is
 never logged above DEBUG.
 """

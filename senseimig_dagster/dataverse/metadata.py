@@ -1,4 +1,4 @@
-"""Schema reads and writes through the Dataverse metadata API (reference/dataverse.md §7), for the schema-setup
+"""Schema reads and writes through the Dataverse metadata API, for the schema-setup
 asset: tables, columns, 1:N lookups, alternate keys and column security, each inside a solution.
 
 Wire rules followed (L/webapi/create-update-entity-definitions-using-web-api, .../create-update-column-definitions-
@@ -23,25 +23,28 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from senseimig_dagster.dataverse.client import DataverseClient
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseNotFound
+from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
 
 NS = "Microsoft.Dynamics.CRM."
 LANGUAGE = 1033
 METADATA_RETRIES, METADATA_BACKOFF = 5, 0.4  # attempts and first wait of the SDK's metadata 404 retry [ms-code]
 COLUMN_PROBE_DELAYS = (0.0, 3.0, 10.0, 20.0)  # the SDK's visibility probe schedule [ms-code]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARALLEL_READS = 8  # table definitions read at once (every writer step and check asks for all of them)
 _GUID = re.compile(r"\(([0-9a-fA-F-]{36})\)/?$")
 
 
-# -- attribute bodies (reference §7 table) -------------------------------------------------------------------------
+# -- attribute bodies (the metadata API's attribute types) -----------------------------------------------------------
 def label(text: str) -> dict[str, Any]:
-    """A ``Label`` with one LocalizedLabel (only ``LocalizedLabels`` is settable, reference §7)."""
+    """A ``Label`` with one LocalizedLabel (only ``LocalizedLabels`` is settable)."""
     return {"@odata.type": f"{NS}Label",
             "LocalizedLabels": [{"@odata.type": f"{NS}LocalizedLabel", "Label": text, "LanguageCode": LANGUAGE}]}
 
@@ -80,7 +83,7 @@ def datetime_attribute(schema: str, display: str, *, date_only: bool = False, be
 
 
 def money_attribute(schema: str, display: str, *, precision_source: int = 2, required: str = "None") -> dict[str, Any]:
-    """Currency; ``precision_source`` 2 = the currency's precision (reference §7)."""
+    """Currency; ``precision_source`` 2 = the currency's precision."""
     return _attribute("Money", schema, display, required, PrecisionSource=precision_source)
 
 
@@ -139,8 +142,23 @@ class DataverseMetadata:
         rows = self._get("EntityDefinitions", logical, "find table", params=params).get("value") or []
         return rows[0] if rows else None
 
+    def entity_sets(self, tables: Iterable[str]) -> dict[str, str]:
+        """Entity set per table: the standard ones from Microsoft's metadata, every other table's ``EntitySetName``
+        from ``EntityDefinitions`` (never a guessed plural). One GET per table, sent together."""
+        out = dict(standard_entity_sets())
+        wanted = sorted(set(tables) - out.keys())
+        with ThreadPoolExecutor(max(1, min(_PARALLEL_READS, len(wanted))), thread_name_prefix="dataverse-meta") as pool:
+            definitions = list(pool.map(self.find_table, wanted))
+        for table, found in zip(wanted, definitions, strict=True):
+            if not found or not found.get("EntitySetName"):
+                raise DataverseError(404, None, None, "EntityDefinitions", "entity set",
+                                     cause=f"table {table} is not in this Dataverse environment: run "
+                                           "dataverse/schema first")
+            out[table] = found["EntitySetName"]
+        return out
+
     def custom_tables(self) -> list[str]:
-        """Logical names of every custom table in the environment (for the tier's custom-table limit, §12)."""
+        """Logical names of every custom table in the environment (for the tier's custom-table limit)."""
         params = {"$filter": "IsCustomEntity eq true", "$select": "LogicalName"}
         rows = self._get("EntityDefinitions", "EntityDefinitions", "custom tables", params=params).get("value") or []
         return sorted(row["LogicalName"] for row in rows)
@@ -223,7 +241,7 @@ class DataverseMetadata:
             "@odata.type": f"{NS}OneToManyRelationshipMetadata", "SchemaName": _check_name(relationship_schema_name),
             "ReferencedEntity": referenced, "ReferencedAttribute": target["PrimaryIdAttribute"],
             "ReferencingEntity": _check_name(referencing),
-            # Safer than the doc example's cascade-all (reference §7).
+            # Safer than the doc example's cascade-all.
             "CascadeConfiguration": {"Assign": "NoCascade", "Delete": "RemoveLink", "Merge": "NoCascade",
                                      "Reparent": "NoCascade", "Share": "NoCascade", "Unshare": "NoCascade"},
             "Lookup": lookup}
@@ -244,7 +262,7 @@ class DataverseMetadata:
 
     def wait_for_key(self, table: str, schema_name: str, timeout_s: float = 600.0,
                      poll_s: float = 2.0) -> dict[str, Any]:
-        """Poll until the key's index is Active (reference §7); raises when it is Failed, missing, or not Active
+        """Poll until the key's index is Active; raises when it is Failed, missing, or not Active
         within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         wait = min(0.25, poll_s)
@@ -255,7 +273,7 @@ class DataverseMetadata:
             if status == "Active":
                 return key  # type: ignore[return-value]
             if key is None or status == "Failed":
-                # Failed: reactivate with ReactivateEntityKey (reference §7).
+                # Failed: reactivate with ReactivateEntityKey.
                 raise DataverseError(None, None, None, table, "wait for key",
                                      cause=f"key {schema_name} {'not found' if key is None else 'index Failed'}")
             remaining = deadline - time.monotonic()
@@ -268,7 +286,7 @@ class DataverseMetadata:
     # -- deletes (rollback's schema removal) ----------------------------------------------------------------------
     # L/webapi/create-update-entity-relationships-using-web-api "Delete relationships": DELETE on the definition's URI;
     # Microsoft's Python SDK deletes a relationship by MetadataId with If-Match: * [ms-code]; a key by
-    # DELETE .../Keys(<id>) (reference §7). Each returns False when the definition was already gone (404), so a
+    # DELETE .../Keys(<id>). Each returns False when the definition was already gone (404), so a
     # rollback that stopped half-way can simply run again.
     def delete_table(self, logical: str) -> bool:
         """Delete a custom table and every record in it."""

@@ -1,12 +1,12 @@
-"""Bring a Dataverse environment's schema up to a :class:`~.schema.SchemaPlan` (issue 3 §3), idempotently.
+"""Bring a Dataverse environment's schema up to a :class:`~.schema.SchemaPlan` idempotently.
 
 Order: the tier check (before any write), publisher, solution, custom tables, columns, lookups, alternate keys
 (waiting for each index to be Active), column security. Each step reads what exists first, so a second run creates
 nothing and a half-made schema is completed, not duplicated. Every step yields a :class:`SchemaChange`
-("created", "exists", "updated", "conflict") for the audit trail and for rollback (issue 6).
+("created", "exists", "updated", "conflict") for the audit trail and for rollback.
 
 Metadata writes go through :class:`~.metadata.DataverseMetadata` with ``MSCRM.SolutionUniqueName`` so everything
-lands in the migration's solution (reference §7).
+lands in the migration's solution.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ Outcome = Literal["created", "exists", "updated", "conflict"]
 ChangeKind = Literal["publisher", "solution", "table", "column", "lookup", "key", "column_security",
                      "field_security_profile", "field_permission"]
 PROFILE_NAME = "senseimig PHI readers"
-ALLOWED = 4  # fieldpermission: 0 = Not Allowed, 4 = Allowed (reference §7)
+ALLOWED = 4  # fieldpermission: 0 = Not Allowed, 4 = Allowed (FieldPermission table)
 # AttributeType names as Dataverse reports them, per planned kind.
 _ATTRIBUTE_TYPE = {"String": "String", "Memo": "Memo", "Integer": "Integer", "Decimal": "Decimal",
                    "Boolean": "Boolean", "DateOnly": "DateTime", "DateTime": "DateTime", "Picklist": "Picklist"}
@@ -51,7 +51,7 @@ class SchemaConflict(Exception):
 
 
 def attribute_body(column: ColumnSpec) -> dict[str, Any]:
-    """The attribute definition to POST for ``column`` (reference §7's attribute types)."""
+    """The attribute definition to POST for ``column`` (the metadata API's attribute types)."""
     name, display, kind = column.schema_name, column.display_name, column.kind
     if kind == "String":
         return md.string_attribute(name, column.max_length or 100, display)
@@ -103,7 +103,7 @@ class SchemaSetup:
             self.meta.wait_for_column(entity_set, column, self.column_timeout_s)
         keys = [(table.logical_name, key) for table in self.plan.tables for key in self._ensure_keys(table)]
         for table_name, key in keys:  # created together, so their index builds overlap; then wait for each
-            # Upsert by key fails until the index is Active (reference §7): wait here, not in the loaders.
+            # Upsert by key fails until the index is Active: wait here, not in the loaders.
             self.meta.wait_for_key(table_name, key, self.key_timeout_s)
         self._ensure_column_security()
         conflicts = [c for c in self.changes if c.outcome == "conflict"]

@@ -1,4 +1,4 @@
-"""Microsoft Graph client for SharePoint document libraries (issue 7: documents too large for a note)."""
+"""Microsoft Graph client for SharePoint document libraries (documents too large for a note)."""
 
 from senseimig_dagster.graph.drive import DriveFile, GraphDrive, valid_sharepoint_name
 from senseimig_dagster.graph.errors import GraphConflict, GraphError, GraphNotFound, GraphThrottled

@@ -1,9 +1,9 @@
 """A SharePoint document library through Microsoft Graph v1.0: folders, simple and resumable uploads, lookup,
-download and delete, for the documents loader (issue 7: files too large for a note, and imaging exports).
+download and delete, for the document load (files too large for a note, and imaging exports).
 
 Wire rules followed (Microsoft Learn, checked; see ``sandbox/graph/app.py`` for sources):
 
-* App-only tokens for scope ``https://graph.microsoft.com/.default`` through msal (``DataverseTokenProvider`` is a
+* App-only tokens for scope ``https://graph.microsoft.com/.default`` through msal (``EntraTokenProvider`` is a
   generic client-credentials provider; it is reused with Graph's resource), re-acquired once on a 401.
 * Files up to :data:`SIMPLE_UPLOAD_MAX` (4 MiB, Microsoft's advice for simple upload; the hard limit is 250 MB) go
   in one ``PUT .../items/{parent}:/{name}:/content``; larger ones through an upload session: fragments of
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -32,7 +31,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
-from senseimig_dagster.dataverse.auth import DEFAULT_AUTHORITY_HOST, BearerAuth, DataverseTokenProvider
 from senseimig_dagster.graph.errors import (
     GraphConflict,
     GraphError,
@@ -42,6 +40,8 @@ from senseimig_dagster.graph.errors import (
 )
 from senseimig_dagster.graph.names import valid_sharepoint_name
 from senseimig_dagster.graph.quickxor import QuickXorHash
+from senseimig_dagster.transport.entra import DEFAULT_AUTHORITY_HOST, BearerAuth, EntraTokenProvider
+from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("senseimig.graph")
 
@@ -86,9 +86,9 @@ class GraphDrive:
         self.graph_url = graph_url.rstrip("/")
         self.site_host, self.site_path = site.hostname, site.path or "/"
         self.library, self.chunk_size = library, chunk_size
-        self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
+        self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)  # 429/503: exactly Retry-After
         self._sleep = sleep or threading.Event().wait
-        self._tokens = DataverseTokenProvider(tenant_id, client_id, client_secret, GRAPH_RESOURCE,
+        self._tokens = EntraTokenProvider(tenant_id, client_id, client_secret, GRAPH_RESOURCE,
                                               authority_host=authority_host, verify=verify, timeout=timeout)
         context: bool | ssl.SSLContext = (ssl.create_default_context(cafile=verify) if isinstance(verify, str)
                                           else verify)
@@ -262,7 +262,7 @@ class GraphDrive:
                     self._cancel(upload_url)
                 raise error
             failures += 1
-            if failures > self.max_retries:
+            if failures > self.retry.max_retries:
                 self._cancel(upload_url)
                 raise _error(response, "upload_fragment") if response is not None else \
                     GraphError(None, None, None, operation="upload_fragment")
@@ -322,31 +322,24 @@ class GraphDrive:
     def _call(self, method: str, url: str, *, operation: str, expect: tuple[int, ...] = (200,),
               client: httpx.Client | None = None, **kwargs) -> httpx.Response:
         client = client or self._api
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.retry.max_retries + 1):
             try:
                 response = client.request(method, url, **kwargs)
             except httpx.TransportError as e:
-                if attempt == self.max_retries:
+                if self.retry.gives_up_after(attempt):
                     raise GraphError(None, None, None, operation=operation) from e
                 self._sleep(self._wait(attempt + 1, None))
                 continue
             if response.status_code in expect:
                 return response
-            if response.status_code in _RETRY and attempt < self.max_retries:
+            if response.status_code in _RETRY and not self.retry.gives_up_after(attempt):
                 self._sleep(self._wait(attempt + 1, response))
                 continue
             raise _error(response, operation)
         raise AssertionError("unreachable")
 
     def _wait(self, attempt: int, response: httpx.Response | None) -> float:
-        if response is not None:
-            try:
-                seconds = float(response.headers.get("Retry-After", ""))
-                if seconds >= 0:
-                    return seconds
-            except ValueError:
-                pass
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+        return self.retry.wait(attempt, parse_retry_after(response.headers.get("Retry-After")) if response else None)
 
 
 class _Hasher:

@@ -31,20 +31,16 @@ with ``slot_by``/``slots`` choosing a column set via ``{slot}``/``{Slot}`` in ta
 
 The hash (``digest``) covers what affects written data only, never confidence, reasons, comments or review status
 (except that rejected fields are not written). Modules: ``model`` (dataclasses), ``mapfile`` (YAML round trip),
-``validate`` (errors with file:line and fix), ``confirm``, ``gate`` (the Dagster blocking check).
+``validate`` (errors with file:line and fix), ``confirm``, ``gate`` (confirmed and unchanged?), ``scope`` (which
+objects a map writes, merges, and where), ``schema_plan`` (the Dataverse schema the maps write to).
 """
+
+from functools import cache
+from importlib import resources
 
 from senseimig_dagster.mapping.confirm import NotConfirmable, confirm, proposed_fields
 from senseimig_dagster.mapping.errors import MapError, MapInvalid
-from senseimig_dagster.mapping.gate import (
-    GateProblem,
-    check_confirmed,
-    gate_check_for,
-    gate_check_spec,
-    gate_problems,
-    gate_result,
-    problems_markdown,
-)
+from senseimig_dagster.mapping.gate import GateProblem, check_confirmed, gate_problems, problems_markdown
 from senseimig_dagster.mapping.model import Confirmation, FieldMap, FieldMapFile, Merge, ObjectMap, Route
 from senseimig_dagster.mapping.validate import load_valid, validate
 
@@ -52,13 +48,18 @@ DEFAULT_MAP = "default_map.yaml"
 
 
 def default_map_path() -> str:
-    from importlib import resources
-
     return str(resources.files(__package__).joinpath(DEFAULT_MAP))
+
+
+@cache
+def default_map() -> FieldMapFile:
+    """The shipped default map, validated: what decides the asset graph's structure (which objects have staging
+    assets and writers) at definition time; the map read at run time decides the values."""
+    return load_valid(default_map_path())
 
 
 __all__ = [
     "Confirmation", "FieldMap", "FieldMapFile", "GateProblem", "MapError", "MapInvalid", "Merge", "NotConfirmable",
-    "ObjectMap", "Route", "check_confirmed", "confirm", "default_map_path", "gate_check_for", "gate_check_spec",
-    "gate_problems", "gate_result", "load_valid", "problems_markdown", "proposed_fields", "validate",
+    "ObjectMap", "Route", "check_confirmed", "confirm", "default_map", "default_map_path", "gate_problems", "load_valid",
+    "problems_markdown", "proposed_fields", "validate",
 ]

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from senseimig_dagster.dataverse.schema import SchemaPlan, default_plan
-from senseimig_dagster.dataverse.standard_columns import standard_tables
+from senseimig_dagster.dataverse.schema import SchemaPlan
+from senseimig_dagster.dataverse.standard_tables import standard_tables
 from senseimig_dagster.mapping import vocabulary
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog, TargetColumn, TargetLookup
 
 # System lookups a migrated field never sets.

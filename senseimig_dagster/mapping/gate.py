@@ -1,10 +1,8 @@
 """The confirmation gate: nothing is written to Dataverse under a map that is invalid, unconfirmed, or changed
 since it was confirmed.
 
-``check_confirmed`` names each object and field at issue (from the per-entry digests stored at confirmation).
-For Dagster: ``gate_check_for(key)`` is a blocking asset check (a failure stops everything downstream of ``key``);
-an asset that itself writes declares ``gate_check_spec(key)`` and calls ``gate_result`` first, raising before any
-write when it failed (``enforce_gate`` does both).
+``check_confirmed`` names each object and field at issue (from the per-entry digests stored at confirmation);
+``gate_problems`` does the same for a map file. The gate as Dagster checks is ``assets/gate.py``.
 """
 
 from __future__ import annotations
@@ -12,16 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from senseimig_dagster.mapping import mapfile
 from senseimig_dagster.mapping.confirm import proposed_fields
 from senseimig_dagster.mapping.digest import digests, map_hash
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.validate import validate
-
-if TYPE_CHECKING:
-    from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSpec, CoercibleToAssetKey
 
 GATE_CHECK_NAME = "mapping_confirmed"
 
@@ -84,48 +78,3 @@ def gate_problems(path: str | Path) -> list[GateProblem]:
 def problems_markdown(problems: Sequence[GateProblem]) -> str:
     rows = "\n".join(f"| {p.object or ''} | {p.field or ''} | {p.problem.replace('|', '/')} |" for p in problems)
     return f"| object | field | problem |\n|---|---|---|\n{rows}"
-
-
-def gate_result(path: str | Path, asset_key: CoercibleToAssetKey) -> AssetCheckResult:
-    from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
-
-    problems = gate_problems(path)
-    return AssetCheckResult(
-        asset_key=AssetKey.from_coercible(asset_key), check_name=GATE_CHECK_NAME, passed=not problems,
-        severity=AssetCheckSeverity.ERROR, description=str(problems[0]) if problems else "map confirmed",
-        metadata={"map": str(path), "problems": len(problems),
-                  **({"details": MetadataValue.md(problems_markdown(problems))} if problems else {})})
-
-
-def gate_check_spec(asset_key: CoercibleToAssetKey) -> AssetCheckSpec:
-    from dagster import AssetCheckSpec
-
-    return AssetCheckSpec(GATE_CHECK_NAME, asset=asset_key, blocking=True,
-                          description="The field map is confirmed and unchanged since; nothing is written otherwise.")
-
-
-def enforce_gate(path: str | Path, asset_key: CoercibleToAssetKey) -> AssetCheckResult:
-    """For an asset that writes itself: the check result to yield first; raises ``Failure`` (with the problems)
-    before the caller can write anything when the gate is closed."""
-    from dagster import Failure, MetadataValue
-
-    result = gate_result(path, asset_key)
-    if not result.passed:
-        raise Failure(description=f"field map gate closed: {result.description}",
-                      metadata={"problems": MetadataValue.md(problems_markdown(gate_problems(path)))})
-    return result
-
-
-def gate_check_for(asset_key: CoercibleToAssetKey, resource_key: str = "mapping") -> AssetChecksDefinition:
-    """A blocking check on ``asset_key`` reading the map from the ``MappingResource`` at ``resource_key``: when it
-    fails, assets downstream of ``asset_key`` (the Dataverse writes) are not executed."""
-    from dagster import multi_asset_check
-
-    spec = gate_check_spec(asset_key)
-
-    @multi_asset_check(specs=[spec], required_resource_keys={resource_key},
-                       name=f"{GATE_CHECK_NAME}__{'__'.join(spec.asset_key.path)}")
-    def _gate(context):  # no annotation: this module's annotations are strings, which Dagster can't resolve here
-        yield gate_result(getattr(context.resources, resource_key).path, asset_key)
-
-    return _gate

@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from senseimig_dagster.objects import LOCATION
+
 Transform = Literal["direct", "picklist", "date", "datetime", "concat", "split", "lookup", "constant", "skip"]
 Status = Literal["proposed", "accepted", "rejected"]
 TRANSFORMS: tuple[str, ...] = ("direct", "picklist", "date", "datetime", "concat", "split", "lookup", "constant",
                                "skip")
 STATUSES: tuple[str, ...] = ("proposed", "accepted", "rejected")
-TIME_ZONES = ("location", "utc")  # date/datetime: the zone the source value is in; Dataverse gets UTC
+# date/datetime: the zone the source value is in (Dataverse gets UTC): the row's practice location's zone (the map says
+# ``location``, the registry's location object), or UTC.
+LOCAL_TIME = LOCATION.name
+TIME_ZONES = (LOCAL_TIME, "utc")
 # Placeholders in targets: a merged object's slot name (``{Slot}`` capitalised, for navigation properties such as
 # ``smig_{Slot}CarrierId``) and a routed object's table.
 SLOT, SLOT_CAPITALISED, TABLE = "{slot}", "{Slot}", "{table}"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from senseimig_dagster.io_managers import LINEAGE_COLUMNS
 from senseimig_dagster.objects import OBJECTS, FieldType
+from senseimig_dagster.sensei.records import LINEAGE_COLUMNS
 
 SAMPLE_ROWS = 2000
 MAX_CATEGORIES = 12  # more distinct values than this is not a picklist

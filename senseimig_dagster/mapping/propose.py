@@ -25,10 +25,11 @@ from pathlib import Path
 import duckdb
 from ruamel.yaml.comments import CommentedMap
 
-from senseimig_dagster.mapping import mapfile, vocabulary
-from senseimig_dagster.mapping.candidates import Candidate, CandidateCatalog
+from senseimig_dagster.mapping import default_map_path, mapfile, vocabulary
+from senseimig_dagster.mapping.candidates import Candidate, CandidateCatalog, offline
+from senseimig_dagster.mapping.errors import MapInvalid
 from senseimig_dagster.mapping.model import FieldMap, FieldMapFile, ObjectMap
-from senseimig_dagster.mapping.profiles import ColumnProfile
+from senseimig_dagster.mapping.profiles import ColumnProfile, profile_raw
 from senseimig_dagster.mapping.scoring import Scored, TargetForms, score, target_forms
 from senseimig_dagster.mapping.validate import validate
 from senseimig_dagster.objects import OBJECTS
@@ -307,8 +308,6 @@ def write_map(proposal: Proposal, base_path: str | Path, out: str | Path) -> Pat
 
 def check_written(path: str | Path, catalog: CandidateCatalog) -> FieldMapFile:
     """Read the written file back and validate it against the catalog (environment columns included)."""
-    from senseimig_dagster.mapping.errors import MapInvalid
-
     fmap, errors = mapfile.load(path)
     if fmap is not None:
         errors = [*errors, *validate(fmap, catalog.target_catalog())]
@@ -321,16 +320,10 @@ def propose_file(conn: duckdb.DuckDBPyConnection, out: str | Path, catalog: Cand
                  base_path: str | Path | None = None, threshold: float = DEFAULT_THRESHOLD,
                  schema: str = "raw") -> Proposal:
     """Profile the raw tables in ``conn``, propose, write ``out`` and check it validates (raises ``MapInvalid``)."""
-    from senseimig_dagster.mapping import default_map_path
-    from senseimig_dagster.mapping.candidates import offline
-    from senseimig_dagster.mapping.profiles import profile_raw
-
     base_path = base_path or default_map_path()
     catalog = catalog or offline()
     base, errors = mapfile.load(base_path)
     if base is None or errors:
-        from senseimig_dagster.mapping.errors import MapInvalid
-
         raise MapInvalid(errors)
     proposal = propose(profile_raw(conn, schema), catalog, base, threshold=threshold)
     write_map(proposal, base_path, out)

@@ -1,4 +1,4 @@
-"""The sample migration's pieces (issue 4 §6): which patients, which of their rows, and the field diff.
+"""The sample migration's pieces: which patients, which of their rows, and the field diff.
 
 * :func:`sample_patient_ids` picks N patients reproducibly (a seeded hash order, not ``random``), stratified across
   locations in proportion to their patients, at least one per location while N allows.
@@ -26,11 +26,10 @@ import polars as pl
 
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import OBJECTS, PRIMARY_KEY, load_order
+from senseimig_dagster.objects import OBJECTS, PATIENT, PRIMARY_KEY, load_order
 
-PATIENT = "patient"
-LOCATION_FIELD = "primary_location_id"
-# Columns Dataverse reads back under another name: overriddencreatedon is stored as createdon (reference §9).
+LOCATION_FIELD = PATIENT.location_field or PRIMARY_KEY
+# Columns Dataverse reads back under another name: overriddencreatedon is stored as createdon.
 READ_AS = {"overriddencreatedon": "createdon"}
 DIFF_COLUMNS = ("object", "source_id", "field", "column", "source_value", "staged_value", "dataverse_value", "equal")
 
@@ -73,15 +72,15 @@ def _patient_scoped(name: str, scoped: set[str]) -> bool:
 
 def sample_rows(frames: Mapping[str, pl.DataFrame], patient_ids: list[str]) -> dict[str, pl.DataFrame]:
     """Per object, the rows of the sampled patients and their descendants; other objects whole."""
-    kept: dict[str, set[str]] = {PATIENT: set(patient_ids)}
+    kept: dict[str, set[str]] = {PATIENT.name: set(patient_ids)}
     out: dict[str, pl.DataFrame] = {}
-    scoped = {PATIENT}
+    scoped = {PATIENT.name}
     for obj in load_order():
         frame = frames.get(obj.name)
         if frame is None:
             continue
-        if obj.name == PATIENT:
-            out[PATIENT] = frame.filter(pl.col(PRIMARY_KEY).cast(pl.Utf8).is_in(sorted(kept[PATIENT])))
+        if obj.name == PATIENT.name:
+            out[PATIENT.name] = frame.filter(pl.col(PRIMARY_KEY).cast(pl.Utf8).is_in(sorted(kept[PATIENT.name])))
             continue
         if not _patient_scoped(obj.name, scoped):
             out[obj.name] = frame
@@ -153,7 +152,7 @@ def field_diff(fmap: FieldMapFile, raw: Mapping[str, pl.DataFrame], staged: Mapp
                     if lookup is not None:  # compare the parent's Dataverse id, resolved through its alternate key
                         dataverse_value = dv.get(f"_{lookup.attribute}_value")
                         if staged_value is None or lookup.attribute == "ownerid" or "systemuser" in lookup.targets:
-                            expected = staged_value  # owners and users are bound by GUID (dataverse/load.py)
+                            expected = staged_value  # owners and users are bound by GUID (load/frames.py)
                         else:
                             expected = readback.ids.get((lookup.targets[0], str(staged_value)))
                         # a parent named but found on neither side is a difference, not two equal nulls

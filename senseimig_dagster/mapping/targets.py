@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from senseimig_dagster.dataverse.schema import SchemaPlan, default_plan
-from senseimig_dagster.dataverse.standard_columns import standard_tables
+from senseimig_dagster.dataverse.schema import SchemaPlan
+from senseimig_dagster.dataverse.standard_tables import standard_tables
+from senseimig_dagster.mapping.schema_plan import default_plan
 
 # Every user-owned custom table has these system columns too (not in the plan, which lists what setup creates).
 # The owner's navigation property on a custom table is "ownerid", as on contact and account [memory: not verified

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.mapping import mapfile
 from senseimig_dagster.mapping.errors import MapError, MapInvalid
 from senseimig_dagster.mapping.model import SLOT, SLOT_CAPITALISED, TABLE, FieldMap, FieldMapFile, ObjectMap
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import OBJECTS, FieldType, load_order
 

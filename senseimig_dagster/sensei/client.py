@@ -11,10 +11,8 @@ is kept, the server's free-text message goes to DEBUG logging only.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import itertools
 import logging
-import random
 import re
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -27,11 +25,11 @@ import httpx
 import orjson
 import polars as pl
 
-from senseimig_dagster import objects
 from senseimig_dagster.objects import SenseiObject
 from senseimig_dagster.sensei import records
 from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
 from senseimig_dagster.sensei.records import EXTRA, RAW, SOURCE_REF, Batch, Extraction, Reject
+from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("senseimig.sensei")
 
@@ -75,22 +73,6 @@ def _query_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-
-
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -116,10 +98,9 @@ class SenseiClient:
     def __init__(self, base_url: str, api_key: str, *, page_size: int = 1000, timeout: float = 30.0,
                  max_retries: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
                  retry_after_max: float = 300.0, transport: httpx.BaseTransport | None = None):
-        self.base_url, self.page_size, self.max_retries = base_url.rstrip("/"), page_size, max_retries
-        self.backoff_base, self.backoff_max = backoff_base, backoff_max
-        # A Retry-After beyond this (a misconfigured gateway asking for hours) is clamped, not obeyed blindly.
-        self.retry_after_max = retry_after_max
+        self.base_url, self.page_size = base_url.rstrip("/"), page_size
+        # A Retry-After beyond retry_after_max (a misconfigured gateway asking for hours) is clamped.
+        self.retry = RetryPolicy(max_retries, backoff_base, backoff_max, retry_after_max)
         self._http = httpx.Client(base_url=self.base_url, auth=_ApiKeyAuth(api_key), timeout=timeout,
                                   transport=transport, headers={"Accept": "application/json"})
         self._closed = threading.Event()
@@ -166,12 +147,12 @@ class SenseiClient:
 
         return self._call(obj.name, "count", f"/v1/{obj.endpoint}/count", params, parse)
 
-    def document_content(self, document_id: str) -> Iterator[bytes]:
-        """The document's bytes, streamed in chunks. Retries until the response starts; a break after that
-        raises :class:`SenseiPageError` (a partial file is never passed off as whole)."""
-        obj = objects.get("document")
-        where = f"content of {document_id}"
-        path = f"/v1/{obj.endpoint}/{quote(document_id, safe='')}/content"
+    def content(self, obj: SenseiObject, record_id: str) -> Iterator[bytes]:
+        """The bytes of a record of an object with content (a document), streamed in chunks. Retries until the
+        response starts; a break after that raises :class:`SenseiPageError` (a partial file is never passed off as
+        whole)."""
+        where = f"content of {record_id}"
+        path = f"/v1/{obj.endpoint}/{quote(record_id, safe='')}/content"
         response = self._call(obj.name, where, path, {}, lambda r: r, stream=True)
         try:
             expected, received = response.headers.get("Content-Length"), 0
@@ -237,20 +218,18 @@ class SenseiClient:
 
     def _call(self, name: str, where: str, path: str, params: dict[str, str],
               parse: Callable[[httpx.Response], T], *, stream: bool = False) -> T:
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.retry.max_retries + 1):
             if self._closed.is_set():
                 raise SenseiPageError(name, where, "the client was closed")
             try:
                 return self._attempt(name, where, path, params, parse, stream)
-            except _Retryable as retry:
-                if attempt == self.max_retries:
-                    raise SenseiPageError(name, where, f"{retry.cause}; gave up after {attempt + 1} attempts") \
+            except _Retryable as failed:
+                if self.retry.gives_up_after(attempt):
+                    raise SenseiPageError(name, where, f"{failed.cause}; gave up after {attempt + 1} attempts") \
                         from None
-                wait = None if retry.wait is None else min(retry.wait, self.retry_after_max)
-                if wait is None:  # exponential backoff with full jitter
-                    wait = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
-                log.warning("sensei %s %s: %s; retry %d/%d in %.2f s", name, where, retry.cause, attempt + 1,
-                            self.max_retries, wait)
+                wait = self.retry.wait(attempt, failed.wait)
+                log.warning("sensei %s %s: %s; retry %d/%d in %.2f s", name, where, failed.cause, attempt + 1,
+                            self.retry.max_retries, wait)
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
@@ -268,7 +247,7 @@ class SenseiClient:
                 if status in (401, 403):
                     raise SenseiAuthError(name, where, f"{error} (the API key was refused)")
                 if status == 429:
-                    raise _Retryable(error, _retry_after(response.headers.get("Retry-After")))
+                    raise _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
                 if status >= 500:
                     raise _Retryable(error)
                 raise SenseiPageError(name, where, error)

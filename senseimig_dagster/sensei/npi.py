@@ -1,4 +1,4 @@
-"""NPI check digit (reference §5.3): Luhn over the 9 base digits as if prefixed by 80840 (worth 24)."""
+"""NPI check digit (CMS's NPI standard): Luhn over the 9 base digits as if prefixed by 80840 (worth 24)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,9 @@ Flavor = Literal["json", "csv"]
 SOURCE_REF = "_source_ref"  # "page 3 row 12" / "line 1042": where a row came from, for errors and rejects
 EXTRA = "_extra"  # JSON text of fields the registry does not know (kept, never dropped), or null
 RAW = "_raw"  # the row as received; only ever stored in the local reject table
+# What every landed raw row carries besides the source's fields, and its DuckDB type.
+LINEAGE_COLUMNS = {EXTRA: "JSON", SOURCE_REF: "VARCHAR", "_source": "VARCHAR", "_extracted_at": "TIMESTAMPTZ",
+                   "_run_id": "VARCHAR", "_ordinal": "BIGINT"}
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "object": pl.String(), "source_id": pl.String(), "source_ref": pl.String(), "reason": pl.String(),

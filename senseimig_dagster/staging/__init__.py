@@ -1,4 +1,4 @@
-"""The staging layer (DESIGN §1 step 4, §6): raw Sensei rows in, Dataverse-shaped rows out, nothing lost.
+"""The staging layer: raw Sensei rows in, Dataverse-shaped rows out, nothing lost.
 
 Pure Polars, no Dagster: assets under ``assets/`` wrap these functions thinly.
 

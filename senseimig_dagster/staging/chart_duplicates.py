@@ -5,7 +5,7 @@ a duplicate patient meet their originals. Pure Polars, no Dagster. Each object k
 (the earliest signed version of a note; the earliest created reading or plan line) and every dropped row is
 logged (object, kept id, dropped id, rule) so conservation can count it: rows = kept + collapsed.
 
-Rules:
+Rules (each object declares its own in the registry, ``chart_duplicates``):
 
 - ``identical_note``: same patient, note type and day (of ``signed_at``, else ``created_at``), the same body once
   whitespace and case are normalised (a double click, a re-import that added a trailing newline), and the same
@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 import polars as pl
 from rapidfuzz import fuzz
 
+from senseimig_dagster.objects import REGISTRY, get
+
 REASON = "chart_duplicate"
 NOTE_SIMILARITY = 97.0
 SAVE_WINDOW = dt.timedelta(hours=1)
 LOG_SCHEMA: dict[str, pl.DataType] = {"object": pl.String(), "kept_id": pl.String(), "dropped_id": pl.String(),
                                       "rule": pl.String(), "reason": pl.String()}
-PERIO_KEYS = ("patient_id", "exam_date", "tooth", "site", "probing_depth_mm", "recession_mm", "bleeding",
-              "suppuration", "plaque", "mobility", "furcation")
-PLAN_ITEM_KEYS = ("patient_id", "treatment_plan_id", "sequence", "code", "tooth", "surfaces", "fee", "service_date")
 
 
 @dataclass
@@ -64,7 +63,7 @@ def _body(expr: pl.Expr) -> pl.Expr:
     return expr.fill_null("").str.replace_all(r"\s+", " ").str.strip_chars().str.to_lowercase()
 
 
-def collapse_notes(notes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def collapse_notes(notes: pl.DataFrame, obj: str, rule: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     day = pl.coalesce("signed_at", "created_at").dt.date().alias("_day")
     order = ["signed_at", "created_at", "id"]
     work = notes.with_columns(day, _body(pl.col("body")).alias("_body")).sort("created_at", "id", nulls_last=True)
@@ -72,13 +71,13 @@ def collapse_notes(notes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     # without an appointment, a new "visit" starts when the previous identical note is older than SAVE_WINDOW
     session = (pl.col("created_at").diff().over(same_text) > SAVE_WINDOW).fill_null(False).cum_sum().over(same_text)
     work = work.with_columns(pl.coalesce("appointment_id", pl.format("session-{}", session)).alias("_visit"))
-    kept, exact = _collapse(work, "clinical_note", [*same_text, "_visit"], order, "identical_note")
-    near = _near_identical(kept, order)
+    kept, exact = _collapse(work, obj, [*same_text, "_visit"], order, rule)
+    near = _near_identical(kept, order, obj)
     kept = kept.filter(~pl.col("id").is_in(near.get_column("dropped_id").implode()))
     return kept.drop("_day", "_body", "_visit"), pl.concat([exact, near])
 
 
-def _near_identical(notes: pl.DataFrame, order: list[str]) -> pl.DataFrame:
+def _near_identical(notes: pl.DataFrame, order: list[str], obj: str) -> pl.DataFrame:
     """Near-identical bodies within (patient, type, day) groups; the groups are small, pairs are compared."""
     groups = ["patient_id", "note_type", "_day"]
     crowded = notes.filter(pl.len().over(groups) > 1).sort([*groups, *order], nulls_last=True)
@@ -91,7 +90,7 @@ def _near_identical(notes: pl.DataFrame, order: list[str]) -> pl.DataFrame:
             if match is None:
                 kept.append(note)
             else:
-                rows.append(("clinical_note", match["id"], note["id"], "near_identical_note", REASON))
+                rows.append((obj, match["id"], note["id"], "near_identical_note", REASON))
     return pl.DataFrame(rows, schema=LOG_SCHEMA, orient="row")
 
 
@@ -103,28 +102,27 @@ def _same_visit(a: dict, b: dict) -> bool:
     return abs(a["created_at"] - b["created_at"]) <= SAVE_WINDOW
 
 
-def collapse_perio(readings: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    keys = [c for c in PERIO_KEYS if c in readings.columns]
-    return _collapse(readings, "perio_reading", keys, ["created_at", "id"], "identical_reading")
-
-
-def collapse_plan_items(items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    keys = [c for c in PLAN_ITEM_KEYS if c in items.columns]
-    return _collapse(items, "treatment_plan_item", keys, ["created_at", "id"], "identical_plan_item")
-
-
-_COLLAPSERS = {"clinical_note": collapse_notes, "perio_reading": collapse_perio,
-               "treatment_plan_item": collapse_plan_items}
+def collapse(name: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One object's chart duplicates by its registry declaration: rows equal on its ``same`` fields (the earliest
+    created kept), or the note rule. Returns the rows kept and the log of those dropped."""
+    rule = get(name).chart_duplicates
+    if rule is None:
+        return frame, _empty_log()
+    if rule.same:
+        keys: list[str | pl.Expr] = [c for c in rule.same if c in frame.columns]
+        return _collapse(frame, name, keys, ["created_at", "id"], rule.rule)
+    return collapse_notes(frame, name, rule.rule)
 
 
 def collapse_chart_duplicates(frames: Mapping[str, pl.DataFrame]) -> ChartResult:
-    """Collapse every chart object present in ``frames`` (object name -> frame); other frames pass through."""
+    """Collapse every object in ``frames`` (object name -> frame) that declares ``chart_duplicates`` in the
+    registry; other frames pass through."""
     out, logs, counts = dict(frames), [_empty_log()], {}
-    for obj, collapse in _COLLAPSERS.items():
-        if obj in frames:
-            out[obj], log = collapse(frames[obj])
+    for obj in REGISTRY:
+        if obj.chart_duplicates is not None and obj.name in frames:
+            out[obj.name], log = collapse(obj.name, frames[obj.name])
             logs.append(log)
-            counts[obj] = log.height
+            counts[obj.name] = log.height
     return ChartResult(out, pl.concat(logs), counts)
 
 

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+from nicknames import NickNamer
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, REGISTRY, get
+from senseimig_dagster.objects import MODIFIED_AT, PATIENT, PRIMARY_KEY, REGISTRY
 
 REASON_MERGED = "merged_duplicate"
 MAX_BLOCK = 50
@@ -144,7 +145,7 @@ def _address(expr: pl.Expr) -> pl.Expr:
 
 def prepare(patients: pl.DataFrame) -> pl.DataFrame:
     """Comparison columns (prefixed ``_``) next to ``id`` and ``updated_at``."""
-    fields = [c for c in get("patient").field_names if c in patients.columns and c != PRIMARY_KEY]
+    fields = [c for c in PATIENT.field_names if c in patients.columns and c != PRIMARY_KEY]
     email = pl.col("email").str.strip_chars().str.to_lowercase()
     phones = [_phone(c) for c in ("mobile_phone", "home_phone", "work_phone") if c in patients.columns]
     return patients.select(
@@ -194,8 +195,6 @@ def candidate_pairs(prepared: pl.DataFrame, max_block: int = MAX_BLOCK) -> pl.Da
 @functools.cache
 def nickname_pairs() -> pl.DataFrame:
     """Every (name, nickname) pair in both directions, lower case."""
-    from nicknames import NickNamer
-
     rows = [(name, nick) for name, nicks in NickNamer().nickname_lookup.items() for nick in nicks]
     rows += list(EXTRA_NICKNAMES)
     rows += [(b, a) for a, b in rows]
@@ -463,7 +462,7 @@ def _decisions(scored: pl.DataFrame, merge_map: pl.DataFrame, result: _Clusterin
 # -- children -------------------------------------------------------------------------------------------------
 def patient_reference_fields() -> dict[str, tuple[str, ...]]:
     """Object name -> its fields that reference a patient (from the registry)."""
-    out = {o.name: tuple(f.name for f in o.fields if f.references == "patient") for o in REGISTRY}
+    out = {o.name: o.references_to(PATIENT.name) for o in REGISTRY}
     return {k: v for k, v in out.items() if v}
 
 
@@ -490,7 +489,7 @@ class Evaluation:
 
 def dedup_truth(defects: pl.DataFrame) -> pl.DataFrame:
     """The generator's duplicate patients (``defects.jsonl`` rows): duplicate_id, original_id."""
-    return (defects.filter((pl.col("kind") == "duplicate_patient") & (pl.col("object") == "patient"))
+    return (defects.filter((pl.col("kind") == "duplicate_patient") & (pl.col("object") == PATIENT.name))
             .select(pl.col("id").alias("duplicate_id"), pl.col("of").alias("original_id")))
 
 

@@ -1,9 +1,9 @@
-"""Delta pickup (issue 6 item 6): which staged rows a modification window sends, and what it deleted. Pure Polars.
+"""Delta pickup: which staged rows a modification window sends, and what it deleted. Pure Polars.
 
 How a window flows through the layers:
 
 * **raw** keeps every version it received: a record modified on day 2 lands in day 2's partition while its
-  day-1 copy stays in its old partition (a window replaces only its own days). :func:`latest_sql` is the one
+  day-1 copy stays in its old partition (a window replaces only its own days). ``store.latest_sql`` is the one
   read of a raw table everything downstream uses: the newest version per id.
 * **staging** stages the *whole* tenant from those latest versions: deduplication, provider resolution and the
   lookups need the context, and a child's parent is bound in Dataverse by alternate key, so nothing is lost by
@@ -12,16 +12,16 @@ How a window flows through the layers:
   its merged policies' and referrals', deleted ones included since a deletion empties merged columns, and those
   of the insurance plans its policies hold: a renamed plan re-sends every patient holding it).
 * **writers** in a windowed run (:func:`window_rows`) send only rows whose ``_modified_at`` falls in the window,
-  plus rows whose last attempt failed (a failure must not wait for the next full run); the load ledger's body
+  plus rows whose last attempt failed (a failure must not wait for the next full run); the load journal's body
   hashes then skip rows whose Dataverse body did not change. A row outside the window is never sent, even when
   context made its body differ (a re-clustered duplicate): that drift is counted in metadata and a full
   ``migrate`` run sends it.
-* **deletions**: Sensei soft-deletes (``is_deleted``, reference §7 conventions; [INF] there). :func:`deletions`
-  lists the records deleted in the window with their Dataverse id from the ledger; nothing is deleted in Dataverse.
+* **deletions**: Sensei soft-deletes (``is_deleted``). :func:`deletions` lists the records deleted in the window
+  with their Dataverse id from the load journal; nothing is deleted in Dataverse.
 
 Not covered: chart duplicates collapsed into a kept row (notes, readings, plan lines) do not re-stamp it, and an
 edit that makes deduplication pick another survivor changes which source id a person is loaded under; a full
-``migrate`` run (no window) compares every staged row with the ledger and sends such drift.
+``migrate`` run (no window) compares every staged row with the load journal and sends such drift.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from senseimig_dagster.mapping.model import FieldMapFile
-from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY
+from senseimig_dagster.objects import MODIFIED_AT, PATIENT, PRIMARY_KEY
 
 MODIFIED = "_modified_at"  # staged bookkeeping column (underscore: never sent to Dataverse)
 SOURCE_ID = "_source_id"
@@ -63,12 +63,6 @@ class Window:
                 f"{self.before.strftime(fmt) if self.before else 'now'})")
 
 
-def latest_sql(table: str) -> str:
-    """The newest received version of each record of a raw table (``raw."patient"``)."""
-    return (f"SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {PRIMARY_KEY} "
-            f"ORDER BY {MODIFIED_AT} DESC NULLS LAST, _extracted_at DESC NULLS LAST, _ordinal DESC) = 1")
-
-
 def _utc(frame: pl.DataFrame, column: str = MODIFIED_AT) -> pl.Expr:
     """``column`` as a UTC instant, whatever the frame holds (DuckDB's TIMESTAMPTZ, naive UTC, ISO text)."""
     dtype, col = frame.schema.get(column), pl.col(column)
@@ -94,17 +88,19 @@ def stamp_modified(staged: Mapping[str, pl.DataFrame], raw: Mapping[str, pl.Data
             out[name] = frame
             continue
         times = _own_times(raw[name])
-        if name == "patient":
-            times = _patient_times(times, raw, fmap, merge_map)
+        merged_into = any(om.merge is not None and om.merge.into == name for om in fmap.objects.values())
+        if name == PATIENT.name or merged_into:
+            times = _root_times(name, times, raw, fmap, merge_map if name == PATIENT.name else None)
         stamped = frame.drop(MODIFIED, strict=False).with_columns(pl.col(SOURCE_ID).cast(pl.String))
         out[name] = stamped.join(times.group_by(SOURCE_ID).agg(pl.col(MODIFIED).max()), on=SOURCE_ID, how="left",
                                  maintain_order="left")
     return out
 
 
-def _patient_times(times: pl.DataFrame, raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile,
-                   merge_map: pl.DataFrame | None) -> pl.DataFrame:
-    """A survivor changes when a duplicate folded into it changes, and when any merged row of it does."""
+def _root_times(root: str, times: pl.DataFrame, raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile,
+                merge_map: pl.DataFrame | None) -> pl.DataFrame:
+    """A row changes when any row merged into it does, and (a deduplicated patient) when a duplicate folded into
+    it changes."""
     parts = [times]
     if merge_map is not None and not merge_map.is_empty():
         dup = merge_map.select(pl.col("duplicate_id").cast(pl.String).alias(SOURCE_ID),
@@ -115,14 +111,14 @@ def _patient_times(times: pl.DataFrame, raw: Mapping[str, pl.DataFrame], fmap: F
         if merge is None or name not in raw or MODIFIED_AT not in raw[name].columns:
             continue
         rows = raw[name]
-        if merge.into == "patient" and merge.via in rows.columns:  # a policy, a referral: patient_id
+        if merge.into == root and merge.via in rows.columns:  # a policy, a referral: patient_id
             parts.append(rows.select(pl.col(merge.via).cast(pl.String).alias(SOURCE_ID),
                                      _utc(rows).alias(MODIFIED)).drop_nulls(SOURCE_ID))
         elif "." in merge.via:  # an insurance plan, through the policies holding it: every such patient
             holder, field = merge.via.split(".", 1)
             held = fmap.objects.get(holder)
             link = raw.get(holder)
-            if held is None or held.merge is None or held.merge.into != "patient" or link is None \
+            if held is None or held.merge is None or held.merge.into != root or link is None \
                     or field not in link.columns or held.merge.via not in link.columns:
                 continue
             link = link.select(pl.col(field).cast(pl.String).alias("_via"),
@@ -161,9 +157,9 @@ def window_rows(staged: pl.DataFrame, window: Window, failed_ids: set[str]) -> P
     return Picked(picked.drop("_in", "_retry"), n_in, n_retry, staged.height - picked.height)
 
 
-def deletions(raw: Mapping[str, pl.DataFrame], window: Window | None, ledger: pl.DataFrame) -> pl.DataFrame:
+def deletions(raw: Mapping[str, pl.DataFrame], window: Window | None, journal: pl.DataFrame) -> pl.DataFrame:
     """Records whose latest version says ``is_deleted`` (modified in ``window`` when given), with the Dataverse
-    table and id the load ledger knows for them (``ledger``: object, table, source_id, dataverse_id; latest)."""
+    table and id the load journal knows for them (``journal``: object, table, source_id, dataverse_id; latest)."""
     found = []
     for name, frame in raw.items():
         if "is_deleted" not in frame.columns or MODIFIED_AT not in frame.columns or frame.is_empty():
@@ -177,7 +173,7 @@ def deletions(raw: Mapping[str, pl.DataFrame], window: Window | None, ledger: pl
     if not found:
         return pl.DataFrame(schema=DELETION_SCHEMA)
     deleted = pl.concat(found)
-    known = ledger.select(pl.col("object").cast(pl.String), pl.col("source_id").cast(pl.String),
+    known = journal.select(pl.col("object").cast(pl.String), pl.col("source_id").cast(pl.String),
                           pl.col("table").cast(pl.String), pl.col("dataverse_id").cast(pl.String))
     joined = deleted.join(known, on=["object", "source_id"], how="left")
     return joined.with_columns(pl.col("dataverse_id").is_not_null().alias("in_dataverse")).select(

@@ -1,36 +1,34 @@
-"""Owner resolution (issue 5 §6): Sensei users -> Dataverse system users, decided before anything is written.
+"""Owner resolution: Sensei users -> Dataverse system users, decided before anything is written.
 
 Sensei users are matched by e-mail, case-insensitively: ``internalemailaddress`` first, then ``domainname`` (the
 UPN). Each user gets one outcome:
 
 - ``matched``: an enabled, interactive user; it owns the user's records;
 - ``disabled`` (``isdisabled``), ``application`` (``applicationid`` set), ``non_interactive`` (``accessmode`` 4):
-  Dataverse refuses a disabled owner (0x8004022b, reference §10), and an application or non-interactive user
+  Dataverse refuses a disabled owner (0x8004022b), and an application or non-interactive user
   owning patient records hides them from the practice;
 - ``missing``: no system user has the e-mail (or the Sensei user has none);
 - ``unknown_user``: a staged row names a Sensei user id absent from the extract (:func:`owner_problems` only).
 
 Problem users get the configured fallback owner (an enabled interactive user, or a team), or no owner. Without a
-fallback, :func:`owner_check_result` fails - a blocking check - naming every such user id, so activity records are
-never orphaned to inactive owners silently. E-mails and names stay out of reports and metadata; only ids and outcomes.
+fallback, the blocking ``owners_resolved`` check (``assets/owners.py``) fails naming every such user id, so activity
+records are never orphaned to inactive owners silently. E-mails and names stay out of reports and metadata; only ids and outcomes.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
 if TYPE_CHECKING:
-    from dagster import AssetCheckResult, AssetCheckSpec, CoercibleToAssetKey
-
     from senseimig_dagster.dataverse.client import DataverseClient
 
 OWNER_COLUMN = "_owner_user_id"
 CHECK_NAME = "owners_resolved"
-NON_INTERACTIVE = 4  # systemuser.accessmode Non-interactive [memory, reference §10]
+NON_INTERACTIVE = 4  # systemuser.accessmode Non-interactive [memory]
 SYSTEMUSER_COLUMNS = ("systemuserid", "internalemailaddress", "domainname", "isdisabled", "accessmode",
                       "applicationid", "fullname")
 SYSTEMUSER_SCHEMA: dict[str, pl.DataType] = {
@@ -72,7 +70,7 @@ class OwnerResolution:
 
 
 def fetch_systemusers(client: DataverseClient) -> pl.DataFrame:
-    """Every system user with what matching needs (reference §10); ``fullname`` is fetched for people reviewing the
+    """Every system user with what matching needs; ``fullname`` is fetched for people reviewing the
     match locally and must stay out of metadata."""
     rows = [{c: r.get(c) for c in SYSTEMUSER_COLUMNS} for r in client.query("systemusers", SYSTEMUSER_COLUMNS)]
     return pl.DataFrame(rows, schema=SYSTEMUSER_SCHEMA, orient="row")
@@ -175,41 +173,3 @@ def owner_problems(frame: pl.DataFrame, resolution: OwnerResolution) -> pl.DataF
                           pl.col("owner_id").fill_null(pl.lit(fallback, pl.String)))
             .filter(pl.col("owner_id").is_null())
             .select("user_id", "outcome", "rows").sort("user_id"))
-
-
-def _markdown(frame: pl.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join([header, *rows])
-
-
-def owner_check_spec(asset_key: CoercibleToAssetKey) -> AssetCheckSpec:
-    from dagster import AssetCheckSpec
-
-    return AssetCheckSpec(CHECK_NAME, asset=asset_key, blocking=True,
-                          description="Every staged row's Sensei user maps to an enabled interactive Dataverse "
-                                      "owner (or the configured fallback); nothing is loaded otherwise.")
-
-
-def owner_check_result(asset_key: CoercibleToAssetKey, frame: pl.DataFrame, resolution: OwnerResolution
-                       ) -> AssetCheckResult:
-    """Fails when a row's owner resolves to nobody; metadata lists those user ids with their outcome, and the
-    problem users who got the fallback (reported before any write even when the check passes)."""
-    from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
-
-    problems = owner_problems(frame, resolution)
-    report = resolution.report.select("user_id", "outcome", "owner_id")
-    metadata: dict[str, Any] = {"outcome_counts": MetadataValue.json(resolution.outcome_counts()),
-                                "rows_without_owner": int(problems.get_column("rows").sum()) if problems.height else 0,
-                                "fallback_owner": resolution.fallback.id if resolution.fallback else "none"}
-    if problems.height:
-        metadata["unresolved_users"] = MetadataValue.md(_markdown(problems))
-    if report.height:
-        metadata["problem_users"] = MetadataValue.md(_markdown(report))
-    description = ("every row has an owner" if not problems.height else
-                   f"{problems.height} Sensei users own {metadata['rows_without_owner']} rows but map to no owner: "
-                   + ", ".join(f"{u} ({o})" for u, o, _ in problems.head(20).iter_rows())
-                   + "; configure a fallback owner or fix the users in Dataverse")
-    return AssetCheckResult(asset_key=AssetKey.from_coercible(asset_key), check_name=CHECK_NAME,
-                            passed=not problems.height, severity=AssetCheckSeverity.ERROR, metadata=metadata,
-                            description=description)

@@ -20,8 +20,8 @@ Accounts come from the registry's own objects: the organization (DSO) and its lo
 Conservation per object: ``extracted = staged + merged + collapsed + quarantined + not_written``. ``merged``: a
 duplicate patient folded into its survivor, or a policy, plan or referral folded into a patient row;
 ``not_written``: deleted in Sensei, not routed, or a merged row that lost to a newer one (``latest_by``) or has no
-slot. The issue's ``extracted = staged + merged + quarantined`` is this with ``collapsed`` and ``not_written``
-shown apart, so every number has one meaning.
+slot. ``collapsed`` and ``not_written`` are shown apart from ``merged`` and ``quarantined``, so every number has one
+meaning.
 """
 
 from __future__ import annotations
@@ -34,15 +34,18 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from senseimig_dagster.dataverse.schema import SchemaPlan, default_plan
+from senseimig_dagster.dataverse.schema import SchemaPlan
 from senseimig_dagster.mapping.model import FieldMapFile
-from senseimig_dagster.objects import PRIMARY_KEY, get, load_order
+from senseimig_dagster.mapping.schema_plan import default_plan
+from senseimig_dagster.mapping.scope import merge_root, merged_objects, written_objects
+from senseimig_dagster.objects import LOCATION, PATIENT, PRIMARY_KEY, get, load_order
 from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.chart_duplicates import LOG_SCHEMA, collapse_chart_duplicates
 from senseimig_dagster.staging.dedup import DedupResult, Overrides, deduplicate, repoint_children
 from senseimig_dagster.staging.delta import stamp_modified
 from senseimig_dagster.staging.providers import (
     DECISION_SCHEMA,
+    PROVIDERS,
     apply_resolution,
     free_text_rows,
     resolve_providers,
@@ -51,7 +54,7 @@ from senseimig_dagster.staging.shape import (
     Targets,
     clean_object,
     code_checks,
-    merge_into_patients,
+    merge_into,
     shape_object,
 )
 from senseimig_dagster.staging.values.check import Staged, run_checks
@@ -75,18 +78,9 @@ class StagingResult:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def written_objects(fmap: FieldMapFile) -> list[str]:
-    """Objects with rows of their own in Dataverse, parents first: not ``match`` / ``skip``, not merged."""
-    return [o.name for o in load_order() if (om := fmap.objects.get(o.name)) is not None
-            and om.mode == "upsert" and om.merge is None]
-
-
-def merged_objects(fmap: FieldMapFile) -> list[str]:
-    return [name for name, om in fmap.objects.items() if om.merge is not None]
-
-
-class _Ledger:
-    """Per-object counts and the not-written rows."""
+class Conservation:
+    """Staging's conservation counts per object (extracted = staged + merged + collapsed + quarantined +
+    not written) and the rows not written, with their cause."""
 
     def __init__(self) -> None:
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_COLUMNS, 0))
@@ -112,14 +106,14 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
                  today: dt.date | None = None) -> StagingResult:
     """Stage every registry object in ``raw`` (object name -> raw rows) under ``fmap``; see the module doc."""
     targets = Targets.of(plan or default_plan(fmap.prefix))
-    ledger, findings = _Ledger(), [q.empty()]
+    counted, findings = Conservation(), [q.empty()]
     order = [o.name for o in load_order() if o.name in raw and o.name in fmap.objects]
     frames: dict[str, pl.DataFrame] = {}
     for name in order:
         frame = raw[name].select([f for f in get(name).field_names if f in raw[name].columns])
-        ledger.add(name, "extracted", frame.height)
+        counted.add(name, "extracted", frame.height)
         deleted = pl.col("is_deleted").fill_null(False) if "is_deleted" in frame.columns else pl.lit(False)
-        ledger.skip(name, frame.filter(deleted).get_column(PRIMARY_KEY), "deleted_in_source")
+        counted.skip(name, frame.filter(deleted).get_column(PRIMARY_KEY), "deleted_in_source")
         frames[name] = frame.filter(~deleted)
     # Orphans are judged against everything extracted (deleted rows too: those are parent_not_staged later).
     extracted_ids = {n: raw[n].get_column(PRIMARY_KEY).cast(pl.String) for n in order}
@@ -132,40 +126,40 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
         for name in order:
             mode = fmap.objects[name].mode
             if mode != "upsert":
-                ledger.skip(name, frames[name].get_column(PRIMARY_KEY), f"mode_{mode}")
+                counted.skip(name, frames[name].get_column(PRIMARY_KEY), f"mode_{mode}")
                 continue
             job = pool.submit(clean_object, name, frames[name], fmap, targets, extracted_ids, today=today,
-                              locations=frames.get("location"))
-            if name == "location":
+                              locations=frames.get(LOCATION.name))
+            if name == LOCATION.name:
                 frames[name] = job.result().clean  # the zones of every later object
             pending.append((name, job))
     for name, job in pending:
         staged = job.result()
         findings.append(staged.quarantine)
-        ledger.add(name, "quarantined", staged.rows_quarantined)
+        counted.add(name, "quarantined", staged.rows_quarantined)
         frames[name] = staged.clean
 
     # 3. patients: dedup, children re-pointed
     dedup = _dedup(frames, overrides)
     if dedup is not None:
-        frames["patient"] = dedup.patients
-        ledger.add("patient", "merged", dedup.merge_map.height)
-        frames.update(repoint_children({k: v for k, v in frames.items() if k != "patient"}, dedup.merge_map))
+        frames[PATIENT.name] = dedup.patients
+        counted.add(PATIENT.name, "merged", dedup.merge_map.height)
+        frames.update(repoint_children({k: v for k, v in frames.items() if k != PATIENT.name}, dedup.merge_map))
 
     # 4. free-text providers
     decisions = pl.DataFrame(schema=DECISION_SCHEMA)
-    if "provider" in frames:
-        decisions = resolve_providers(free_text_rows(frames), frames["provider"], fallback_provider_id)
+    if PROVIDERS in frames:
+        decisions = resolve_providers(free_text_rows(frames), frames[PROVIDERS], fallback_provider_id)
         for name in decisions.get_column("object").unique().to_list():
             frames[name], held = apply_resolution(name, frames[name], decisions)
             findings.append(held)
-            ledger.add(name, "quarantined", held.height)
+            counted.add(name, "quarantined", held.height)
 
     # 5. chart duplicates
     chart = collapse_chart_duplicates(frames)
     frames = chart.frames
     for name, n in chart.counts.items():
-        ledger.add(name, "collapsed", n)
+        counted.add(name, "collapsed", n)
 
     # 6. routes (``via`` fields still read the rows routed away: a marketing source's type)
     before_routes = dict(frames)
@@ -173,64 +167,64 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
         om = fmap.objects[name]
         if om.route is not None and om.merge is None:
             routed = pl.col(om.route.by).cast(pl.String).is_in([k for k, _ in om.route.tables]).fill_null(False)
-            ledger.skip(name, frames[name].filter(~routed).get_column(PRIMARY_KEY), "not_routed")
+            counted.skip(name, frames[name].filter(~routed).get_column(PRIMARY_KEY), "not_routed")
             frames[name] = frames[name].filter(routed)
 
     # 7. pass 2, parents first
     staged_ids: dict[str, pl.Series] = {}
-    users = frames.get("user")
-    if users is not None:
-        staged_ids["user"] = users.get_column(PRIMARY_KEY)  # owners are matched, not written: all can be bound
+    matched = {n: frames[n] for n in order if fmap.objects[n].mode == "match"}
+    for name, rows in matched.items():
+        staged_ids[name] = rows.get_column(PRIMARY_KEY)  # users are matched, not written: all can be bound
     for name in (n for n in order if fmap.objects[n].merge is not None):
         staged_ids[name] = frames[name].get_column(PRIMARY_KEY)  # merged parents: judged in their own pass
     out: dict[str, pl.DataFrame] = {}
     for name in written_objects(fmap):
         if name not in frames:
             continue
-        shaped = shape_object(name, frames[name], fmap, targets, staged_ids, user_emails=users)
+        shaped = shape_object(name, frames[name], fmap, targets, staged_ids, matched=matched)
         findings.append(shaped.quarantine)
-        ledger.add(name, "quarantined", shaped.rows_quarantined)
+        counted.add(name, "quarantined", shaped.rows_quarantined)
         out[name] = shaped.clean
         staged_ids[name] = shaped.clean.get_column("_source_id")
-    if "patient" in out:
-        out["patient"] = _merge(out, before_routes, fmap, staged_ids, ledger, findings)
+    for root in sorted({merge_root(fmap, m) for m in merged_objects(fmap)} & out.keys()):
+        out[root] = _merge(root, out, before_routes, fmap, staged_ids, counted, findings)
     for name, frame in out.items():
-        ledger.add(name, "staged", frame.height)
-    # Delta pickup (issue 6 item 6, staging/delta.py): ``_modified_at``, when the source last changed what each
+        counted.add(name, "staged", frame.height)
+    # Delta pickup (staging/delta.py): ``_modified_at``, when the source last changed what each
     # staged row is made of, so a windowed run's writers send exactly the window's records.
     out = stamp_modified(out, raw, fmap, dedup.merge_map if dedup else None)
     quarantine = pl.concat(findings)
     return StagingResult(
-        staged=out, counts=ledger.frame(order), quarantine=quarantine,
+        staged=out, counts=counted.frame(order), quarantine=quarantine,
         merge_map=dedup.merge_map if dedup else pl.DataFrame(schema=MERGE_MAP_SCHEMA),
         dedup_decisions=dedup.decisions if dedup else pl.DataFrame(), provider_decisions=decisions, chart_log=chart.log if chart.log.height else
         pl.DataFrame(schema=LOG_SCHEMA),
-        not_written=pl.concat([pl.DataFrame(schema=NOT_WRITTEN_SCHEMA), *ledger.not_written]),
+        not_written=pl.concat([pl.DataFrame(schema=NOT_WRITTEN_SCHEMA), *counted.not_written]),
         stats=dedup.stats if dedup else {})
 
 
 def _dedup(frames: Mapping[str, pl.DataFrame], overrides: Overrides | None) -> DedupResult | None:
-    patients = frames.get("patient")
+    patients = frames.get(PATIENT.name)
     if patients is None or patients.is_empty():
         return None
     return deduplicate(patients, overrides)
 
 
-def _merge(out: dict[str, pl.DataFrame], frames: Mapping[str, pl.DataFrame], fmap: FieldMapFile,
-           staged_ids: dict[str, pl.Series], ledger: _Ledger, findings: list[pl.DataFrame]) -> pl.DataFrame:
-    """Merged objects: pass 2's codes and lookups, then their columns joined onto the staged patients."""
-    staged_ids = {**staged_ids, "patient": out["patient"].get_column("_source_id")}
+def _merge(root: str, out: dict[str, pl.DataFrame], frames: Mapping[str, pl.DataFrame], fmap: FieldMapFile,
+           staged_ids: dict[str, pl.Series], counted: Conservation, findings: list[pl.DataFrame]) -> pl.DataFrame:
+    """Objects merged into ``root``: pass 2's codes and lookups, then their columns joined onto its staged rows."""
+    staged_ids = {**staged_ids, root: out[root].get_column("_source_id")}
     merged_frames: dict[str, pl.DataFrame] = dict(frames)
     for name in merged_objects(fmap):
-        if name not in frames:
+        if name not in frames or merge_root(fmap, name) != root:
             continue
         checked = run_checks(frames[name], name, code_checks(name, fmap.objects[name], frames[name], staged_ids))
         findings.append(checked.quarantine)
-        ledger.add(name, "quarantined", checked.rows_quarantined)
+        counted.add(name, "quarantined", checked.rows_quarantined)
         merged_frames[name] = checked.clean
-    columns, outcomes = merge_into_patients(out["patient"].get_column("_source_id"), fmap, merged_frames)
+    columns, outcomes = merge_into(root, out[root].get_column("_source_id"), fmap, merged_frames)
     for name, outcome in outcomes.items():
-        ledger.add(name, "merged", outcome.merged_ids.len())
-        ledger.skip(name, outcome.not_written_ids, "not_merged")
+        counted.add(name, "merged", outcome.merged_ids.len())
+        counted.skip(name, outcome.not_written_ids, "not_merged")
     extra = columns.rename({PRIMARY_KEY: "_source_id"})
-    return out["patient"].join(extra, on="_source_id", how="left", maintain_order="left")
+    return out[root].join(extra, on="_source_id", how="left", maintain_order="left")

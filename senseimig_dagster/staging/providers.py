@@ -26,9 +26,14 @@ from dataclasses import dataclass
 import polars as pl
 from rapidfuzz import fuzz, process
 
+from senseimig_dagster.objects import PRIMARY_KEY, REGISTRY, get
 from senseimig_dagster.staging.quarantine import QUARANTINE_SCHEMA
 
-FREE_TEXT_OBJECTS = ("appointment", "clinical_note", "ledger_transaction")
+# Objects whose legacy rows name their provider as text (the registry's ``free_text_provider`` declarations), and
+# the object those texts resolve to (what their id fields reference).
+FREE_TEXT_OBJECTS = tuple(o.name for o in REGISTRY if o.free_text_provider is not None)
+PROVIDERS = next(iter({o.field(o.free_text_provider.id).references for o in REGISTRY  # type: ignore[union-attr]
+                       if o.free_text_provider is not None}))
 REASON_AMBIGUOUS = "ambiguous_provider"
 REASON_UNKNOWN = "unknown_provider"
 FUZZY_MIN = 90.0
@@ -178,27 +183,31 @@ def resolve_providers(rows: pl.DataFrame, providers: pl.DataFrame, fallback_prov
 
 
 def free_text_rows(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-    """Rows naming their provider only as text, from the objects that carry ``provider_name``.
+    """Rows naming their provider only as text, from the objects that declare a free-text provider.
 
-    A clinical note has no location of its own: it takes its appointment's, when that appointment is given.
+    An object without a location of its own (a clinical note) takes the location of the row its declaration's
+    ``location_via`` points at (its appointment's), when that row is given.
     """
     parts = []
-    appointments = frames.get("appointment")
     for obj in FREE_TEXT_OBJECTS:
         frame = frames.get(obj)
-        if frame is None or "provider_name" not in frame.columns:
+        declared = get(obj).free_text_provider
+        if frame is None or declared is None or declared.text not in frame.columns:
             continue
-        picked = frame.filter(pl.col("provider_id").is_null() & pl.col("provider_name").is_not_null())
-        if "location_id" in picked.columns:
-            loc = pl.col("location_id")
-        elif obj == "clinical_note" and appointments is not None and "appointment_id" in picked.columns:
-            picked = picked.join(appointments.select(pl.col("id").alias("appointment_id"),
-                                                     pl.col("location_id").alias("_loc")),
-                                 on="appointment_id", how="left")
+        picked = frame.filter(pl.col(declared.id).is_null() & pl.col(declared.text).is_not_null())
+        location_field = get(obj).location_field
+        via = get(obj).field(declared.location_via).references if declared.location_via else None
+        if location_field is not None and location_field in picked.columns:
+            loc = pl.col(location_field)
+        elif via is not None and frames.get(via) is not None and declared.location_via in picked.columns:
+            parent = frames[via].select(pl.col(PRIMARY_KEY).alias(declared.location_via),
+                                        pl.col(get(via).location_field).alias("_loc"))
+            picked = picked.join(parent, on=declared.location_via, how="left")
             loc = pl.col("_loc")
         else:
             loc = pl.lit(None, pl.String)
-        parts.append(picked.select(pl.lit(obj).alias("object"), "id", pl.col("provider_name").cast(pl.String),
+        parts.append(picked.select(pl.lit(obj).alias("object"), PRIMARY_KEY,
+                                   pl.col(declared.text).cast(pl.String).alias("provider_name"),
                                    loc.cast(pl.String).alias("location_id")))
     schema = {"object": pl.String, "id": pl.String, "provider_name": pl.String, "location_id": pl.String}
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
@@ -208,16 +217,19 @@ def apply_resolution(obj: str, frame: pl.DataFrame, decisions: pl.DataFrame) -> 
     """``frame`` with resolved (or fallback) provider ids filled in and quarantined rows taken out, and the
     quarantine rows for those (``quarantine.QUARANTINE_SCHEMA``, severity ``row``).
 
-    A legacy clinical note carries its signer as text too: a signed note without ``signed_by`` gets the same
-    provider.
+    An object declaring a ``signer`` (a legacy clinical note carries its signer as text too): a signed row without
+    a signer gets the same provider.
     """
+    declared = get(obj).free_text_provider
+    id_field = declared.id if declared else "provider_id"
     mine = decisions.filter(pl.col("object") == obj)
     fill = mine.filter(pl.col("provider_id").is_not_null()).select("id", pl.col("provider_id").alias("_pid"))
     out = frame.join(fill, on="id", how="left")
-    out = out.with_columns(pl.coalesce("provider_id", "_pid").alias("provider_id"))
-    if obj == "clinical_note" and {"signed_by", "signed_at"} <= set(out.columns):
-        out = out.with_columns(pl.when(pl.col("signed_at").is_not_null() & pl.col("signed_by").is_null())
-                               .then(pl.col("_pid")).otherwise(pl.col("signed_by")).alias("signed_by"))
+    out = out.with_columns(pl.coalesce(id_field, "_pid").alias(id_field))
+    if declared is not None and declared.signer is not None and set(declared.signer) <= set(out.columns):
+        signer, signed_at = declared.signer
+        out = out.with_columns(pl.when(pl.col(signed_at).is_not_null() & pl.col(signer).is_null())
+                               .then(pl.col("_pid")).otherwise(pl.col(signer)).alias(signer))
     held = mine.filter(pl.col("action") == "quarantine")
     what = (pl.when(pl.col("reason") == REASON_UNKNOWN).then(pl.lit("matches no provider record"))
             .otherwise(pl.format("matches {} providers ({})", pl.col("candidates").list.len(),

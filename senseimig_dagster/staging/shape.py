@@ -15,8 +15,8 @@ that are clean but still under their Sensei names (dedup compares ``gender`` lab
    ``@odata.bind``, constants, a readable non-PHI ``smig_name`` on custom tables, and bookkeeping columns
    ``_object``, ``_source_id``, ``_table`` (routed objects) and ``_owner_user_id`` (objects with a Sensei user).
 
-:func:`merge_into_patients` adds the merged objects (policies with their plans, the latest referral) as columns of
-the patient rows. Conservation (rows in = staged + merged + collapsed + quarantined + not written) is counted by
+:func:`merge_into` adds the merged objects (policies with their plans, the latest referral) as columns of the
+rows they are merged into (the patient's). Conservation (rows in = staged + merged + collapsed + quarantined + not written) is counted by
 ``pipeline.py``; every function here returns the rows it drops as quarantine rows or as counts.
 """
 
@@ -30,8 +30,9 @@ from typing import Any
 import polars as pl
 
 from senseimig_dagster.dataverse.schema import SchemaPlan
-from senseimig_dagster.dataverse.standard_columns import standard_tables
+from senseimig_dagster.dataverse.standard_tables import standard_tables
 from senseimig_dagster.mapping.model import (
+    LOCAL_TIME,
     SLOT,
     SLOT_CAPITALISED,
     TABLE,
@@ -41,7 +42,7 @@ from senseimig_dagster.mapping.model import (
     value_key,
 )
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject, get
+from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, STAFF_USER, SenseiObject, get
 from senseimig_dagster.staging.values import VALUE, cleaned, first_reason
 from senseimig_dagster.staging.values.check import Check, RowRule, Staged, run_checks
 from senseimig_dagster.staging.values.dates import clean_date, default_range, describe_range, local_to_utc
@@ -55,37 +56,12 @@ from senseimig_dagster.staging.values.text import clean_text
 
 OBJECT, SOURCE_ID, TABLE_COLUMN, OWNER_USER = "_object", "_source_id", "_table", "_owner_user_id"
 ZONE = "_zone"
-USER = "user"
 
-# References without which a row means nothing (a ledger row of nobody): an orphan quarantines the row. Other
-# orphans only empty the lookup.
-REQUIRED_REFERENCES = frozenset({
-    ("location", "organization_id"), ("patient", "primary_location_id"), ("patient_referral", "patient_id"),
-    ("patient_policy", "patient_id"), ("appointment", "patient_id"), ("treatment_plan", "patient_id"),
-    ("treatment_plan_item", "treatment_plan_id"), ("treatment_plan_item", "patient_id"),
-    ("clinical_note", "patient_id"), ("perio_reading", "patient_id"), ("claim", "patient_id"),
-    ("claim_status_event", "claim_id"), ("ledger_transaction", "patient_id"), ("eligibility_check", "patient_id"),
-    ("document", "patient_id"), ("communication", "patient_id"),
-})  # fmt: skip
 PHONE_COLUMNS = frozenset({"telephone1", "telephone2", "telephone3", "mobilephone"})
 _KIND_DTYPES: dict[str, pl.DataType] = {
     "String": pl.String(), "Memo": pl.String(), "Integer": pl.Int64(), "Boolean": pl.Boolean(),
     "DateOnly": pl.Date(), "DateTime": pl.Datetime("us", "UTC"), "Picklist": pl.Int32(),
 }
-# The readable primary name of a custom table's row: a label, a date and a code; never a name or free text.
-NAME_PARTS: dict[str, tuple[str, str, str | None]] = {
-    "appointment": ("Appointment", "start_at", "cdt_codes"),
-    "treatment_plan_item": ("Planned procedure", "service_date", "code"),
-    "clinical_note": ("Clinical note", "signed_at", "note_type"),
-    "perio_reading": ("Perio reading", "exam_date", "tooth"),
-    "claim": ("Claim", "submitted_at", "claim_type"),
-    "ledger_transaction": ("Ledger entry", "transaction_date", "txn_type"),
-    "claim_status_event": ("Claim status", "occurred_at", "status"),
-    "eligibility_check": ("Eligibility check", "checked_at", "result"),
-    "treatment_plan": ("Treatment plan", "presented_at", "status"),
-}
-
-
 @dataclass(frozen=True)
 class Targets:
     """Where a map writes: kinds and max lengths of columns, from the schema plan and the standard copy."""
@@ -171,20 +147,19 @@ def _value_check(obj: SenseiObject, fm: FieldMap, targets: Targets, table: str, 
     if f.name in ("code", "procedure_code"):
         return Check(f.name, clean_cdt_code(col))
     if f.name == "tooth":
-        areas = obj.name == "treatment_plan_item"
-        return Check(f.name, clean_tooth(col, allow_areas=areas), detail=tooth_detail(areas))
+        return Check(f.name, clean_tooth(col, allow_areas=f.tooth_areas), detail=tooth_detail(f.tooth_areas))
     if f.name == "surfaces" and "tooth" in frame.columns:
         return Check(f.name, clean_surfaces(col, pl.col("tooth")), detail="surfaces M O D B F L I on one tooth")
     if f.type == "decimal":
-        if (obj.name, f.name) == ("ledger_transaction", "amount") and "txn_type" in frame.columns:
-            return Check(f.name, ledger_amount(col, pl.col("txn_type"), frame.schema.get(f.name)),
+        if f.sign_by is not None and f.sign_by in frame.columns:
+            return Check(f.name, ledger_amount(col, pl.col(f.sign_by), frame.schema.get(f.name)),
                          detail="by entry type")
         return Check(f.name, clean_money(col, dtype=frame.schema.get(f.name)))
     if fm.transform == "date" or f.type == "date":
         return Check(f.name, clean_date(col, earliest, latest, dtype=frame.schema.get(f.name)),
                      detail=describe_range(earliest, latest))
     if fm.transform == "datetime" or f.type == "datetime":
-        if fm.time_zone == "location" and ZONE in frame.columns:
+        if fm.time_zone == LOCAL_TIME and ZONE in frame.columns:
             return Check(f.name, local_to_utc(col, pl.col(ZONE)))
         return Check(f.name, utc_datetime(col, earliest, latest, frame.schema.get(f.name)),
                      detail=describe_range(earliest, latest))
@@ -223,17 +198,16 @@ def clean_object(name: str, frame: pl.DataFrame, fmap: FieldMapFile, targets: Ta
     obj, om = get(name), fmap.objects[name]
     today = today or dt.date.today()
     frame = json_as_text(frame, obj)
-    if any(fm.written and fm.time_zone == "location" for fm in om.fields.values()):
+    if any(fm.written and fm.time_zone == LOCAL_TIME for fm in om.fields.values()):
         frame = with_zone(frame, obj, locations)
     checks: list[Check] = []
     for f in obj.fields:
         if f.name not in frame.columns or f.name == PRIMARY_KEY:
             continue
         if f.references and f.references in extracted_ids:
-            required = (name, f.name) in REQUIRED_REFERENCES
             checks.append(Check(f.name, clean_reference(pl.col(f.name), extracted_ids[f.references],
-                                                        required=required), detail=f.references.replace("_", " "),
-                                severity={"orphan_reference": "row"} if required else {}))
+                                                        required=f.required), detail=f.references.replace("_", " "),
+                                severity={"orphan_reference": "row"} if f.required else {}))
             continue
         fm = om.fields.get(f.name)
         if fm is None or not fm.written or fm.transform not in ("direct", "date", "datetime"):
@@ -282,13 +256,12 @@ def code_checks(name: str, om: ObjectMap, frame: pl.DataFrame, staged_ids: Mappi
         if fm.transform == "picklist" and fm.via is None:
             checks.append(Check(fm.name, clean_options(pl.col(fm.name), fm.values)))
     for f in obj.fields:
-        required = (name, f.name) in REQUIRED_REFERENCES
         fm = om.fields.get(f.name)
         bound = fm is not None and fm.written and fm.transform == "lookup"  # what a lookup binds must be loaded
-        if f.references and f.references in staged_ids and f.name in frame.columns and (bound or required):
+        if f.references and f.references in staged_ids and f.name in frame.columns and (bound or f.required):
             checks.append(Check(f.name, staged_reference(pl.col(f.name), staged_ids[f.references]),
                                 detail=f.references.replace("_", " "),
-                                severity={"parent_not_staged": "row" if required else "field"}))
+                                severity={"parent_not_staged": "row" if f.required else "field"}))
     return checks
 
 
@@ -322,11 +295,12 @@ def _field_columns(fm: FieldMap, table: str, lookup_values: Mapping[str, pl.Data
     return [col.alias(n) for n in names]
 
 
-def _name_column(name: str, frame: pl.DataFrame) -> pl.Expr | None:
-    """``Appointment 2026-10-03 D1110``: label, date and a code; no person's name, no free text."""
-    if name not in NAME_PARTS:
+def _name_column(obj: SenseiObject, frame: pl.DataFrame) -> pl.Expr | None:
+    """``Appointment 2026-10-03 D1110``: the registry's display name (label, date, code); no person's name, no free
+    text."""
+    if obj.display_name is None:
         return None
-    label, day, code = NAME_PARTS[name]
+    label, day, code = obj.display_name.label, obj.display_name.date, obj.display_name.code
     parts: list[pl.Expr] = [pl.lit(label)]
     if day in frame.columns:
         when = pl.col(day)
@@ -356,11 +330,12 @@ def _cast_to_kinds(frame: pl.DataFrame, targets: Targets, tables: tuple[str, ...
 
 
 def shape_object(name: str, frame: pl.DataFrame, fmap: FieldMapFile, targets: Targets,
-                 staged_ids: Mapping[str, pl.Series], *, user_emails: pl.DataFrame | None = None) -> Staged:
+                 staged_ids: Mapping[str, pl.Series], *, matched: Mapping[str, pl.DataFrame] | None = None) -> Staged:
     """Pass 2: ``frame`` (pass-1 rows, routed rows only) to Dataverse columns; see the module docstring.
 
     ``staged_ids``: parent object -> ids of its staged rows (a user's: users found in the extract).
-    ``user_emails``: ``id``, ``email`` of Sensei users, for lookups to ``systemuser`` (bound by e-mail).
+    ``matched``: rows of the objects the map matches instead of writing (``mode: match``: Sensei users), for lookups
+    to them, bound by their ``match_on`` value (a user's e-mail -> ``systemuser``).
     """
     obj, om = get(name), fmap.objects[name]
     checked = run_checks(frame, name, code_checks(name, om, frame, staged_ids), [])
@@ -378,11 +353,13 @@ def shape_object(name: str, frame: pl.DataFrame, fmap: FieldMapFile, targets: Ta
                          checked.rows_quarantined)
     lookup_values: dict[str, pl.DataFrame] = {}
     for fm in om.fields.values():
-        if fm.written and fm.transform == "lookup" and fm.lookup == USER and user_emails is not None:
-            keyed = user_emails.select(pl.col(PRIMARY_KEY).alias(fm.name),
-                                       pl.col("email").str.strip_chars().str.to_lowercase().alias(f"_key_{fm.name}"))
+        parent = fmap.objects.get(fm.lookup or "")
+        if fm.written and fm.transform == "lookup" and parent is not None and parent.mode == "match" \
+                and parent.match_on and fm.lookup in (matched or {}):
+            key = pl.col(parent.match_on).str.strip_chars().str.to_lowercase()
+            keyed = matched[fm.lookup].select(pl.col(PRIMARY_KEY).alias(fm.name), key.alias(f"_key_{fm.name}"))
             rows = rows.join(keyed.unique(fm.name), on=fm.name, how="left", maintain_order="left")
-            lookup_values[USER] = keyed
+            lookup_values[fm.lookup] = keyed
     route = dict(om.route.tables) if om.route else None
     tables = om.tables
     if route:
@@ -391,7 +368,7 @@ def shape_object(name: str, frame: pl.DataFrame, fmap: FieldMapFile, targets: Ta
     exprs: list[pl.Expr] = [pl.lit(name).alias(OBJECT), pl.col(PRIMARY_KEY).cast(pl.String).alias(SOURCE_ID)]
     if route:
         exprs.append(pl.col(TABLE_COLUMN))
-    users = [f.name for f in obj.fields if f.references == USER and f.name in rows.columns]
+    users = [f.name for f in obj.fields if f.references == STAFF_USER.name and f.name in rows.columns]
     if users:
         exprs.append(pl.col(users[0]).cast(pl.String).alias(OWNER_USER))
     written: dict[str, pl.Expr] = {}
@@ -407,7 +384,7 @@ def shape_object(name: str, frame: pl.DataFrame, fmap: FieldMapFile, targets: Ta
     for column, value in om.constants:
         written.setdefault(column, pl.lit(value).alias(column))
     name_column = f"{targets.plan.prefix}_name"
-    if targets.is_custom(tables[0]) and name_column not in written and (label := _name_column(name, rows)) is not None:
+    if targets.is_custom(tables[0]) and name_column not in written and (label := _name_column(obj, rows)) is not None:
         written[name_column] = label.alias(name_column)
     shaped = rows.select(*exprs, *written.values())
     shaped = _cast_to_kinds(shaped, targets, tables)
@@ -453,28 +430,30 @@ def _children(name: str, fmap: FieldMapFile) -> list[tuple[str, ObjectMap, str]]
             if om.merge is not None and om.merge.into == name and om.merge.via.startswith(f"{name}.")]
 
 
-def _slot_values(om: ObjectMap, slot: str, columns: list[str], prefix: str = "") -> list[pl.Expr]:
+def _slot_values(om: ObjectMap, table: str, slot: str, columns: list[str], prefix: str = "") -> list[pl.Expr]:
     exprs: list[pl.Expr] = []
     for fm in om.fields.values():
         if fm.written and (fm.transform in ("constant", "concat") or prefix + fm.name in columns):
-            exprs += _field_columns(replace(fm, name=prefix + fm.name), "contact", {}, slot)
+            exprs += _field_columns(replace(fm, name=prefix + fm.name), table, {}, slot)
     return exprs
 
 
-def merge_into_patients(patient_ids: pl.Series, fmap: FieldMapFile, frames: Mapping[str, pl.DataFrame]
-                        ) -> tuple[pl.DataFrame, dict[str, MergeOutcome]]:
-    """Every object merged into ``patient`` (directly, or through another merged object: plans through
-    policies) as columns of the patient rows: ``id`` + target columns, and per merged object what was merged.
+def merge_into(root: str, root_ids: pl.Series, fmap: FieldMapFile, frames: Mapping[str, pl.DataFrame]
+               ) -> tuple[pl.DataFrame, dict[str, MergeOutcome]]:
+    """Every object merged into ``root`` (directly, or through another merged object: insurance plans through
+    the patient's policies) as columns of the root's rows: ``id`` + target columns, and per merged object what was
+    merged.
 
     ``frames``: pass-2 rows (picklists mapped, lookups checked) of each merged object and of the objects their
-    ``via`` fields read (``referral_source``, its raw ``type``). Rows pointing at no staged patient are the
+    ``via`` fields read (a referral's source, its raw ``type``). Rows pointing at no staged root row are the
     caller's to quarantine before (``parent_not_staged``).
     """
-    ids = patient_ids.cast(pl.String)
+    ids = root_ids.cast(pl.String)
+    table = fmap.objects[root].table
     columns = pl.DataFrame({PRIMARY_KEY: ids})
     outcomes: dict[str, MergeOutcome] = {}
     for name, om in fmap.objects.items():
-        if om.merge is None or om.merge.into != "patient" or name not in frames:
+        if om.merge is None or om.merge.into != root or name not in frames:
             continue
         link = om.merge.via
         frame = _with_via(om, frames[name], frames).with_columns(pl.col(link).cast(pl.String))
@@ -496,9 +475,9 @@ def merge_into_patients(patient_ids: pl.Series, fmap: FieldMapFile, frames: Mapp
             outcomes[child] = MergeOutcome(used, rows.filter(~pl.col(PRIMARY_KEY).is_in(used.implode()))[PRIMARY_KEY])
         for slot_name in dict.fromkeys(slots.values() if slots else [""]):
             part = winners.filter(pl.col("_slot") == slot_name)
-            values = _slot_values(om, slot_name, part.columns)
+            values = _slot_values(om, table, slot_name, part.columns)
             values += [e for child, child_map, _ in children
-                       for e in _slot_values(child_map, slot_name, part.columns, f"_{child}_")]
+                       for e in _slot_values(child_map, table, slot_name, part.columns, f"_{child}_")]
             cols = part.select(pl.col(link).alias(PRIMARY_KEY), *values)
             columns = columns.join(cols, on=PRIMARY_KEY, how="left", maintain_order="left")
         outcomes[name] = MergeOutcome(winners.get_column(PRIMARY_KEY), pl.concat(not_written))

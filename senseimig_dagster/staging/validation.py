@@ -1,4 +1,4 @@
-"""Pandera models of the staged tables (issue 5 §9), generated from the schema plan, the standard tables' copy and the
+"""Pandera models of the staged tables, generated from the schema plan, the standard tables' copy and the
 confirmed field map: nothing here is typed by hand, so a widened column or a new map target changes the model.
 
 Per staged object (one table; a routed object once per table): every map target is a required column (values by
@@ -18,7 +18,7 @@ names, and values only for fields :func:`quarantine.masked_sample` shows.
 
 Standard columns' max lengths, required levels and ranges come from ``standard=`` (table -> column -> ``kind``,
 ``options``, ``max_length``, ``required``, ``min``, ``max``; :func:`facts_from_attributes` turns a live
-``DataverseMetadata.columns`` answer into it). ``standard_columns.json`` carries only kinds and options, so by
+``DataverseMetadata.columns`` answer into it). ``standard_tables.json`` carries only kinds and options, so by
 default the max lengths and required columns come from staging's copy in ``shape.py``.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -34,13 +34,10 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from senseimig_dagster.dataverse.schema import SchemaPlan, TableSpec
 from senseimig_dagster.dataverse.schema_setup import attribute_body
-from senseimig_dagster.dataverse.standard_columns import standard_tables
+from senseimig_dagster.dataverse.standard_tables import standard_tables
 from senseimig_dagster.mapping.model import SLOT, SLOT_CAPITALISED, TABLE, FieldMapFile, ObjectMap
 from senseimig_dagster.staging.quarantine import masked_sample
 from senseimig_dagster.staging.values.text import dataverse_length
-
-if TYPE_CHECKING:
-    from dagster import AssetCheckResult, AssetCheckSpec, CoercibleToAssetKey
 
 SOURCE_ID = "_source_id"
 CHECK_NAME = "staged_schema"
@@ -328,29 +325,10 @@ def _quarantine_rows(cases: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Data
                     pl.col("failure_case").alias("raw_value")))
 
 
-# -- Dagster ----------------------------------------------------------------------------------------------------
-def _markdown(frame: pl.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join("" if v is None else str(v).replace("|", "/") for v in row) + " |"
-            for row in frame.iter_rows()]
-    return "\n".join([header, *rows])
-
-
-def pandera_check_specs(asset_key: CoercibleToAssetKey, object_name: str) -> list[AssetCheckSpec]:
-    """The blocking check to declare on the staging asset of ``object_name`` (``check_specs=``)."""
-    from dagster import AssetCheckSpec
-
-    return [AssetCheckSpec(CHECK_NAME, asset=asset_key, blocking=True,
-                           description=f"{object_name} fits its Dataverse columns: required columns, max lengths, "
-                                       "option values, ranges, unique alternate key, lookups to staged parents.")]
-
-
-def pandera_check_result(asset_key: CoercibleToAssetKey, object_name: str, frame: pl.DataFrame, fmap: FieldMapFile,
-                         plan: SchemaPlan, parents: Mapping[str, pl.Series] | None = None, *,
-                         standard: Mapping[str, Mapping[str, Any]] | None = None) -> AssetCheckResult:
-    """Validate ``frame`` (a routed object per ``_table``) and turn the report into the blocking check's result."""
-    from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
-
+def validate_object(object_name: str, frame: pl.DataFrame, fmap: FieldMapFile, plan: SchemaPlan,
+                    parents: Mapping[str, pl.Series] | None = None, *,
+                    standard: Mapping[str, Mapping[str, Any]] | None = None) -> ValidationReport:
+    """Validate one staged object's frame (a routed object per ``_table``), its reports summed into one."""
     om = fmap.objects[object_name]
     if om.route is not None and "_table" in frame.columns:
         parts = [(t, frame.filter(pl.col("_table") == t)) for t in om.tables]
@@ -362,16 +340,5 @@ def pandera_check_result(asset_key: CoercibleToAssetKey, object_name: str, frame
     for r in reports:
         for k, n in r.failure_counts.items():
             counts[k] = counts.get(k, 0) + n
-    passed = all(r.passed for r in reports)
-    sample = pl.concat([r.sample for r in reports])
-    count_frame = pl.DataFrame({"check": list(counts), "rows": list(counts.values())},
-                               schema={"check": pl.String, "rows": pl.Int64})
-    metadata: dict[str, Any] = {"rows": frame.height, "failing_checks": len(counts),
-                                "failures": sum(counts.values())}
-    if not passed:
-        metadata["failure_counts"] = MetadataValue.md(_markdown(count_frame))
-        metadata["sample"] = MetadataValue.md(_markdown(sample.select("source_id", "rule", "message", "raw_value")))
-    return AssetCheckResult(asset_key=AssetKey.from_coercible(asset_key), check_name=CHECK_NAME, passed=passed,
-                            severity=AssetCheckSeverity.ERROR, metadata=metadata,
-                            description="all rows fit their Dataverse columns" if passed
-                            else f"{sum(counts.values())} failures in {len(counts)} column checks")
+    return ValidationReport(all(r.passed for r in reports), frame.height, counts,
+                            pl.concat([r.sample for r in reports]))

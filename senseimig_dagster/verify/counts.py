@@ -2,7 +2,7 @@
 accounted for from Sensei to Dataverse. Pure: no Dagster.
 
 Counting pages the table's ``smig_sourcesystemid`` values (``$select`` of the key and the primary id, 5000 a page)
-instead of ``$count``: Dataverse caps ``$count`` at 5000 (reference §2), and a per-id answer names what is missing.
+instead of ``$count``: Dataverse caps ``$count`` at 5000, and a per-id answer names what is missing.
 One :class:`DataverseIndex` per run caches each table's ``source id -> Dataverse id``, which the field check also
 uses to resolve lookups (the parent's id through its alternate key).
 """
@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from senseimig_dagster.dataverse.load import SOURCE_ID, TABLE, primary_id
-from senseimig_dagster.dataverse.payload import SOURCE_KEY
+from senseimig_dagster.dataverse.standard_tables import primary_id
+from senseimig_dagster.load.frames import SOURCE_ID, TABLE
+from senseimig_dagster.load.payload import SOURCE_KEY
 from senseimig_dagster.staging.pipeline import COUNT_COLUMNS
 
 if TYPE_CHECKING:
     from senseimig_dagster.dataverse.client import DataverseClient
 
-FAILED = "failed"  # the load ledger's outcome of a row Dataverse refused
+FAILED = "failed"  # the load journal's outcome of a row Dataverse refused
 
 
 @dataclass
@@ -116,17 +117,17 @@ class Conservation:
                 + " | ".join(str(getattr(self, n)) for n in names) + " |")
 
 
-def conservation(counts: pl.DataFrame, result: CountResult, load_ledger: pl.DataFrame | None = None
+def conservation(counts: pl.DataFrame, result: CountResult, load_journal: pl.DataFrame | None = None
                  ) -> Conservation:
     """From staging's conservation counts (``object`` + ``staging.pipeline.COUNT_COLUMNS``), the count check's
-    result and the load ledger (rows with ``outcome == "failed"``)."""
+    result and the load journal (rows with ``outcome == "failed"``)."""
     row = counts.filter(pl.col("object") == result.object)
     if row.is_empty():
         raise ValueError(f"no staging conservation counts for {result.object}")
     c = row.row(0, named=True)
     failed = 0
-    if load_ledger is not None and "outcome" in load_ledger.columns:
-        failed = load_ledger.filter(pl.col("outcome") == FAILED).height
+    if load_journal is not None and "outcome" in load_journal.columns:
+        failed = load_journal.filter(pl.col("outcome") == FAILED).height
     return Conservation(result.object, int(c["extracted"]), result.present, int(c["merged"]), int(c["collapsed"]),
                         int(c["quarantined"]), int(c["not_written"]), failed, len(result.missing))
 

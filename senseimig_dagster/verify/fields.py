@@ -23,15 +23,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from senseimig_dagster.dataverse.load import (
-    SOURCE_ID,
-    SYSTEMUSER,
-    OwnerMap,
-    read_back,
-    readback_columns,
-    resolve_users,
-    split_tables,
-)
+from senseimig_dagster.load.frames import SOURCE_ID, resolve_users, split_tables
+from senseimig_dagster.load.owners import SYSTEMUSER, OwnerMap
+from senseimig_dagster.load.read_back import read_back, readback_columns
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.sample import Readback, field_diff
 from senseimig_dagster.mapping.targets import TargetCatalog

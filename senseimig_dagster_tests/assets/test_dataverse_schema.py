@@ -1,4 +1,5 @@
-"""``dataverse/schema`` against the emulator over HTTPS, with tokens from the Entra stand-in (issue 3 §3 "Done when")."""
+"""``dataverse/schema`` against the emulator over HTTPS, with tokens from the Entra stand-in: the full schema plan
+created, a second run changes nothing, a half-made schema completed, an over-limit plan refused up front."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_schema import CHANGES_TABLE, dataverse_schema
-from senseimig_dagster.dataverse.schema import default_plan
+from senseimig_dagster.assets.dataverse_schema import dataverse_schema
+from senseimig_dagster.audit.schema_changes import CHANGES_TABLE
+from senseimig_dagster.dataverse.metadata import DataverseMetadata
 from senseimig_dagster.dataverse.schema_setup import SchemaSetup
-from senseimig_dagster.resources import DataverseResource
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca, serve_wsgi
+from senseimig_dagster.mapping.schema_plan import default_plan
+from senseimig_dagster.resources import DataverseResource, StoreResource
+from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
+from senseimig_dagster.sandbox.entra import EntraStandIn
+from senseimig_dagster.sandbox.tls import TLSFiles
+from senseimig_dagster_tests.support.environments import sandbox
 
 
 @dataclass
@@ -31,27 +34,16 @@ class Environment:
                                  tenant_id=r.tenant_id, ca_bundle=r.ca_bundle, dataverse_tier=tier)
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_local_ca(Path(tmp_path_factory.mktemp("tls")))
-
-
 @pytest.fixture
-def environment(tmp_path: Path, tls: TLSFiles) -> Iterator[Environment]:
-    entra = EntraStandIn()
-    catalog = Catalog.load()
-    catalog.key_delay, catalog.column_delay = 0.2, 0.1  # short, but the waits are still exercised
-    emulator = DataverseEmulator(catalog, RecordStore(tmp_path / "dv.sqlite", catalog), token_validator=entra.token_info,
-                                 tenant=entra.tenant)
-    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
-        yield Environment(DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                            ca_bundle=str(tls.ca_cert), dataverse_tier="professional"), emulator)
-    emulator.store.close()
+def environment(tmp_path: Path, tls_files: TLSFiles) -> Iterator[Environment]:
+    # An unseeded emulator; the metadata API's lags short, but the waits are still exercised.
+    with sandbox(tmp_path, tls=tls_files, seeded=False, key_delay=0.2, column_delay=0.1) as served:
+        yield Environment(served.dataverse(), served.emulator)
 
 
 def _run(env: Environment, db: Path, instance: DagsterInstance, resource: DataverseResource | None = None):
     return materialize([dataverse_schema], instance=instance, raise_on_error=False,
-                       resources={"dataverse": resource or env.resource, "store": DuckDBResource(database=str(db))})
+                       resources={"dataverse": resource or env.resource, "store": StoreResource(database=str(db))})
 
 
 def _metadata(result) -> dict:
@@ -63,7 +55,7 @@ def _schema_of(env: Environment) -> dict[str, tuple[set[str], list[str]]]:
     """Columns and key names per planned table, read back through the client."""
     out = {}
     with env.resource.client() as client:
-        meta = env.resource.metadata(client)
+        meta = DataverseMetadata(client)
         for table in env.resource.plan().tables:
             columns = set(meta.columns(table.logical_name))
             keys = [k["SchemaName"] for k in meta.keys(table.logical_name)]
@@ -85,7 +77,7 @@ def test_creates_the_full_schema_then_a_second_run_changes_nothing(
             assert {c.logical_name for c in table.columns} | {lk.logical_name for lk in table.lookups} <= columns
             assert [k.schema_name for k in table.keys] == keys
         with environment.resource.client() as client:
-            meta = environment.resource.metadata(client)
+            meta = DataverseMetadata(client)
             for table in environment.resource.plan().tables:
                 for key in meta.keys(table.logical_name):
                     assert key["EntityKeyIndexStatus"] == "Active"
@@ -113,7 +105,7 @@ def test_completes_a_half_made_schema_without_duplicates(environment: Environmen
     half = replace(full, tables=tuple(
         replace(t, columns=t.columns[: len(t.columns) // 2], lookups=(), keys=()) for t in full.tables[:7]))
     with environment.resource.client() as client:
-        SchemaSetup(environment.resource.metadata(client), half).run()
+        SchemaSetup(DataverseMetadata(client), half).run()
     with DagsterInstance.ephemeral() as instance:
         result = _run(environment, tmp_path / "senseimig.duckdb", instance)
     assert result.success
@@ -131,7 +123,7 @@ def test_completes_a_half_made_schema_without_duplicates(environment: Environmen
 def test_refuses_an_over_limit_professional_plan_before_creating_anything(
         environment: Environment, tmp_path: Path) -> None:
     with environment.resource.client() as client:
-        meta = environment.resource.metadata(client)
+        meta = DataverseMetadata(client)
         for i in range(8):  # the customer's own custom tables: 8 + our 8 > 15
             meta.create_table(f"smig_Other{i}", f"Other {i}", f"smig_Other{i}Name", 100, "UserOwned", None)
     with DagsterInstance.ephemeral() as instance:
@@ -142,7 +134,7 @@ def test_refuses_an_over_limit_professional_plan_before_creating_anything(
         for table in default_plan().custom_tables:
             assert table.logical_name in failure.message
         with environment.resource.client() as client:
-            meta = environment.resource.metadata(client)
+            meta = DataverseMetadata(client)
             assert all(meta.find_table(t.logical_name) is None for t in default_plan().custom_tables)
             assert meta.find_record("publishers", "uniquename eq 'senseimig'", ["publisherid"]) is None
             assert "smig_sourcesystemid" not in meta.columns("contact")

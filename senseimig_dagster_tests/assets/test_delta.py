@@ -1,18 +1,14 @@
-"""Delta pickup (issue 6 item 6) end to end: a small tenant (80 patients) served by the simulator is migrated in full
-into the HTTPS emulator (confirmed map, as in ``test_dataverse_load.py``); then the simulator serves the day-2 tenant
-(``generate_day2``) and one run over the last two modification-day partitions goes raw -> staging -> writers ->
-deletions report. Every write is recorded on the wire by a WSGI wrapper and compared with ``day2_changes.jsonl``."""
+"""Delta pickup (a run over modification-day partitions sends only what changed) end to end: a small tenant (80
+patients) served by the simulator is migrated in full into the HTTPS emulator (confirmed map, as in
+``test_dataverse_load.py``); then the simulator serves the day-2 tenant (``generate_day2``) and one run over the
+last two modification-day partitions goes raw -> staging -> writers -> deletions report. Every write is recorded on
+the wire by a WSGI wrapper and compared with ``day2_changes.jsonl``."""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import re
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import duckdb
 import orjson
@@ -20,97 +16,33 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_load import DELETIONS_KEY, LEDGER, WRITER_KEYS, dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import DOCUMENT_KEY
+from senseimig_dagster.assets.keys import DELETIONS, writer_key
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import modification_days, range_tags, run_window
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
-from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.load import entity_sets, read_back
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-from senseimig_dagster.mapping import confirm, default_map_path, load_valid
+from senseimig_dagster.assets.writers import WRITER_KEYS, dataverse_assets
+from senseimig_dagster.dataverse.metadata import DataverseMetadata
+from senseimig_dagster.load.journal import JOURNAL
+from senseimig_dagster.load.read_back import read_back
+from senseimig_dagster.mapping import default_map_path, load_valid
 from senseimig_dagster.objects import get
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.sandbox.generator.day2 import WINDOW, generate_day2, read_changes
 from senseimig_dagster.sandbox.generator.manifest import read_manifest
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
-from senseimig_dagster.staging.delta import (
-    MODIFIED,
-    Window,
-    deletions,
-    latest_sql,
-    stamp_modified,
-    window_rows,
-)
+from senseimig_dagster.staging.delta import MODIFIED, Window, deletions, stamp_modified, window_rows
+from senseimig_dagster.store import latest_sql
+from senseimig_dagster_tests.support.constants import SEED_TEAM
+from senseimig_dagster_tests.support.environments import sandbox
+from senseimig_dagster_tests.support.maps import confirmed_map
+from senseimig_dagster_tests.support.wire import written
 
-TEAM = "5eed0000-0000-4000-8000-000000000201"
 # The generic writers; documents (bodies, SharePoint) in a window: test_end_to_end.py, with Graph served.
-GENERIC_KEYS = [k for k in WRITER_KEYS if k != DOCUMENT_KEY]  # the seed's Front Desk team: fallback owner
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+GENERIC_KEYS = [k for k in WRITER_KEYS if k != writer_key("document")]
 FMAP = load_valid(default_map_path())
-_SEGMENT = re.compile(r"/api/data/v[\d.]+/([A-Za-z_]+)(?:\(([^)]*)\))?(?:/Microsoft\.Dynamics\.CRM\.(\w+))?$")
-_REQUEST_LINE = re.compile(r"^(POST|PATCH|PUT|DELETE) (\S+) HTTP/1\.1\s*$", re.M)
-
-
-class WireRecorder:
-    """WSGI wrapper keeping every write request (method, path, body); :func:`written` names the records in them."""
-
-    def __init__(self, app) -> None:
-        self.app, self.requests, self._lock = app, [], threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if environ["REQUEST_METHOD"] in WRITE_METHODS:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            with self._lock:
-                self.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body))
-        return self.app(environ, start_response)
-
-
-def _records(method: str, url: str, body: bytes) -> list[tuple[str, str]]:
-    """(entity set, source id or record GUID) of each record one write request touches."""
-    match = _SEGMENT.search(unquote(url.split("?")[0]))
-    if match is None:
-        return [("?", url)]
-    entity_set, key, message = match.groups()
-    if key:
-        sid = re.fullmatch(r"smig_sourcesystemid='(.*)'", key)
-        return [(entity_set, sid.group(1).replace("''", "'") if sid else key)]
-    data = orjson.loads(body) if body.strip() else {}
-    targets = data.get("Targets", []) if message else [data]
-    return [(entity_set, t.get("smig_sourcesystemid") or _key_of(t.get("@odata.id", "?"))) for t in targets]
-
-
-def _key_of(odata_id: str) -> str:
-    """The source id in ``contacts(smig_sourcesystemid='x')`` (how UpsertMultiple names an existing row)."""
-    found = re.search(r"smig_sourcesystemid='(.*)'\)$", odata_id)
-    return found.group(1).replace("''", "'") if found else odata_id
-
-
-def written(requests: list[tuple[str, str, bytes]]) -> list[tuple[str, str]]:
-    """Every record write on the wire, ``$batch`` parts unpacked (one entry per write, repeats kept)."""
-    out: list[tuple[str, str]] = []
-    for method, path, body in requests:
-        if not path.endswith("$batch"):
-            out += _records(method, path, body)
-            continue
-        text = body.decode()
-        lines = list(_REQUEST_LINE.finditer(text))
-        for i, line in enumerate(lines):
-            chunk = text[line.end():lines[i + 1].start() if i + 1 < len(lines) else len(text)]
-            start, end = chunk.find("{"), chunk.rfind("}")
-            out += _records(line.group(1), line.group(2), chunk[start:end + 1].encode() if start >= 0 else b"")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -118,26 +50,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     work = tmp_path_factory.mktemp("delta")
     generate(work / "day1", patients=80, seed=11)
     generate_day2(work / "day1", work / "day2", seed=3)  # changes stamped in the 20 hours before now
-    tls = make_local_ca(work / "tls")
-    entra, catalog = EntraStandIn(), Catalog.load()
-    catalog.key_delay, catalog.column_delay = 0.05, 0.0
-    store = RecordStore(work / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    wire = WireRecorder(DataverseEmulator(catalog, store, token_validator=entra.token_info, tenant=entra.tenant))
-    mapping = work / "mapping.yaml"
-    shutil.copy(default_map_path(), mapping)
-    confirm(mapping, "Test Reviewer")
+    mapping = confirmed_map(work / "mapping.yaml")
     database = str(work / "db.duckdb")
-    with serve_entra(entra, tls=tls) as authority, serve_wsgi(wire, tls=tls) as url, \
+    # The seed's Front Desk team is the fallback owner; every write is kept on the wire.
+    with sandbox(work, key_delay=0.05, fallback_owner=SEED_TEAM, keep=True) as served, \
             DagsterInstance.ephemeral() as instance:
-        dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                      ca_bundle=str(tls.ca_cert), dataverse_tier="professional", fallback_owner=TEAM)
-        resources = {"duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": DuckDBResource(database=database), "mapping": MappingResource(path=str(mapping)),
-                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb"))}
+        wire = served.wire
+        resources = served.resources(database, mapping=mapping, audit=work / "audit.duckdb")  # + a day's Sensei
         everything = [*raw_assets, dataverse_schema, staging_assets, staging_owners, *dataverse_assets]
         with serve(SenseiSimulator(work / "day1", rate_limit=None)) as sensei_url:  # day 1: the full migration
-            day1 = {**resources, "sensei": SenseiSource(base_url=sensei_url)}
+            day1 = served.resources(database, mapping=mapping, audit=work / "audit.duckdb", sensei_url=sensei_url)
             tags = range_tags()
             assert materialize(raw_assets, resources=day1, instance=instance, tags=tags).success
             full = materialize(everything, resources=day1, instance=instance,
@@ -148,14 +70,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         window_tags = range_tags(keys[-2], keys[-1])
         with serve(SenseiSimulator(work / "day2", rate_limit=None)) as sensei_url:  # day 2: the last 48 hours
             before = len(wire.requests)
-            delta = materialize(everything, resources={**resources, "sensei": SenseiSource(base_url=sensei_url)},
-                                instance=instance, tags=window_tags, raise_on_error=False,
+            day2 = served.resources(database, mapping=mapping, audit=work / "audit.duckdb", sensei_url=sensei_url)
+            delta = materialize(everything, resources=day2, instance=instance, tags=window_tags, raise_on_error=False,
                                 selection=[*(a.key for a in raw_assets), *staging_assets.keys, *GENERIC_KEYS,
-                                           DELETIONS_KEY])
+                                           DELETIONS])
             requests = wire.requests[before:]
         yield {"full": full, "delta": delta, "requests": requests, "resources": resources, "database": database,
                "changes": read_changes(work / "day2"), "window": run_window(window_tags)}
-    store.close()
 
 
 def _sql(env: dict, query: str, params=None) -> pl.DataFrame:
@@ -167,7 +88,7 @@ def _entity_set(env: dict, name: str) -> str:
     client = env["resources"]["dataverse"].client()
     try:
         table = FMAP.objects[name].tables[0]
-        return entity_sets(env["resources"]["dataverse"].metadata(client), {table})[table]
+        return DataverseMetadata(client).entity_sets({table})[table]
     finally:
         client.close()
 
@@ -191,11 +112,11 @@ def test_exactly_the_day2_records_are_written_on_the_wire(env: dict) -> None:
 
 
 @pytest.mark.slow
-def test_the_ledger_shows_creates_and_updates_for_the_window_only(env: dict) -> None:
-    run = _sql(env, f"SELECT object, source_id, outcome FROM {LEDGER} WHERE run_id = ?", [env["delta"].run_id])
+def test_the_journal_shows_creates_and_updates_for_the_window_only(env: dict) -> None:
+    run = _sql(env, f"SELECT object, source_id, outcome FROM {JOURNAL} WHERE run_id = ?", [env["delta"].run_id])
     got = {(o, s, out) for o, s, out in run.iter_rows()}
     want = {(c.object, c.id, c.change) for c in env["changes"] if c.change != "deleted"}
-    assert got == want  # nothing outside the window even compared: unchanged rows are neither sent nor ledgered
+    assert got == want  # nothing outside the window even compared: unchanged rows are neither sent nor journaled
     patient = env["delta"].asset_materializations_for_node("dataverse__patient")[0].metadata
     staged = _sql(env, "SELECT count(*) FROM staging.patient").item()
     assert patient["rows_in_window"].value == 8 and patient["failed_rows_retried"].value == 0
@@ -244,8 +165,8 @@ def test_deletions_are_reported_and_still_in_dataverse(env: dict) -> None:
         for row in report.iter_rows(named=True):
             table = FMAP.objects[row["object"]].tables
             entity = _entity_set(env, row["object"]) if len(table) == 1 else None
-            if entity is None:  # a routed object (communication): its table is in the ledger
-                entity = entity_sets(env["resources"]["dataverse"].metadata(client), {row["table"]})[row["table"]]
+            if entity is None:  # a routed object (communication): its table is in the load journal
+                entity = DataverseMetadata(client).entity_sets({row["table"]})[row["table"]]
             found = read_back(client, entity, row["table"], [row["source_id"]], [])
             assert row["source_id"] in found, row  # reported, never deleted
     finally:
@@ -258,7 +179,7 @@ def test_the_delta_job_selects_raw_staging_writers_and_the_report() -> None:
     job = defs.get_job_def("delta")
     assert job.partitions_def == modification_days
     keys = job.asset_layer.executable_asset_keys if hasattr(job.asset_layer, "executable_asset_keys") else set()
-    assert not keys or {DELETIONS_KEY, AssetKey(["raw", "patient"]), AssetKey(["dataverse", "patient"])} <= keys
+    assert not keys or {DELETIONS, AssetKey(["raw", "patient"]), AssetKey(["dataverse", "patient"])} <= keys
 
 
 # -- fast: the pieces -----------------------------------------------------------------------------------------------
@@ -294,12 +215,12 @@ def test_deletions_in_the_window_come_with_their_dataverse_ids() -> None:
     raw = {"appointment": pl.DataFrame({"id": ["a1", "a2", "a3"], "is_deleted": [True, True, False],
                                         "updated_at": [T0 + dt.timedelta(hours=3), T0 - dt.timedelta(days=3), T0]}),
            "communication": pl.DataFrame({"id": ["c1"], "is_deleted": [True], "updated_at": [T0]})}
-    ledger = pl.DataFrame({"object": ["appointment"], "table": ["smig_appointment"], "source_id": ["a1"],
-                           "dataverse_id": ["11111111-1111-4111-8111-111111111111"]})
-    got = deletions(raw, Window(T0, None), ledger)
+    journal = pl.DataFrame({"object": ["appointment"], "table": ["smig_appointment"], "source_id": ["a1"],
+                            "dataverse_id": ["11111111-1111-4111-8111-111111111111"]})
+    got = deletions(raw, Window(T0, None), journal)
     assert got.select("object", "source_id", "in_dataverse").rows() == [("appointment", "a1", True),
                                                                         ("communication", "c1", False)]
-    assert deletions(raw, None, ledger).height == 3  # no window: every deletion, ever
+    assert deletions(raw, None, journal).height == 3  # no window: every deletion, ever
 
 
 def test_latest_sql_keeps_the_newest_version_of_each_record() -> None:

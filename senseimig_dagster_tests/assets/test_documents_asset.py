@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,56 +14,28 @@ import duckdb
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
 
-from senseimig_dagster.assets.dataverse_load import dataverse_assets
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
-from senseimig_dagster.assets.documents import ACCOUNTED, DOCUMENT_KEY, DOCUMENTS, VERIFIED
+from senseimig_dagster.assets.documents import ACCOUNTED, VERIFIED
+from senseimig_dagster.assets.keys import writer_key
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
+from senseimig_dagster.assets.writers import dataverse_assets
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.audit.rollback import GRAPH_FILES, Rollback
-from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.dataverse.documents import base64_length, folder_name
-from senseimig_dagster.dataverse.load import deterministic_id
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-from senseimig_dagster.mapping import confirm, default_map_path
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource, graph_from_env
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
+from senseimig_dagster.load.document_journal import DOCUMENTS
+from senseimig_dagster.load.document_routes import base64_length, folder_name
+from senseimig_dagster.load.frames import deterministic_id
+from senseimig_dagster.resources import AuditStore
 from senseimig_dagster.sandbox.generator import generate
-from senseimig_dagster.sandbox.graph.app import GraphStandIn
-from senseimig_dagster.sandbox.graph.server import serve_graph
-from senseimig_dagster.sandbox.graph.store import DriveStore
-from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
-from senseimig_dagster_tests.dataverse.test_documents import SITE_URL
+from senseimig_dagster_tests.support.constants import SEED_TEAM
+from senseimig_dagster_tests.support.environments import sandbox
+from senseimig_dagster_tests.support.maps import confirmed_map
+from senseimig_dagster_tests.support.wire import READ_ACTIONS
 
 pytestmark = pytest.mark.slow
-WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-TEAM = "5eed0000-0000-4000-8000-000000000201"  # the seed's Front Desk team: fallback owner of unmatched users
-
-
-class Writes:
-    """WSGI wrapper counting write requests (reads - GET, and the read-back actions - don't count)."""
-
-    READS = ("InitializeAnnotationBlocksDownload", "DownloadBlock")
-
-    def __init__(self, app) -> None:
-        self.app, self.count, self._lock = app, 0, threading.Lock()
-
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if environ["REQUEST_METHOD"] in WRITES and not path.endswith(self.READS):
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length else b""
-            environ["wsgi.input"] = io.BytesIO(body)
-            with self._lock:
-                self.count += 1
-        return self.app(environ, start_response)
 
 
 def _declared(tenant: Path) -> dict[str, list[str]]:
@@ -90,36 +59,20 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     renamed = docs.filter(pl.col("id").is_in(declared["forbidden_file_name"] + declared["duplicate_file_name"]))
     twins = docs.join(renamed.select("patient_id", "file_name"), on=["patient_id", "file_name"])
     limit = min(base64_length(s) for s in [*renamed.get_column("size_bytes"), *twins.get_column("size_bytes")]) - 1
-    tls = make_local_ca(work / "tls")
-    entra, catalog = EntraStandIn(), Catalog.load()
-    catalog.key_delay = catalog.column_delay = 0.0
-    store = RecordStore(work / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())  # SharePoint integration seeded: the site the Graph stand-in serves
-    writes = Writes(DataverseEmulator(catalog, store, token_validator=entra.token_info, tenant=entra.tenant))
-    graph = GraphStandIn(DriveStore(work / "graph.sqlite"), token_validator=entra.token_info)
-    confirmed = work / "mapping.yaml"
-    shutil.copy(default_map_path(), confirmed)
-    confirm(confirmed, "Test Reviewer")
-    database = str(work / "db.duckdb")
-    with serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url, serve_entra(entra, tls=tls) as authority, \
-            serve_wsgi(writes, tls=tls) as url, serve_graph(graph, tls=tls) as graph_url, \
-            DagsterInstance.ephemeral() as instance, pytest.MonkeyPatch.context() as mp:
-        for name, value in {"SHAREPOINT_SITE_URL": SITE_URL, "GRAPH_URL": f"{graph_url}/v1.0",
-                            "GRAPH_CA_BUNDLE": str(tls.ca_cert), "AZURE_AUTHORITY_HOST": authority}.items():
-            mp.setenv(name, value)
-        dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                      ca_bundle=str(tls.ca_cert), fallback_owner=TEAM)
-        with dataverse.client() as client:
+    confirmed = confirmed_map(work / "mapping.yaml")
+    database = work / "db.duckdb"
+    # The seed's SharePoint integration is the site the Graph stand-in serves; its Front Desk team is the fallback
+    # owner of unmatched users. Reads of a note's body in blocks are POST actions: not counted as writes.
+    with sandbox(work, tenant=tenant, graph=True, fallback_owner=SEED_TEAM, reads=READ_ACTIONS) as served, \
+            DagsterInstance.ephemeral() as instance:
+        resources = served.resources(database, mapping=confirmed, audit=work / "audit.duckdb")
+        with resources["dataverse"].client() as client:
             org = next(client.query("organizations", ["organizationid"]))["organizationid"]
             client.update("organizations", org, {"maxuploadfilesize": limit})
-        resources = {"sensei": SenseiSource(base_url=sensei_url),
-                     "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": DuckDBResource(database=database), "mapping": MappingResource(path=str(confirmed)),
-                     "dataverse": dataverse, "audit": AuditStore(path=str(work / "audit.duckdb"))}
         assert materialize(raw_assets, resources=resources, instance=instance, tags=range_tags()).success
-        yield {"resources": resources, "instance": instance, "writes": writes, "graph": graph, "docs": docs,
-               "declared": declared, "limit": limit, "database": database, "audit": work / "audit.duckdb"}
-    store.close()
+        yield {"resources": resources, "instance": instance, "writes": served.wire, "graph": served.graph,
+               "docs": docs, "declared": declared, "limit": limit, "database": str(database),
+               "audit": work / "audit.duckdb"}
 
 
 def _run(env: dict):
@@ -172,7 +125,7 @@ def test_every_document_is_accounted_for_with_its_route_or_reason(env: dict, fir
         stem, ext = row["file_name"].rsplit(".", 1)
         assert [(n, r) for _, n, r in stored] == [(row["file_name"], None), (f"{stem} (2).{ext}", "renamed_duplicate")]
     evaluations = {e.check_name: e.passed for e in first["result"].get_asset_check_evaluations()
-                   if e.asset_key == DOCUMENT_KEY}
+                   if e.asset_key == writer_key("document")}
     assert evaluations[VERIFIED] and evaluations[ACCOUNTED]
     meta = first["result"].asset_materializations_for_node("dataverse__document")[0].metadata
     assert meta["documents"].value == rows.height and meta["mb_per_s"].value > 0
@@ -182,9 +135,7 @@ def test_every_document_is_accounted_for_with_its_route_or_reason(env: dict, fir
 
 def test_bodies_in_dynamics_and_sharepoint_equal_the_source(env: dict, first: dict) -> None:
     rows = first["rows"]
-    client = env["resources"]["dataverse"].client()
-    drive = graph_from_env().drive()
-    try:
+    with env["resources"]["dataverse"].client() as client, env["resources"]["graph"].drive() as drive:
         note = rows.filter(pl.col("outcome") == "note").row(0, named=True)
         body = client.retrieve("annotations", deterministic_id("annotation", note["source_id"]), ["documentbody"])
         assert hashlib.sha256(base64.b64decode(body["documentbody"])).hexdigest() == note["sha256"]
@@ -195,23 +146,19 @@ def test_bodies_in_dynamics_and_sharepoint_equal_the_source(env: dict, first: di
                                    ["relativeurl", "_regardingobjectid_value"])
         assert location["relativeurl"] == folder_name(location["_regardingobjectid_value"])
         assert drive.find(location["relativeurl"], shared["stored_name"]).id == shared["item_id"]
-    finally:
-        client.close()
-        drive.close()
 
 
 def test_a_rerun_sends_nothing_and_rollback_removes_notes_locations_and_files(env: dict, first: dict) -> None:
-    before, uploads = env["writes"].count, env["graph"].stats["uploads_completed"]
+    before, uploads = env["writes"].writes, env["graph"].stats["uploads_completed"]
     again = _run(env)
     assert again.success
     with duckdb.connect(env["database"], read_only=True) as conn:
         second = conn.execute(f"SELECT outcome, count(*) FROM {DOCUMENTS} WHERE run_id = ? GROUP BY ALL",
                               [again.run_id]).fetchall()
     assert {o for o, _ in second} <= {"unchanged", "failed"}
-    assert (env["writes"].count, env["graph"].stats["uploads_completed"]) == (before, uploads)
+    assert (env["writes"].writes, env["graph"].stats["uploads_completed"]) == (before, uploads)
     shared = first["rows"].filter(pl.col("outcome") == "sharepoint")
-    client, drive = env["resources"]["dataverse"].client(), graph_from_env().drive()
-    try:
+    with env["resources"]["dataverse"].client() as client, env["resources"]["graph"].drive() as drive:
         with AuditStore(path=str(env["audit"])).connect() as conn:
             report = Rollback(client, AuditLog(conn), "rollback", drive=drive).run()
         assert report.failed == [] and report.changed_by_person == []
@@ -221,6 +168,3 @@ def test_a_rerun_sends_nothing_and_rollback_removes_notes_locations_and_files(en
         for r in shared.iter_rows(named=True):
             with pytest.raises(Exception, match="404|itemNotFound"):
                 list(drive.download(r["item_id"]))
-    finally:
-        client.close()
-        drive.close()

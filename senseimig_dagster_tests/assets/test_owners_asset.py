@@ -12,65 +12,46 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster._serdes import serialize_value
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.owners import OWNED_OBJECTS, staging_owners
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.staging import staging_assets
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.jobs import stage_job
-from senseimig_dagster.mapping import default_map_path
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
+from senseimig_dagster.resources import DataverseResource
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
 from senseimig_dagster.staging.owners import CHECK_NAME, OWNER_COLUMN
-from senseimig_dagster_tests.staging.tenant_files import read_object
-
-ADMIN = "5eed0000-0000-4000-8000-000000000101"
-DEPARTED = "5eed0000-0000-4000-8000-000000000103"
-TEAM = "5eed0000-0000-4000-8000-000000000201"
+from senseimig_dagster_tests.support.constants import SEED_ADMIN as ADMIN
+from senseimig_dagster_tests.support.constants import SEED_DEPARTED as DEPARTED
+from senseimig_dagster_tests.support.constants import SEED_TEAM as TEAM
+from senseimig_dagster_tests.support.environments import sandbox
+from senseimig_dagster_tests.support.resources import migration_resources
+from senseimig_dagster_tests.support.tenants import read_object
 
 
 @pytest.fixture(scope="module")
 def dataverse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataverseResource]:
-    folder = tmp_path_factory.mktemp("dv")
-    tls = make_local_ca(folder)
-    entra, catalog = EntraStandIn(), Catalog.load()
-    emulator = DataverseEmulator(catalog, RecordStore(folder / "dv.sqlite", catalog), token_validator=entra.token_info,
-                                 tenant=entra.tenant)
-    apply_seed(emulator.store, load_seed())
-    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
-        yield DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                ca_bundle=str(tls.ca_cert), fallback_owner=None)
-    emulator.store.close()
+    """The seed's system users over HTTPS, no fallback owner (each test sets its own)."""
+    with sandbox(tmp_path_factory.mktemp("dv")) as served:
+        yield served.dataverse(fallback_owner=None)
 
 
 @pytest.fixture(scope="module")
 def staged_db(tenant: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The small tenant extracted and staged once (raw + staging); each test then runs only staging/owners."""
     database = str(tmp_path_factory.mktemp("owners") / "db.duckdb")
-    resources = _resources(database)
     tags = range_tags()
     with DagsterInstance.ephemeral() as instance, serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url:
-        resources["sensei"] = SenseiSource(base_url=sensei_url)
+        resources = migration_resources(database, sensei_url=sensei_url)
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
         assert materialize([staging_assets], resources=resources, instance=instance).success
     return database
 
 
-def _resources(database: str) -> dict:
-    return {"duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-            "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path())}
-
-
 def _owners(staged_db: str, dataverse: DataverseResource, fallback: str | None):
     resource = DataverseResource(**{**dataverse.model_dump(), "fallback_owner": fallback})
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([staging_owners], resources={**_resources(staged_db), "dataverse": resource},
+        result = materialize([staging_owners], resources=migration_resources(staged_db, dataverse=resource),
                              instance=instance, raise_on_error=False)
         text = "\n".join(serialize_value(e) for e in instance.all_logs(result.run_id))
     return result, text

@@ -11,24 +11,21 @@ import duckdb
 import orjson
 from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.inventory import inventory
 from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
 from senseimig_dagster.assets.raw import raw_assets
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.resources import SenseiSource
 from senseimig_dagster.sandbox.generator import read_manifest
 from senseimig_dagster.sandbox.sensei_sim import Fault, Faults, RateLimit, SenseiSimulator, serve
+from senseimig_dagster_tests.support.resources import migration_resources
 
 LAST_DAY = modification_days.get_last_partition_key()
 
 
 def resources(database: Path, base_url: str, **source: object) -> dict:
-    return {"sensei": SenseiSource(base_url=base_url, **source),
-            "duckdb_io_manager": SenseimigDuckDBIOManager(database=str(database)),
-            "store": DuckDBResource(database=str(database))}
+    return {**migration_resources(database), "sensei": SenseiSource(base_url=base_url, **source)}
 
 
 def extract(database: Path, base_url: str, first: str, last: str, instance: DagsterInstance, **source: object):

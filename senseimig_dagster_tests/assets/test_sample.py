@@ -12,23 +12,16 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 from dagster._serdes import serialize_value
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
 from senseimig_dagster.assets.sample import SAMPLE_DIFF_KEY, diff_csv_path, sample_diff
-from senseimig_dagster.assets.staging import _read_raw
-from senseimig_dagster.dataverse.load import read_back
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
+from senseimig_dagster.assets.staging import read_raw
+from senseimig_dagster.load.read_back import read_back
 from senseimig_dagster.mapping import default_map_path, load_valid
 from senseimig_dagster.mapping.sample import sample_patient_ids, sample_rows
-from senseimig_dagster.resources import DataverseResource, MappingResource, SenseiSource
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
-from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster.sandbox.tls import make_local_ca, serve_wsgi
 from senseimig_dagster.staging.pipeline import stage_tenant
+from senseimig_dagster_tests.support.environments import sandbox
 
 PATIENTS, SEED = 6, 2
 FMAP = load_valid(default_map_path())
@@ -44,29 +37,16 @@ def instance() -> Iterator[DagsterInstance]:
 def run(tenant: Path, instance: DagsterInstance, tmp_path_factory: pytest.TempPathFactory):
     """Raw extraction, then one sample run into an HTTPS emulator (seeded: owners are its users)."""
     work = tmp_path_factory.mktemp("sample")
-    database = str(work / "db.duckdb")
-    tls = make_local_ca(work / "tls")
-    entra = EntraStandIn()
-    catalog = Catalog.load()
-    catalog.key_delay, catalog.column_delay = 0.05, 0.0
-    store = RecordStore(work / "dv.sqlite", catalog)
-    apply_seed(store, load_seed())
-    emulator = DataverseEmulator(catalog, store, token_validator=entra.token_info, tenant=entra.tenant)
-    with serve(SenseiSimulator(tenant, rate_limit=None)) as sensei_url, serve_entra(entra, tls=tls) as authority, \
-            serve_wsgi(emulator, tls=tls) as url:
-        dataverse = DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                      ca_bundle=str(tls.ca_cert), dataverse_tier="professional")
-        resources = {"sensei": SenseiSource(base_url=sensei_url),
-                     "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                     "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path()),
-                     "sample_dataverse": dataverse}
+    database = work / "db.duckdb"
+    with sandbox(work, tenant=tenant, key_delay=0.05) as served:
+        dataverse = served.dataverse()
+        resources = served.resources(database, sample_dataverse=dataverse)
         tags = range_tags()
         assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
         config = {"ops": {"mapping__sample_diff": {"config": {"patients": PATIENTS, "seed": SEED}}}}
         result = materialize([sample_diff], resources=resources, instance=instance, run_config=config,
                              selection=[SAMPLE_DIFF_KEY], raise_on_error=False)
         yield result, resources, dataverse
-    store.close()
 
 
 def _metadata(result) -> dict:
@@ -82,7 +62,7 @@ def test_every_sampled_patient_and_child_lands_and_reads_back_equal(run) -> None
     assert meta["values_compared"] > 1000
     assert meta["values_differing"] == 0 and meta["values_equal"] == meta["values_compared"], meta["diff"]
     # The same sample staged here: every staged row of every object is in Dataverse, by source id.
-    raw = _read_raw(resources["store"])
+    raw = read_raw(resources["store"])
     ids = sample_patient_ids(raw["patient"], PATIENTS, SEED)
     staged = stage_tenant({k: v for k, v in sample_rows(raw, ids).items() if v.height}, FMAP).staged
     assert set(ids) <= set(staged["patient"].get_column("_source_id"))
@@ -113,7 +93,7 @@ def test_the_full_diff_is_a_local_csv(run) -> None:
 
 def test_no_sampled_patient_phi_in_the_event_log(run, instance: DagsterInstance) -> None:
     result, resources, _ = run
-    raw = _read_raw(resources["store"])
+    raw = read_raw(resources["store"])
     sampled = raw["patient"].filter(pl.col("id").is_in(sample_patient_ids(raw["patient"], PATIENTS, SEED)))
     phi = {str(v) for c in ("first_name", "last_name", "email", "mobile_phone", "address_line1")
            for v in sampled.get_column(c).drop_nulls() if len(str(v)) >= 4}

@@ -11,17 +11,16 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, materialize
 from dagster._serdes import serialize_value
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
-from senseimig_dagster.assets.staging import CONSERVATION, accounted_by, raw_needs, staging_assets
-from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
-from senseimig_dagster.mapping import default_map_path
+from senseimig_dagster.assets.staging import CONSERVATION, raw_needs, staging_assets
+from senseimig_dagster.mapping import default_map
+from senseimig_dagster.mapping.scope import accounted_by
 from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster.resources import MappingResource, SenseiSource
 from senseimig_dagster.sandbox.sensei_sim import SenseiSimulator, serve
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.resources import migration_resources
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +38,7 @@ def staged(tenant: Path, instance: DagsterInstance, tmp_path_factory: pytest.Tem
 
 
 def _run(sensei_url: str, database: str, instance: DagsterInstance):
-    resources = {"sensei": SenseiSource(base_url=sensei_url),
-                 "duckdb_io_manager": SenseimigDuckDBIOManager(database=database),
-                 "store": DuckDBResource(database=database), "mapping": MappingResource(path=default_map_path())}
+    resources = migration_resources(database, sensei_url=sensei_url)
     tags = range_tags()
     assert materialize(raw_assets, resources=resources, instance=instance, tags=tags).success
     return materialize([staging_assets], resources=resources, instance=instance, raise_on_error=False)
@@ -69,7 +66,7 @@ def test_every_object_is_conserved_and_checks_pass(staged):
     conservation = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()
                     if e.check_name == CONSERVATION}
     assert len(conservation) == 17 and all(e.passed for e in conservation.values())
-    accounted = {o for name in conservation for o in accounted_by(name)}
+    accounted = {o for name in conservation for o in accounted_by(default_map(), name)}
     assert accounted | {"user"} == {o.name for o in REGISTRY}
     staged_rows = sum(_table(database, name).height for name in conservation)
     assert staged_rows > 9000

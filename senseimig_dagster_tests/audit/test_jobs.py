@@ -3,45 +3,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterInstance
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster.assets.audit import export_audit, rollback, table_order
 from senseimig_dagster.audit.log import AuditLog
-from senseimig_dagster.audit.store import AuditStore
-from senseimig_dagster.cli import build_parser
-from senseimig_dagster.resources import DataverseResource
-from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca, serve_wsgi
-from senseimig_dagster_tests.audit.harness import (
-    Migration,
-    build_emulator,
-    diff,
-    seed_existing,
-    setup_schema,
-    snapshot,
-)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_local_ca(Path(tmp_path_factory.mktemp("tls")))
+from senseimig_dagster.cli import build_parser, commands
+from senseimig_dagster.load.journal import ensure_journal, mark_rolled_back, previous_entries
+from senseimig_dagster.resources import AuditStore, DataverseResource, GraphResource, StoreResource
+from senseimig_dagster.sandbox.tls import TLSFiles
+from senseimig_dagster_tests.support.audited_migration import Migration, seed_existing, setup_schema
+from senseimig_dagster_tests.support.dataverse_state import diff, snapshot
+from senseimig_dagster_tests.support.environments import sandbox
 
 
 @pytest.fixture
-def served(tmp_path: Path, tls: TLSFiles) -> Iterator[tuple[DataverseResource, object]]:
-    entra = EntraStandIn()
-    emulator = build_emulator(tmp_path)
-    emulator.token_validator, emulator.tenant = entra.token_info, entra.tenant
-    with serve_entra(entra, tls=tls) as authority, serve_wsgi(emulator, tls=tls) as url:
-        yield DataverseResource(environment_url=url, authority_host=authority, tenant_id=entra.tenant,
-                                ca_bundle=str(tls.ca_cert)), emulator
-    emulator.store.close()
+def served(tmp_path: Path, tls_files: TLSFiles) -> Iterator[tuple[DataverseResource, object]]:
+    with sandbox(tmp_path, tls=tls_files) as stand_ins:  # seeded, over HTTPS with Entra ID tokens
+        yield stand_ins.dataverse(), stand_ins.emulator
 
 
 def test_the_rollback_job_undoes_a_migration_over_https(served, tmp_path: Path) -> None:
@@ -55,7 +39,8 @@ def test_the_rollback_job_undoes_a_migration_over_https(served, tmp_path: Path) 
         before = snapshot(emulator)
         with audit.connect() as conn:
             Migration(client, AuditLog(conn), existing).run()
-    resources = {"dataverse": resource, "audit": audit, "store": DuckDBResource(database=store_path)}
+    resources = {"dataverse": resource, "graph": GraphResource(site_url=None), "audit": audit,
+                 "store": StoreResource(database=store_path)}
     instance = DagsterInstance.ephemeral()
 
     result = rollback.execute_in_process(resources=resources, instance=instance)
@@ -84,28 +69,21 @@ def test_children_tables_come_after_their_parents_in_the_registry_order() -> Non
 def test_the_cli_takes_the_rollback_options() -> None:
     args = build_parser().parse_args(["rollback", "--remove-schema", "--force", "--run-id", "abc"])
     assert (args.remove_schema, args.force, args.run_id) == (True, True, "abc")
-    assert args.func.__name__ == "_cmd_rollback"
+    assert getattr(commands, args.command_name) is commands.rollback
     defaults = build_parser().parse_args(["rollback"])
     assert (defaults.remove_schema, defaults.force, defaults.run_id) == (False, False, None)
 
 
-def test_rollback_makes_the_load_ledger_forget_what_it_undid() -> None:
+def test_rollback_makes_the_load_journal_forget_what_it_undid() -> None:
     """Otherwise the next migration would find its old body hashes "unchanged" and send nothing."""
-    import datetime as dt
-
-    import duckdb
-
-    from senseimig_dagster.assets.audit import forget_undone
-    from senseimig_dagster.assets.dataverse_load import ensure_ledger, previous_ledger
-
     with duckdb.connect() as conn:
-        ensure_ledger(conn)
+        ensure_journal(conn)
         at = dt.datetime(2026, 11, 1)
-        conn.execute("INSERT INTO load.ledger VALUES ('patient', 'contact', 'p1', 'id-1', 'h1', '{}', 'created', 'r1', ?),"
+        conn.execute("INSERT INTO load.journal VALUES ('patient', 'contact', 'p1', 'id-1', 'h1', '{}', 'created', 'r1', ?),"
                      "('patient', 'contact', 'p2', 'id-2', 'h2', '{}', 'created', 'r1', ?)", [at, at])
-        assert set(previous_ledger(conn, "patient")) == {("contact", "p1"), ("contact", "p2")}
-        assert forget_undone(conn, [("contact", "id-1")], "rollback-run") == 1
-        assert set(previous_ledger(conn, "patient")) == {("contact", "p2")}
-        conn.execute("INSERT INTO load.ledger VALUES ('patient', 'contact', 'p1', 'id-9', 'h1', '{}', 'created', "
+        assert set(previous_entries(conn, "patient")) == {("contact", "p1"), ("contact", "p2")}
+        assert mark_rolled_back(conn, [("contact", "id-1")], "rollback-run") == 1
+        assert set(previous_entries(conn, "patient")) == {("contact", "p2")}
+        conn.execute("INSERT INTO load.journal VALUES ('patient', 'contact', 'p1', 'id-9', 'h1', '{}', 'created', "
                      "'r2', now()::TIMESTAMP + INTERVAL 1 MINUTE)")
-        assert previous_ledger(conn, "patient")[("contact", "p1")].dataverse_id == "id-9"  # loaded again
+        assert previous_entries(conn, "patient")[("contact", "p1")].dataverse_id == "id-9"  # loaded again

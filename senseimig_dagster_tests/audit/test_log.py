@@ -10,7 +10,8 @@ import duckdb
 import pytest
 
 from senseimig_dagster.audit.log import COLUMNS, AuditLog, AuditOutcome, before_image
-from senseimig_dagster.audit.store import AuditStore, AuditStoreError, open_audit
+from senseimig_dagster.audit.store import AuditStoreError, open_audit
+from senseimig_dagster.resources import AuditStore
 
 PHI = "Zebediah-Quillfeather"  # a before-image value that must never be readable from the file without the key
 
@@ -46,12 +47,13 @@ def test_the_log_only_ever_inserts_and_row_counts_only_grow() -> None:
         _fill(log)
         log.writes()
         log.undone()
+        log.source_ids("contact", "dataverse/patient")
         counts.append(log.count())
     assert counts == sorted(counts) and len(set(counts)) == 4
     written = [s.upper() for s in conn.statements]
     assert not any(s.lstrip().startswith(("UPDATE", "DELETE", "TRUNCATE", "DROP")) or " SET " in s for s in written)
     public = {name for name in dir(AuditLog) if not name.startswith("_")}
-    assert public == {"intend", "record", "writes", "created", "updated", "undone", "count", "export"}
+    assert public == {"intend", "record", "writes", "created", "updated", "undone", "count", "export", "source_ids"}
 
 
 def test_a_writes_state_is_its_latest_row_and_an_intent_without_outcome_stays_pending() -> None:

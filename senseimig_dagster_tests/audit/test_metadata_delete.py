@@ -20,21 +20,22 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     restore_custom_schema,
 )
 from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_seed
-from senseimig_dagster_tests.audit.harness import build_emulator, connect, setup_schema
+from senseimig_dagster_tests.support.audited_migration import connect, setup_schema
+from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
+from senseimig_dagster_tests.support.environments import open_emulator
 
-BASE = "http://dv.test/api/data/v9.2"
 DEPENDENCY = "0x8004f01f"
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[DataverseEmulator, DataverseClient, httpx.Client]]:
-    emulator = build_emulator(tmp_path)
+    store, emulator = open_emulator(tmp_path / "dv.sqlite")
     client = connect(emulator)
     setup_schema(client, duckdb.connect())
     with httpx.Client(transport=httpx.WSGITransport(app=emulator), base_url=BASE) as raw:
         yield emulator, client, raw
     client.close()
-    emulator.store.close()
+    store.close()
 
 
 def _code(response: httpx.Response) -> str:
@@ -91,7 +92,7 @@ def test_a_table_other_tables_look_up_is_refused_until_their_relationships_are_g
 
 
 def test_relationships_are_deleted_by_metadata_id_too_and_removals_survive_a_restart(tmp_path: Path) -> None:
-    emulator = build_emulator(tmp_path)
+    _, emulator = open_emulator(tmp_path / "dv.sqlite")
     restore_custom_schema(emulator.catalog, emulator.store)  # journal every change, as the server does
     client = connect(emulator)
     setup_schema(client, duckdb.connect())

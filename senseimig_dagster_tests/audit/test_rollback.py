@@ -14,22 +14,22 @@ import httpx
 import pytest
 
 from senseimig_dagster.audit.log import AuditLog
-from senseimig_dagster.audit.rollback import Rollback, read_schema_changes
+from senseimig_dagster.audit.rollback import Rollback
+from senseimig_dagster.audit.schema_changes import read_schema_changes
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
-from senseimig_dagster_tests.audit.harness import (
-    KEY,
+from senseimig_dagster_tests.support.audited_migration import (
     TABLE_ORDER,
     Crash,
     Migration,
-    build_emulator,
     connect,
-    counting,
-    diff,
     seed_existing,
     setup_schema,
-    snapshot,
 )
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
+from senseimig_dagster_tests.support.dataverse_state import diff, snapshot
+from senseimig_dagster_tests.support.environments import open_emulator
+from senseimig_dagster_tests.support.wire import counting_transport
 
 
 @dataclass
@@ -48,14 +48,14 @@ class Env:
 
 
 def _env(tmp_path: Path, with_schema: bool) -> Iterator[Env]:
-    emulator = build_emulator(tmp_path)
+    store, emulator = open_emulator(tmp_path / "dv.sqlite")
     client = connect(emulator)
     store = duckdb.connect()
     if with_schema:
         setup_schema(client, store)
     yield Env(emulator, client, AuditLog(duckdb.connect()), store, seed_existing(client) if with_schema else {})
     client.close()
-    emulator.store.close()
+    store.close()
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_second_rollback_writes_nothing(env: Env) -> None:
     Migration(env.client, env.log, env.existing).run()
     env.rollback()
     rows = env.log.count()
-    transport, counts = counting(env.emulator)
+    transport, counts = counting_transport(env.emulator)
 
     report = env.rollback("run-rollback-2", client=connect(env.emulator, transport)).report
 

@@ -16,12 +16,12 @@ from senseimig_dagster.dataverse import (
     DataverseClient,
     DataverseError,
     DataverseThrottled,
-    DataverseTokenProvider,
+    EntraTokenProvider,
 )
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
+from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.tls import serve_wsgi
-
-KEY = "smig_sourcesystemid"
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
+from senseimig_dagster_tests.support.environments import keyed_contacts
 
 
 class Bodies:
@@ -38,10 +38,7 @@ class Bodies:
 
 
 def _serve(tmp_path: Path, **emulator_kwargs) -> Iterator[tuple[DataverseClient, Bodies]]:
-    catalog = Catalog.load()
-    catalog.add_column("contact", "smig_SourceSystemId", "String", max_length=100)
-    catalog.add_alternate_key("contact", "smig_sourcesystemid_key", [KEY])
-    catalog.set_key_status("contact", "smig_sourcesystemid_key", "Active")
+    catalog = keyed_contacts()
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     app = Bodies(DataverseEmulator(catalog, store, **emulator_kwargs))
     try:
@@ -134,12 +131,12 @@ def test_a_429_is_raised_at_once_when_the_caller_paces_throttling(served) -> Non
 
 def test_certificate_credentials_are_passed_to_msal_and_never_shown() -> None:
     cert = {"private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "thumbprint": "AB" * 20}
-    provider = DataverseTokenProvider("tenant", "client", None, "https://org.crm.dynamics.com", certificate=cert)
+    provider = EntraTokenProvider("tenant", "client", None, "https://org.crm.dynamics.com", certificate=cert)
     assert provider._credential() == cert
     assert "PRIVATE" not in repr(provider) and "certificate='***'" in repr(provider)
     assert provider._scrub(f"oops {cert['private_key']}") == "oops ***"
     with pytest.raises(ValueError, match="exactly one"):
-        DataverseTokenProvider("tenant", "client", "secret", "https://org.crm.dynamics.com", certificate=cert)
+        EntraTokenProvider("tenant", "client", "secret", "https://org.crm.dynamics.com", certificate=cert)
     with pytest.raises(ValueError, match="thumbprint"):
-        DataverseTokenProvider("tenant", "client", None, "https://org.crm.dynamics.com",
+        EntraTokenProvider("tenant", "client", None, "https://org.crm.dynamics.com",
                                certificate={"private_key": "k"})

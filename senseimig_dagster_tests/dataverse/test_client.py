@@ -21,23 +21,23 @@ from senseimig_dagster.dataverse import (
     DataverseError,
     DataverseNotFound,
     DataverseThrottled,
-    DataverseTokenProvider,
+    EntraTokenProvider,
     key_segment,
 )
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.tls import serve_wsgi
-from senseimig_dagster_tests.dataverse.conftest import CLIENT_ID, SECRET, TENANT, Entra
+from senseimig_dagster_tests.support.constants import DATAVERSE_CLIENT_ID as CLIENT_ID
+from senseimig_dagster_tests.support.constants import DATAVERSE_SECRET as SECRET
+from senseimig_dagster_tests.support.constants import SOURCE_KEY as KEY
+from senseimig_dagster_tests.support.constants import TEST_TENANT as TENANT
+from senseimig_dagster_tests.support.environments import Entra, keyed_contacts
 
 ENV = "http://dv.test"
-KEY = "smig_sourcesystemid"
 
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
-    catalog = Catalog.load()
-    catalog.add_column("contact", "smig_SourceSystemId", "String", max_length=100)
-    catalog.add_alternate_key("contact", "smig_sourcesystemid_key", [KEY])
-    catalog.set_key_status("contact", "smig_sourcesystemid_key", "Active")
+    catalog = keyed_contacts()
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     yield DataverseEmulator(catalog, store)
     store.close()
@@ -420,7 +420,7 @@ def test_over_real_http_with_a_429_and_bearer_auth(tmp_path: Path, entra: Entra,
                    faults=[(429, [("Retry-After", "2")], THROTTLED)])
     try:
         with serve_wsgi(app) as url:
-            provider = DataverseTokenProvider(TENANT, CLIENT_ID, SECRET, url, authority_host=entra.url,
+            provider = EntraTokenProvider(TENANT, CLIENT_ID, SECRET, url, authority_host=entra.url,
                                               verify=entra.ca)
             with provider, DataverseClient(url, BearerAuth(provider), sleep=sleeps, timeout=10) as client:
                 rid = client.create("accounts", {"name": "Clinic"})

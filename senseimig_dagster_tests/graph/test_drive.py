@@ -10,7 +10,8 @@ import pytest
 from senseimig_dagster.graph.drive import SIMPLE_UPLOAD_MAX, GraphDrive
 from senseimig_dagster.graph.errors import GraphError
 from senseimig_dagster.graph.quickxor import quick_xor_hash
-from senseimig_dagster_tests.graph.conftest import Fault, GraphEnv, fragment_at
+from senseimig_dagster_tests.support.environments import GraphEnv
+from senseimig_dagster_tests.support.wire import Fault, fragment_at
 
 QUANTUM = 327_680
 

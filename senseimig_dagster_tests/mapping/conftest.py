@@ -1,4 +1,4 @@
-"""Map files for the tests: the shipped default map, edited by exact text replacement."""
+"""Map files for the mapping tests: a writable copy of the shipped default map per test."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from senseimig_dagster.mapping import default_map_path
-
-DEFAULT_TEXT = Path(default_map_path()).read_text(encoding="utf-8")
-
-
-def edited(old: str, new: str, text: str = DEFAULT_TEXT) -> tuple[str, int]:
-    """``text`` with the single occurrence of ``old`` replaced; also the 1-based line where it was."""
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
-    return text.replace(old, new), text[: text.index(old)].count("\n") + 1
+from senseimig_dagster_tests.support.maps import DEFAULT_TEXT
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from senseimig_dagster.assets.mapping import confirm_mapping, mapping_state
 from senseimig_dagster.cli import main
 from senseimig_dagster.mapping import gate_problems, mapfile
 from senseimig_dagster.resources import MappingResource
-from senseimig_dagster_tests.mapping.conftest import DEFAULT_TEXT, edited
+from senseimig_dagster_tests.support.maps import DEFAULT_TEXT, edited
 
 PROPOSED = ("{target: salutation, transform: direct}", "{target: salutation, transform: direct, status: proposed}")
 

@@ -9,20 +9,14 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, asset, materialize
 
+from senseimig_dagster.assets.gate import enforce_gate, gate_check_for, gate_check_spec
 from senseimig_dagster.dataverse.client import DataverseClient
-from senseimig_dagster.mapping import (
-    check_confirmed,
-    confirm,
-    gate_check_for,
-    gate_check_spec,
-    gate_problems,
-    mapfile,
-)
-from senseimig_dagster.mapping.gate import GATE_CHECK_NAME, enforce_gate
+from senseimig_dagster.mapping import check_confirmed, confirm, gate_problems, mapfile
+from senseimig_dagster.mapping.gate import GATE_CHECK_NAME
 from senseimig_dagster.resources import MappingResource
-from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.http_server import ThreadingWSGIServer, run_in_thread
-from senseimig_dagster_tests.mapping.conftest import DEFAULT_TEXT
+from senseimig_dagster_tests.support.environments import emulator
+from senseimig_dagster_tests.support.maps import DEFAULT_TEXT
 
 STAGED = AssetKey(["staging", "gate_test"])
 
@@ -73,12 +67,10 @@ class _Counting:
 
 @pytest.fixture
 def emulator_url(tmp_path: Path) -> Iterator[tuple[str, _Counting]]:
-    catalog = Catalog.load()
-    store = RecordStore(tmp_path / "dv.sqlite", catalog)
-    counting = _Counting(DataverseEmulator(catalog, store))
-    with run_in_thread(ThreadingWSGIServer(("127.0.0.1", 0)), counting, "dv-gate-test") as url:
-        yield url, counting
-    store.close()
+    with emulator(tmp_path / "dv.sqlite", seeded=False, key_delay=None, column_delay=None) as app:
+        counting = _Counting(app)
+        with run_in_thread(ThreadingWSGIServer(("127.0.0.1", 0)), counting, "dv-gate-test") as url:
+            yield url, counting
 
 
 def _write_contact(url: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from senseimig_dagster.mapping import mapfile
 from senseimig_dagster.mapping.confirm import confirm, confirmation_for
 from senseimig_dagster.mapping.digest import digests, map_hash
-from senseimig_dagster_tests.mapping.conftest import DEFAULT_TEXT, edited
+from senseimig_dagster_tests.support.maps import DEFAULT_TEXT, edited
 
 GENDER = "values: {Male: 1, Female: 2, Other: null, Unknown: null}"
 

@@ -1,4 +1,5 @@
-"""The sample migration's selection and field diff (issue 4 §6)."""
+"""The sample migration's selection (N patients with all their children) and field diff (source | staged |
+Dataverse)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from senseimig_dagster.mapping.sample import (
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.sandbox.generator import generate
-from senseimig_dagster_tests.staging.tenant_files import read_object
+from senseimig_dagster_tests.support.tenants import read_object
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 
 from senseimig_dagster.mapping import MapInvalid, load_valid, mapfile, validate
 from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster_tests.mapping.conftest import DEFAULT_TEXT, edited
-from senseimig_dagster_tests.mapping.standard_copy import render
+from senseimig_dagster_tests.support.maps import DEFAULT_TEXT, edited
+from senseimig_dagster_tests.support.standard_copy import render
 
 
 def _errors(text: str, tmp_path: Path) -> list[str]:
@@ -44,8 +44,9 @@ def test_the_default_map_validates_and_covers_every_registry_field() -> None:
 
 
 def test_the_standard_column_copy_matches_the_emulators_catalog() -> None:
-    shipped = Path(__file__).parents[2] / "senseimig_dagster/dataverse/standard_columns.json"
-    assert shipped.read_text(encoding="utf-8") == render(), "refresh: python -m senseimig_dagster_tests.mapping.standard_copy"
+    shipped = Path(__file__).parents[2] / "senseimig_dagster/dataverse/standard_tables.json"
+    assert shipped.read_text(encoding="utf-8") == render(), \
+        "refresh: python -m senseimig_dagster_tests.support.standard_copy"
 
 
 def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
      ("no navigation property 'smig_treatmentplanid'", "write smig_TreatmentPlanId")),
     ("{target: smig_TreatmentPlanId, transform: lookup", "{target: smig_PatientId, transform: lookup",
      ("smig_PatientId points at contact but treatment_plan is written to smig_treatmentplan",)),
-    ("tax_id:     {transform: skip, reason: \"no tax id column on account in DESIGN §4\"}",
+    ("tax_id:     {transform: skip, reason: \"no tax id column on account in the schema plan\"}",
      "tax_id:     {target: primarycontactid, transform: lookup, lookup: patient}",
      ("lookup to patient, which loads after organization",)),
     ("{target: smig_sourcesystemid, transform: direct}\n      patient_number",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
 from senseimig_dagster.sandbox.entra import EntraStandIn, serve_entra
-from senseimig_dagster.sandbox.tls import TLSFiles, make_local_ca
+from senseimig_dagster.sandbox.tls import TLSFiles
 
 TENANT = "contoso-tenant"
 SECRET = "Sup3r~secret.value"
@@ -48,11 +47,6 @@ def _token(client: httpx.Client, **overrides) -> httpx.Response:
             "scope": f"{ENV}/.default"}
     form.update(overrides)
     return client.post(f"/{TENANT}/oauth2/v2.0/token", data={k: v for k, v in form.items() if v is not None})
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_local_ca(Path(tmp_path_factory.mktemp("tls")))
 
 
 def test_openid_configuration_points_back_at_the_host(client: httpx.Client):

@@ -13,7 +13,7 @@ import pytest
 from senseimig_dagster.objects import REGISTRY, get
 from senseimig_dagster.sandbox.export_writer import BOM, write_export
 from senseimig_dagster.sensei import wire
-from senseimig_dagster_tests.sandbox.tiny_tenant import make_record, make_tenant, write_jsonl
+from senseimig_dagster_tests.support.tenants import make_record, make_tenant, write_jsonl
 
 ORG = get("organization")
 T0 = dt.datetime(2026, 10, 1, 12, 30, tzinfo=dt.UTC)

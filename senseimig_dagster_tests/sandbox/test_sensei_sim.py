@@ -16,7 +16,7 @@ from senseimig_dagster.sandbox import documents
 from senseimig_dagster.sandbox.sensei_sim import Fault, Faults, RateLimit, SenseiSimulator, serve
 from senseimig_dagster.sandbox.sensei_sim.faults import EXTRA_FIELD
 from senseimig_dagster.sandbox.sensei_sim.ratelimit import RateLimiter
-from senseimig_dagster_tests.sandbox import sim_tenant
+from senseimig_dagster_tests.support import tenants
 
 KEY = "sim-test-key"
 
@@ -24,7 +24,7 @@ KEY = "sim-test-key"
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[dict]]]:
     out = tmp_path_factory.mktemp("sim-tenant")
-    return out, sim_tenant.build(out)
+    return out, tenants.build_sim_tenant(out)
 
 
 def api(sim: SenseiSimulator, key: str | None = KEY) -> httpx.Client:
@@ -254,7 +254,7 @@ def test_http_server_keeps_connections_alive(tenant):
 def test_unreadable_lines_are_skipped_and_blank_lines_ignored(tmp_path):
     patient = OBJECTS["patient"]
     rng = random.Random(1)
-    good = [sim_tenant.row(patient, rng) for _ in range(3)]
+    good = [tenants.sim_row(patient, rng) for _ in range(3)]
     lines = [orjson.dumps(good[0]), b"", b"   ", orjson.dumps(good[1]) + b"\r", b'{"id": "broken',
              orjson.dumps(good[2])]
     (tmp_path / "patients.jsonl").write_bytes(b"\n".join(lines))

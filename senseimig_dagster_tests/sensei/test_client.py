@@ -21,10 +21,11 @@ from senseimig_dagster.objects import OBJECTS
 from senseimig_dagster.sandbox import documents
 from senseimig_dagster.sandbox.sensei_sim import Fault, Faults, RateLimit, SenseiSimulator, serve
 from senseimig_dagster.sandbox.sensei_sim.faults import EXTRA_FIELD
-from senseimig_dagster.sensei.client import SenseiClient, _retry_after, to_batch
+from senseimig_dagster.sensei.client import SenseiClient, to_batch
 from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
 from senseimig_dagster.sensei.records import Batch
-from senseimig_dagster_tests.sandbox import sim_tenant
+from senseimig_dagster.transport.retry import parse_retry_after
+from senseimig_dagster_tests.support import tenants
 
 KEY = "k-7f3a-SECRET-do-not-log"
 PATIENT, LOCATION, DOCUMENT = OBJECTS["patient"], OBJECTS["location"], OBJECTS["document"]
@@ -33,7 +34,7 @@ PATIENT, LOCATION, DOCUMENT = OBJECTS["patient"], OBJECTS["location"], OBJECTS["
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[dict]]]:
     out = tmp_path_factory.mktemp("client-tenant")
-    return out, sim_tenant.build(out)
+    return out, tenants.build_sim_tenant(out)
 
 
 @contextmanager
@@ -138,7 +139,7 @@ def test_bad_or_revoked_key_is_an_auth_error_without_the_key(tenant, caplog):
     assert KEY not in caplog.text
 
 
-def test_429_honours_retry_after(tenant):
+def test_429_honoursparse_retry_after(tenant):
     waits: list[float] = []
     limit = RateLimit(requests_per_second=20, burst=2)
     with server(tenant, rate_limit=limit) as (_, url), client(url, page_size=20) as c:
@@ -229,13 +230,13 @@ def test_document_content_streams_the_bytes(tenant):
     seed = orjson.loads((tenant[0] / "manifest.json").read_bytes())["seed"]
     with server(tenant) as (_, url), client(url) as c:
         for doc in tenant[1]["document"]:
-            chunks = list(c.document_content(doc["id"]))
+            chunks = list(c.content(DOCUMENT, doc["id"]))
             content = b"".join(chunks)
             assert len(content) == doc["size_bytes"]
             assert content == documents.document_bytes(seed, doc["id"], doc["size_bytes"], doc["mime_type"])
-        assert max(len(ch) for ch in c.document_content(tenant[1]["document"][0]["id"])) < 2_500_000  # streamed
+        assert max(len(ch) for ch in c.content(DOCUMENT, tenant[1]["document"][0]["id"])) < 2_500_000  # streamed
         with pytest.raises(SenseiPageError, match="document content of nope: HTTP 404"):
-            b"".join(c.document_content("nope"))
+            b"".join(c.content(DOCUMENT, "nope"))
 
 
 def test_the_key_never_reaches_repr_or_debug_logs(tenant, caplog):
@@ -262,8 +263,8 @@ def test_to_batch_types_values_keeps_extras_and_rejects_non_objects():
     import random
 
     rng = random.Random(3)
-    good = sim_tenant.row(PATIENT, rng, updated_at=dt.datetime(2025, 5, 6, 15, tzinfo=dt.UTC))
-    extra = {**sim_tenant.row(PATIENT, rng), "new_field": {"a": 1}}
+    good = tenants.sim_row(PATIENT, rng, updated_at=dt.datetime(2025, 5, 6, 15, tzinfo=dt.UTC))
+    extra = {**tenants.sim_row(PATIENT, rng), "new_field": {"a": 1}}
     batch = to_batch(PATIENT, 4, [good, "not an object", extra, None])
     assert batch.frame.height == 2
     assert batch.frame.get_column("_source_ref").to_list() == ["page 4 row 1", "page 4 row 3"]
@@ -296,11 +297,11 @@ def test_error_text_keeps_status_and_code_and_logs_the_message_at_debug_only(cap
 
 
 def test_retry_after_parsing():
-    assert _retry_after("3") == 3.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
-    assert 25 < _retry_after(format_datetime(later, usegmt=True)) <= 30
-    assert _retry_after(format_datetime(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), usegmt=True)) == 0.0
+    assert 25 < parse_retry_after(format_datetime(later, usegmt=True)) <= 30
+    assert parse_retry_after(format_datetime(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), usegmt=True)) == 0.0
 
 
 def test_backoff_is_capped_full_jitter(tenant):
@@ -317,7 +318,7 @@ def test_backoff_is_capped_full_jitter(tenant):
 
 @pytest.mark.slow
 def test_a_large_tenant_over_http(tmp_path):
-    sim_tenant.build(tmp_path, patients=60_000)
+    tenants.build_sim_tenant(tmp_path, patients=60_000)
     with server((tmp_path, None), rate_limit=RateLimit(requests_per_second=100, burst=200)) as (_, url), \
             client(url) as c:
         extraction = c.extract(PATIENT, None, None)

@@ -15,7 +15,7 @@ from senseimig_dagster.sensei import csv_scan
 from senseimig_dagster.sensei.errors import SenseiExportError
 from senseimig_dagster.sensei.exports import export_count, extract_export, read_export
 from senseimig_dagster.sensei.records import EXTRA, RAW, SOURCE_REF, Reject, cast_batch
-from senseimig_dagster_tests.sandbox.tiny_tenant import BASE_TIME, make_record, make_tenant, write_jsonl
+from senseimig_dagster_tests.support.tenants import BASE_TIME, make_record, make_tenant, write_jsonl
 
 ORG = get("organization")
 PATIENT = get("patient")

@@ -9,7 +9,7 @@ import pytest
 
 from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.values.check import Staged, run_checks
-from senseimig_dagster_tests.staging.bad_inputs import CORPUS, BadInput, checks_for
+from senseimig_dagster_tests.support.bad_inputs import CORPUS, BadInput, checks_for
 
 GENERATOR_DEFECTS_IN_SCOPE = {"long_name", "non_ascii_name", "bad_email", "bad_phone", "orphan_reference",
                               "long_note"}  # the rest (duplicates, free-text providers, chart copies) are dedup's

@@ -1,23 +1,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging.chart_duplicates import (
     LOG_SCHEMA,
     chart_truth,
+    collapse,
     collapse_chart_duplicates,
-    collapse_notes,
-    collapse_perio,
-    collapse_plan_items,
     evaluate_chart,
 )
 from senseimig_dagster.staging.dedup import deduplicate, repoint_children
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 T0 = dt.datetime(2024, 3, 5, 15, 0, tzinfo=dt.UTC)
 NOTE_SCHEMA = {"id": pl.String, "patient_id": pl.String, "appointment_id": pl.String, "note_type": pl.String,
@@ -39,7 +37,7 @@ def notes(*rows: dict) -> pl.DataFrame:
 def test_identical_note_keeps_the_earliest_signed_version():
     frame = notes(note("late", BODY + "\n", signed=300, created=1), note("early", BODY, signed=90, created=2),
                   note("other", "Different visit entirely.", appointment="ap2"))
-    kept, log = collapse_notes(frame)
+    kept, log = collapse("clinical_note", frame)
     assert sorted(kept["id"]) == ["early", "other"]
     assert log.schema == pl.Schema(LOG_SCHEMA)
     assert log.select("kept_id", "dropped_id", "rule", "reason").rows() == [
@@ -48,13 +46,14 @@ def test_identical_note_keeps_the_earliest_signed_version():
 
 
 def test_unsigned_copy_loses_to_the_signed_note():
-    kept, log = collapse_notes(notes(note("unsigned", signed=None, created=0), note("signed", signed=30, created=1)))
+    kept, log = collapse("clinical_note", notes(note("unsigned", signed=None, created=0),
+                                                note("signed", signed=30, created=1)))
     assert kept["id"].to_list() == ["signed"]
 
 
 def test_canned_notes_without_an_appointment_hours_apart_are_kept():
     canned = "Pt called about statement; explained insurance portion."
-    kept, log = collapse_notes(notes(note("n1", canned, appointment=None, signed=None, created=0),
+    kept, log = collapse("clinical_note", notes(note("n1", canned, appointment=None, signed=None, created=0),
                                      note("n2", canned, appointment=None, signed=None, created=5 * 60),
                                      note("n3", canned, appointment=None, signed=None, created=5 * 60 + 1)))
     assert sorted(kept["id"]) == ["n1", "n2"]
@@ -63,7 +62,7 @@ def test_canned_notes_without_an_appointment_hours_apart_are_kept():
 
 def test_near_identical_notes_collapse_only_within_one_visit():
     edited = BODY.replace("BP 120/80", "BP 120/85")
-    kept, log = collapse_notes(notes(note("a", BODY), note("b", edited, created=1),  # same appointment
+    kept, log = collapse("clinical_note", notes(note("a", BODY), note("b", edited, created=1),  # same appointment
                                      note("c", BODY.replace("120/80", "135/90"), appointment="ap2")))
     assert sorted(kept["id"]) == ["a", "c"]
     assert log.select("kept_id", "dropped_id", "rule").rows() == [("a", "b", "near_identical_note")]
@@ -75,7 +74,7 @@ def test_perio_readings_identical_collapse_conflicting_stay():
             "furcation": None}
     rows = [dict(base, id="r1", created_at=T0), dict(base, id="r2", created_at=T0 + dt.timedelta(seconds=30)),
             dict(base, id="r3", created_at=T0, probing_depth_mm=5)]
-    kept, log = collapse_perio(pl.DataFrame(rows))
+    kept, log = collapse("perio_reading", pl.DataFrame(rows))
     assert sorted(kept["id"]) == ["r1", "r3"]
     assert log.select("kept_id", "dropped_id", "rule").rows() == [("r1", "r2", "identical_reading")]
 
@@ -85,14 +84,14 @@ def test_plan_items_identical_collapse_other_lines_stay():
             "surfaces": "MO", "fee": "245.00", "service_date": None}
     rows = [dict(base, id="i1", created_at=T0), dict(base, id="i2", created_at=T0 + dt.timedelta(seconds=5)),
             dict(base, id="i3", created_at=T0, sequence=2, surfaces="DO")]
-    kept, log = collapse_plan_items(pl.DataFrame(rows, schema_overrides={"service_date": pl.Date}))
+    kept, log = collapse("treatment_plan_item", pl.DataFrame(rows, schema_overrides={"service_date": pl.Date}))
     assert sorted(kept["id"]) == ["i1", "i3"]
     assert log.select("kept_id", "dropped_id").rows() == [("i1", "i2")]
 
 
 def test_copies_on_a_merged_duplicate_patient_meet_after_repointing():
     frame = notes(note("n1", patient="orig"), note("n2", patient="dup", created=1))
-    assert collapse_notes(frame)[1].is_empty()
+    assert collapse("clinical_note", frame)[1].is_empty()
     merge_map = pl.DataFrame({"duplicate_id": ["dup"], "survivor_id": ["orig"]})
     repointed = repoint_children({"clinical_note": frame}, merge_map)
     result = collapse_chart_duplicates(repointed)
@@ -101,10 +100,8 @@ def test_copies_on_a_merged_duplicate_patient_meet_after_repointing():
 
 
 @pytest.fixture(scope="module")
-def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("chart_tenant")
-    generate(out, patients=300, seed=23)
-    return out
+def tenant(generated: Callable[[int, int], Path]) -> Path:
+    return generated(300, 23)
 
 
 def test_generated_tenant_precision_and_recall(tenant: Path):

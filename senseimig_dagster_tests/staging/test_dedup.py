@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging.dedup import (
     SCORE_FIELDS,
     dedup_truth,
@@ -15,7 +15,7 @@ from senseimig_dagster.staging.dedup import (
     load_overrides,
     repoint_children,
 )
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 COLUMNS = {
@@ -161,10 +161,8 @@ def test_evaluate_dedup_counts_pairs():
 
 
 @pytest.fixture(scope="module")
-def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dedup_tenant")
-    generate(out, patients=300, seed=21)
-    return out
+def tenant(generated: Callable[[int, int], Path]) -> Path:
+    return generated(300, 21)
 
 
 def test_generated_tenant_precision_and_recall(tenant: Path):

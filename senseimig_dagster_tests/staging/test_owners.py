@@ -6,27 +6,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
+from senseimig_dagster.assets.owners import owner_check_result, owner_check_spec
 from senseimig_dagster.dataverse.client import DataverseClient
 from senseimig_dagster.staging.owners import (
     CHECK_NAME,
     FallbackOwner,
     FallbackOwnerInvalid,
     fetch_systemusers,
-    owner_check_result,
-    owner_check_spec,
     owner_problems,
     resolve_fallback,
     resolve_owners,
     with_owners,
 )
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import seeded_emulator
+from senseimig_dagster_tests.support.constants import SEED_ADMIN as ADMIN
+from senseimig_dagster_tests.support.constants import SEED_APP_USER as APP
+from senseimig_dagster_tests.support.constants import SEED_DEPARTED as DEPARTED
+from senseimig_dagster_tests.support.constants import SEED_HYGIENIST as HYGIENIST
+from senseimig_dagster_tests.support.constants import SEED_INTEGRATION as INTEGRATION
+from senseimig_dagster_tests.support.constants import SEED_TEAM as TEAM
+from senseimig_dagster_tests.support.environments import emulator, in_process_client
 
-ADMIN, HYGIENIST, DEPARTED, INTEGRATION, APP = (f"5eed0000-0000-4000-8000-00000000010{i}" for i in range(1, 6))
-TEAM = "5eed0000-0000-4000-8000-000000000201"
 # Sensei users: e-mail case differs from Dataverse's; one matched only through the UPN; one unknown; one without.
 USERS = pl.DataFrame({
     "id": ["u-admin", "u-hyg", "u-departed", "u-integration", "u-app", "u-stranger", "u-noemail", "u-upn"],
@@ -39,9 +41,8 @@ USERS = pl.DataFrame({
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[DataverseClient]:
-    for emulator in seeded_emulator(tmp_path):
-        with DataverseClient("http://dv.test", None, transport=httpx.WSGITransport(app=emulator)) as c:
-            yield c
+    with emulator(tmp_path / "dv.sqlite", key_delay=None, column_delay=None) as app, in_process_client(app) as c:
+        yield c
 
 
 @pytest.fixture

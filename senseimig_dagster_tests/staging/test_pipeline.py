@@ -10,19 +10,11 @@ import pytest
 
 from senseimig_dagster.mapping import default_map_path, load_valid
 from senseimig_dagster.objects import REGISTRY
-from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging.pipeline import COUNT_COLUMNS, stage_tenant, written_objects
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 FMAP = load_valid(default_map_path())
 TODAY = dt.date(2026, 11, 25)
-
-
-@pytest.fixture(scope="module")
-def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tenant")
-    generate(out, patients=120, seed=11)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging.providers import (
     apply_resolution,
     evaluate_providers,
@@ -15,7 +15,7 @@ from senseimig_dagster.staging.providers import (
     resolve_providers,
 )
 from senseimig_dagster.staging.quarantine import QUARANTINE_SCHEMA
-from senseimig_dagster_tests.staging.tenant_files import read_defects, read_object
+from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
 PROVIDERS = pl.DataFrame(
     [
@@ -108,10 +108,8 @@ def test_apply_resolution_fills_ids_and_quarantines_the_rest():
 
 
 @pytest.fixture(scope="module")
-def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("provider_tenant")
-    generate(out, patients=300, seed=22)
-    return out
+def tenant(generated: Callable[[int, int], Path]) -> Path:
+    return generated(300, 22)
 
 
 def test_generated_tenant_precision_and_recall(tenant: Path):

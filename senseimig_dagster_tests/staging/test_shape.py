@@ -8,14 +8,14 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from senseimig_dagster.dataverse.schema import default_plan
 from senseimig_dagster.mapping import default_map_path, load_valid
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.staging.shape import (
     Targets,
     clean_object,
     code_checks,
-    merge_into_patients,
+    merge_into,
     shape_object,
 )
 from senseimig_dagster.staging.values.check import run_checks
@@ -126,7 +126,7 @@ def test_routed_rows_fill_their_tables_columns_and_owners_bind_by_email():
                           "channel": ["Call", "Email"], "direction": ["Outbound", "Inbound"], "started_at": [T0, T0]})
     users = pl.DataFrame({"id": ["u1"], "email": [" DHarris@Example.com "]})
     shaped = shape_object("communication", comms, FMAP, TARGETS, {"patient": IDS["patient"], "user": IDS["user"]},
-                          user_emails=users).clean
+                          matched={"user": users}).clean
     rows = shaped.select("_table", "_owner_user_id", "regardingobjectid_contact_phonecall",
                          "regardingobjectid_contact_email", "ownerid_phonecall", "ownerid_email",
                          "directioncode").rows()
@@ -176,7 +176,7 @@ def test_policies_plans_and_the_latest_referral_become_patient_columns():
     frames = {"referral_source": sources}
     for name, frame in (("patient_policy", policies), ("insurance_plan", plans), ("patient_referral", referrals)):
         frames[name] = run_checks(frame, name, code_checks(name, FMAP.objects[name], frame, staged)).clean
-    columns, outcomes = merge_into_patients(pl.Series(["p1", "p2"]), FMAP, frames)
+    columns, outcomes = merge_into("patient", pl.Series(["p1", "p2"]), FMAP, frames)
     p1 = columns.row(0, named=True)
     assert (p1["smig_primarysubscriberid"], p1["smig_primaryrelationship"], p1["smig_primaryplanname"],
             p1["smig_PrimaryCarrierId"]) == ("S1", 727000000, "Gold", "pay-1")

@@ -14,9 +14,10 @@ from functools import cache
 import polars as pl
 import pytest
 
-from senseimig_dagster.dataverse.schema import default_plan
-from senseimig_dagster.dataverse.standard_columns import TABLES
+from senseimig_dagster.assets.staging import pandera_check_result, pandera_check_specs
+from senseimig_dagster.dataverse.standard_tables import standard_tables
 from senseimig_dagster.mapping import default_map_path, load_valid
+from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.staging.quarantine import MASK
 from senseimig_dagster.staging.validation import (
@@ -24,8 +25,6 @@ from senseimig_dagster.staging.validation import (
     ColumnRule,
     column_rules,
     facts_from_attributes,
-    pandera_check_result,
-    pandera_check_specs,
     schema_for,
     validate_staged,
 )
@@ -47,7 +46,7 @@ def plan():
 def standard() -> dict[str, dict[str, dict]]:
     catalog = Catalog.load()
     return {t: {c.logical_name: {"kind": c.type, "max_length": c.max_length, "required": c.required, "min": c.min,
-                                 "max": c.max} for c in catalog.tables[t].columns.values()} for t in TABLES}
+                                 "max": c.max} for c in catalog.tables[t].columns.values()} for t in standard_tables()}
 
 
 PARENT_IDS = {obj: pl.Series([f"{obj}-{i}" for i in range(3)]) for obj in

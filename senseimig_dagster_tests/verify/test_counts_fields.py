@@ -9,12 +9,19 @@ import polars as pl
 import pytest
 from dagster import AssetKey
 
-from senseimig_dagster.assets.staging import _md
+from senseimig_dagster.assets.metadata import markdown_table
+from senseimig_dagster.assets.verification import (
+    CONSERVATION,
+    COUNTS,
+    FIELDS,
+    VerifyInputs,
+    check_results,
+    check_specs,
+)
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.verify import CONSERVATION, COUNTS, FIELDS, VerifyInputs, check_results, check_specs
 from senseimig_dagster.verify.counts import DataverseIndex, conservation, count_rows, counts_from_markdown
 from senseimig_dagster.verify.fields import compare_fields, rows_to_compare, sample_size
-from senseimig_dagster_tests.verify.conftest import CATALOG, FMAP, Loaded
+from senseimig_dagster_tests.support.loaded_tenant import CATALOG, FMAP, Loaded
 
 
 def _inputs(dv: DataverseClient, loaded: Loaded, **kw) -> VerifyInputs:
@@ -105,7 +112,7 @@ def test_a_sampled_read_back_compares_only_the_sample(dv: DataverseClient, loade
 
 def test_conservation_counts_come_back_from_the_staging_metadata(loaded: Loaded) -> None:
     counts = loaded.staging.counts
-    parsed = counts_from_markdown(_md(counts))
+    parsed = counts_from_markdown(markdown_table(counts))
     assert parsed.equals(counts.drop("conserved"))
 
 

@@ -8,25 +8,26 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from senseimig_dagster import mapping
-from senseimig_dagster.assets.dataverse_load import WRITER_KEYS
 from senseimig_dagster.assets.go_live import GO_LIVE_KEY, _read_ledger_inputs, go_live_ready
-from senseimig_dagster.assets.staging import _md
+from senseimig_dagster.assets.metadata import markdown_table
+from senseimig_dagster.assets.verification import checks_for
+from senseimig_dagster.assets.writers import WRITER_KEYS
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.resources import DataverseResource, MappingResource
+from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
-from senseimig_dagster.verify import checks_for
-from senseimig_dagster.verify.ledger import CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
-from senseimig_dagster_tests.verify.conftest import FMAP, PLAN, Loaded, client_of
+from senseimig_dagster.store import Store
+from senseimig_dagster.verify.billing import CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
+from senseimig_dagster_tests.support.environments import in_process_client
+from senseimig_dagster_tests.support.loaded_tenant import FMAP, PLAN, Loaded
 
 
 def test_go_live_waits_for_every_writer_behind_a_blocking_reconciliation() -> None:
     assert set(go_live_ready.asset_deps[GO_LIVE_KEY]) == set(WRITER_KEYS) and len(WRITER_KEYS) > 10
     (spec,) = go_live_ready.check_specs
     assert (spec.name, spec.blocking) == (CHECK_NAME, True)
-    (checks,) = checks_for("patient")
+    checks = checks_for("patient")
     assert {s.name for s in checks.check_specs} == {"dataverse_counts", "dataverse_fields", "dataverse_conservation"}
 
 
@@ -47,7 +48,7 @@ def _ledger_database(loaded: Loaded, path: Path) -> Path:
 
 def test_ledger_inputs_come_from_the_raw_staging_and_quarantine_tables(loaded: Loaded, tmp_path: Path) -> None:
     with duckdb.connect(str(_ledger_database(loaded, tmp_path / "m.duckdb"))) as conn:
-        inputs, names = _read_ledger_inputs(conn, ["claim", "ledger_transaction"])
+        inputs, names = _read_ledger_inputs(Store(conn), ["claim", "ledger_transaction"])
     assert set(names) == set(loaded.raw["location"].get_column("id").cast(pl.String))
     assert inputs.staged["claim"].height == loaded.staging.staged["claim"].height
     held = inputs.quarantined_ids["ledger_transaction"]
@@ -66,7 +67,7 @@ class _InProcessDataverse(DataverseResource):
     """The emulator of this test, in process (no token endpoint)."""
 
     def client(self) -> DataverseClient:
-        return client_of(_APP[0])
+        return in_process_client(_APP[0])
 
 
 def _run(loaded: Loaded, database: Path, name: str) -> dg.ExecuteInProcessResult:
@@ -74,7 +75,7 @@ def _run(loaded: Loaded, database: Path, name: str) -> dg.ExecuteInProcessResult
 
     @dg.asset(key=["staging", name])
     def staged() -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata={"conservation": dg.MetadataValue.md(_md(counts))})
+        return dg.MaterializeResult(metadata={"conservation": dg.MetadataValue.md(markdown_table(counts))})
 
     @dg.asset(key=["dataverse", name], deps=[staged])
     def writer() -> None:
@@ -88,8 +89,8 @@ def _run(loaded: Loaded, database: Path, name: str) -> dg.ExecuteInProcessResult
         conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
         conn.register("frame", loaded.staging.staged[name])
         conn.execute(f'CREATE OR REPLACE TABLE staging."{name}" AS SELECT * FROM frame')
-    return dg.materialize([staged, writer, child, *checks_for(name)], raise_on_error=False,
-                          resources={"store": DuckDBResource(database=str(database)), "mapping": MappingResource(
+    return dg.materialize([staged, writer, child, checks_for(name)], raise_on_error=False,
+                          resources={"store": StoreResource(database=str(database)), "mapping": MappingResource(
                               path=str(database.parent / "absent.yaml")), "dataverse": _InProcessDataverse()})
 
 
@@ -111,7 +112,7 @@ def test_checks_for_runs_in_dagster_and_blocks_children_when_a_row_is_missing(
 
 def _go_live(database: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize([go_live_ready], raise_on_error=False, resources={
-        "store": DuckDBResource(database=str(database)), "dataverse": _InProcessDataverse(),
+        "store": StoreResource(database=str(database)), "dataverse": _InProcessDataverse(),
         "mapping": MappingResource(path=str(database.parent / "absent.yaml"))})
 
 
@@ -149,7 +150,7 @@ def test_go_live_ready_reruns_the_ledger_once_under_a_confirmed_map(
     gone = loaded.staging.staged["ledger_transaction"].get_column("_source_id").sort()[0]
     dv.delete("smig_billingledgers", {"smig_sourcesystemid": gone})
     result = dg.materialize([go_live_ready], resources={
-        "store": DuckDBResource(database=str(database)), "dataverse": _InProcessDataverse(),
+        "store": StoreResource(database=str(database)), "dataverse": _InProcessDataverse(),
         "mapping": MappingResource(path=str(map_path))})
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rerun"].value is True and metadata["reupserted_source_ids"].value == {"ledger_transaction": [gone]}

@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.dataverse.loader import BulkLoader
-from senseimig_dagster.verify.counts import DataverseIndex
-from senseimig_dagster.verify.ledger import (
+from senseimig_dagster.dataverse.bulk import BulkLoader
+from senseimig_dagster.verify.billing import (
     ALL,
     LedgerInputs,
     check_totals,
@@ -22,7 +21,8 @@ from senseimig_dagster.verify.ledger import (
     to_cents,
     totals,
 )
-from senseimig_dagster_tests.verify.conftest import CATALOG, FMAP, PLAN, Loaded
+from senseimig_dagster.verify.counts import DataverseIndex
+from senseimig_dagster_tests.support.loaded_tenant import CATALOG, FMAP, PLAN, Loaded
 
 OBJECTS = ("claim", "ledger_transaction")
 LEDGER_SET = "smig_billingledger"

@@ -1,4 +1,4 @@
-"""Dataverse emulator: metadata model and write validation (DESIGN §5, issue 3).
+"""Dataverse emulator: metadata model and write validation.
 
 catalog = Catalog.load(column_delay=1, key_delay=2)   # Microsoft's standard tables; metadata API lags (s)
 catalog.add_lookup("contact", "smig_PatientId", "account")

@@ -1,4 +1,4 @@
-"""Activity parties of the emulator (reference/dataverse.md §9): who sent and who received a phone call or e-mail.
+"""Activity parties of the emulator: who sent and who received a phone call or e-mail.
 
 Documented [doc]:
 - Deep insert: ``POST /phonecalls`` with ``"phonecall_activity_parties": [{"partyid_contact@odata.bind":
@@ -15,8 +15,8 @@ Documented [doc]:
 Stricter than documented, so a client never relies on it (codes and texts unverified): the collection inside a
 PATCH (update or upsert) or inside a bulk message's ``Targets`` (neither documented); ``POST``/``PATCH``/``DELETE``
 on ``activityparties`` (text after "The 'Create' method does not support entities of type 'activityparty'",
-community-reported); a mask the activity doesn't take; a party of a completed or canceled activity (read-only, §9).
-A disabled user may be a party (only owners must be enabled, reference §10; [memory]).
+community-reported); a mask the activity doesn't take; a party of a completed or canceled activity (those are
+read-only). A disabled user may be a party (only owners must be enabled; [memory]).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def _replace(store: RecordStore, table: Table, activity: StoredRecord, parties: 
         if current is None:
             raise DataverseError(404, NOT_FOUND, f"{table.logical_name} With Id = {activity.id} Does Not Exist")
         if is_closed_activity(table, current.values):
-            # Reference §9: a completed or canceled activity is read-only, its parties too. Code and text unverified.
+            # A completed or canceled activity is read-only, its parties too. Code and text unverified.
             raise DataverseError(400, CLOSED_ACTIVITY, f"This {table.logical_name} is closed and can't be changed.")
         delete_for(store, current.id)
         insert(store, current, parties)

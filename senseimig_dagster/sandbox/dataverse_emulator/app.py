@@ -1,11 +1,12 @@
 """The Dataverse Web API record endpoints as a plain WSGI app (in-process via ``httpx.WSGITransport`` or served
-by ``sandbox.tls.serve_wsgi``). Semantics from reference/dataverse.md §2 (CRUD, upsert, conditional headers,
-keys, paging) and §11 (error bodies); every error is ``{"error":{"code","message"}}``.
+by ``sandbox.tls.serve_wsgi``). Semantics from Microsoft's Web API documentation (CRUD, upsert, conditional
+headers, keys, paging, error bodies); every error is ``{"error":{"code","message"}}``.
 
-With ``protection`` (a :class:`~.limits.ServiceProtection`) every request is admitted under the service protection
-limits of reference §6: the user is the bearer token's client id (``"anonymous"`` without auth), the simulated web
-server comes from the ``ARRAffinity`` cookie (set on the response when the request didn't carry it), a refused
-request gets 429 with ``Retry-After`` and Dataverse's body, and every response carries ``x-ms-dop-hint``.
+With ``protection`` (a :class:`~.limits.ServiceProtection`) every request is admitted under the limits of
+Microsoft's "Service protection API limits": the user is the bearer token's client id (``"anonymous"`` without
+auth), the simulated web server comes from the ``ARRAffinity`` cookie (set on the response when the request
+didn't carry it), a refused request gets 429 with ``Retry-After`` and Dataverse's body, and every response
+carries ``x-ms-dop-hint``.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class DataverseEmulator:
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
         routed = bulk.route(self, environ)  # bulk messages and the sdkmessagefilters support query
         routed = routed or activity_parties.route(self, environ)  # PUT/GET <activity>(id)/<table>_activity_parties
-        routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc. (reference §7)
+        routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc.
         if routed is None:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is None:
@@ -145,7 +146,7 @@ class DataverseEmulator:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         info = self.token_validator(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if info is None:
-            # 401 on a missing/invalid/expired token (reference §1, §11). Dataverse's body for this is
+            # 401 on a missing/invalid/expired token [doc]. Dataverse's body for this is
             # unverified; code and text are AccessTokenExpired's from L/reference/web-service-error-codes.
             raise DataverseError(401, "0x8005F101", "The requested resource requires authentication.")
         return str(getattr(info, "client_id", None) or ANONYMOUS)
@@ -169,7 +170,7 @@ class DataverseEmulator:
     def _create(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
         record = self.store.create(table.logical_name, odata.read_json(environ))
         if prefs.get("return") == "representation":
-            # Reference §2: 201 + body + Preference-Applied, and no OData-EntityId.
+            # Documented: 201 + body + Preference-Applied, and no OData-EntityId.
             body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
             return 201, [("Content-Type", JSON_TYPE), ("Preference-Applied", "return=representation")], body
         return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
@@ -179,7 +180,7 @@ class DataverseEmulator:
         if record is None:
             if resource.id is not None:
                 raise not_found(table.logical_name, resource.id)
-            raise DataverseError(404, "0x80060891",  # reference §11 [community]; text unverified
+            raise DataverseError(404, "0x80060891",  # code [community]; text unverified
                                  f"A record with the specified key values does not exist in {table.logical_name} entity")
         select = odata.parse_select(params.get("$select"))
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
@@ -205,7 +206,7 @@ class DataverseEmulator:
 
     def _list(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
         if "$skip" in params:
-            # Reference §2: $skip is not supported; page with nextLink. Code/text unverified.
+            # Documented: $skip is not supported; page with nextLink. Code/text unverified.
             raise odata.bad_request("The query parameter $skip is not supported.")
         filter_text, order_text = params.get("$filter", ""), params.get("$orderby", "")
         filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
@@ -217,7 +218,7 @@ class DataverseEmulator:
         top = params.get("$top")
         if top is not None and (not top.isdigit() or int(top) < 1):
             raise odata.bad_request(f"Invalid value '{top}' for $top query option.")
-        # Reference §2: $top is ignored when odata.maxpagesize is also sent.
+        # Documented: $top is ignored when odata.maxpagesize is also sent.
         paged = max_page is not None or top is None
         limit = max_page or (odata.MAX_PAGE_SIZE if top is None else min(int(top), odata.MAX_PAGE_SIZE))
         offset = 0
@@ -226,7 +227,7 @@ class DataverseEmulator:
         rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
         body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
         if params.get("$count") == "true":
-            # Reference §2: @odata.count is capped at 5000.
+            # Documented: @odata.count is capped at 5000.
             body["@odata.count"] = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)
         body["value"] = [self._shape(environ, table, r, select) for r in rows[:limit]]
         if len(rows) > limit and paged:
@@ -257,7 +258,7 @@ class DataverseEmulator:
             return name[1:-6]
         if name in table.columns and table.columns[name].type not in ("Lookup", "Customer", "Owner"):
             return name
-        raise DataverseError(400, "0x80060888",  # reference §11 [memory]
+        raise DataverseError(400, "0x80060888",  # [memory]
                              f"Could not find a property named '{name}' on type "
                              f"'Microsoft.Dynamics.CRM.{table.logical_name}'.")
 
@@ -269,7 +270,7 @@ class DataverseEmulator:
                 continue
             column = table.columns.get(name)
             is_lookup = column is not None and column.type in ("Lookup", "Customer", "Owner")
-            out[f"_{name}_value" if is_lookup else name] = value  # reference §3: lookups read as _x_value
+            out[f"_{name}_value" if is_lookup else name] = value  # lookups read as _x_value [memory]
         return out
 
     def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> bytes:

@@ -1,9 +1,9 @@
-"""``POST /api/data/v9.2/$batch`` of the emulator (reference/dataverse.md §4, must-have 7).
+"""``POST /api/data/v9.2/$batch`` of the emulator.
 
 The multipart body is parsed (CRLF or LF) into requests and change sets; every inner request then runs in-process
 through the emulator's own WSGI handler with a synthesized environ (carrying the outer ``Authorization``), so the
 record rules stay one implementation. Inner requests bypass service protection: the whole batch is admitted once,
-as one request carrying ``count_requests`` records (reference §6).
+as one request carrying ``count_requests`` records (Microsoft's "Service protection API limits").
 
 Sources: L/webapi/execute-batch-operations-using-web-api (formats, 1000 cap, no nested batches, ``$n`` references
 and the forward-reference message, stop-at-first-error with an outer 400 holding only the failed part,
@@ -106,7 +106,7 @@ def _parse_body(content_type: str, raw: bytes) -> list[Item]:
                     raise odata.bad_request("Change sets cannot be nested in a change set.")
                 request = _request(inner_content, _header(inner_headers, "content-id"))
                 if request.method == "GET":
-                    # Reference §4 "GET is not allowed inside one"; code and text unverified.
+                    # Documented: no GET inside a change set; code and text unverified.
                     raise odata.bad_request("A GET request is not allowed inside a change set.")
                 changeset.requests.append(request)
             items.append(changeset)
@@ -174,7 +174,7 @@ def _request(content: str, content_id: str | None) -> InnerRequest:
     headers, body = _headers(rest)
     path = urlsplit(target).path if "://" in target else target.split("?")[0]
     if unquote(path).rstrip("/").endswith("/$batch"):
-        # Reference §4: batches can't contain other batches; code and text unverified.
+        # Documented: batches can't contain other batches; code and text unverified.
         raise odata.bad_request("A batch request cannot contain another batch request.")
     return InnerRequest(method, target, headers, body.strip().encode(), content_id)
 
@@ -202,7 +202,7 @@ def handle(app: DataverseEmulator, environ: dict) -> Response:
             response = _execute(app, environ, item, refs)
             part, ok = _http_part(item, response), response[0] < 400
         if not ok and not continue_on_error:
-            # Reference §4: the doc example answers an outer 400 holding only the failed part.
+            # Microsoft's example answers an outer 400 holding only the failed part.
             return _multipart_response(400, [part])
         parts.append(part)
     return _multipart_response(200, parts)
@@ -228,7 +228,7 @@ def _run_changeset(app: DataverseEmulator, environ: dict, changeset: ChangeSet,
         for content_id in added:  # those records were rolled back
             refs.pop(content_id, None)
         failing = changeset.requests[len(done)]
-        # UNVERIFIED (reference §4 "Not documented"): per OData 4.0 §11.7.4 a single error response replaces
+        # UNVERIFIED (Microsoft doesn't document it): per OData 4.0 §11.7.4 a single error response replaces
         # the whole change set; it echoes the failing request's Content-ID.
         return _http_part(failing, failed.response), False
     boundary = f"changesetresponse_{uuid.uuid4()}"
@@ -280,13 +280,13 @@ def _execute(app: DataverseEmulator, outer: dict, request: InnerRequest, refs: d
     headers = [(k, v) for k, v in captured["headers"] if k.lower() not in _DROPPED_INNER_HEADERS]
     entity_id = _header(headers, "odata-entityid")
     if request.method == "POST" and entity_id and _header(headers, "location") is None:
-        headers.insert(0, ("Location", entity_id))  # reference §4: creates carry Location and OData-EntityId
+        headers.insert(0, ("Location", entity_id))  # documented: creates carry Location and OData-EntityId
     return captured["status"], headers, payload
 
 
 def _reference(name: str, refs: dict[str, str]) -> str:
     if name not in refs:
-        # Reference §4, documented text; the code is not given (unverified).
+        # Documented text; the code is not given (unverified).
         raise DataverseError(400, errors.INVALID_ARGUMENT,
                              f"Content-ID Reference: '${name}' does not exist in the batch context.")
     return refs[name]
@@ -298,7 +298,7 @@ def _resolve_target(target: str, refs: dict[str, str]) -> str:
 
 
 def _resolve_body(body: bytes, refs: dict[str, str]) -> bytes:
-    """``$n`` in ``@odata.bind`` / ``@odata.id`` values (reference §4); other strings are left alone."""
+    """``$n`` in ``@odata.bind`` / ``@odata.id`` values; other strings are left alone."""
     if b"$" not in body:
         return body
     try:

@@ -1,5 +1,5 @@
 """Bulk messages of the emulator: ``POST <entityset>/Microsoft.Dynamics.CRM.CreateMultiple|UpdateMultiple|
-UpsertMultiple`` with ``{"Targets":[...]}`` (reference/dataverse.md §5, must-have 8), and the one
+UpsertMultiple`` with ``{"Targets":[...]}`` (Microsoft's "Use bulk operation messages"), and the one
 ``sdkmessagefilters`` query a client uses to learn which tables support them.
 
 Standard tables only: the whole request runs in one :meth:`RecordStore.transaction`, so one failing target fails the
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 BASE_PATH = "/api/data/v9.2"
 JSON_TYPE = "application/json; odata.metadata=minimal"
 MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")  # on standard tables
-DELETE_MULTIPLE = "DeleteMultiple"  # elastic tables only (reference §5)
+DELETE_MULTIPLE = "DeleteMultiple"  # elastic tables only
 TYPE_PREFIX = "Microsoft.Dynamics.CRM."
 _ACTION = re.compile(rf"^{re.escape(BASE_PATH)}/([A-Za-z_][A-Za-z0-9_]*)/Microsoft\.Dynamics\.CRM\.([A-Za-z]+)$")
 _FILTERS_PATH = f"{BASE_PATH}/sdkmessagefilters"
@@ -97,7 +97,7 @@ def _run(app: DataverseEmulator, environ: dict, entity_set: str, message: str) -
         # Same answer as the app's for an unknown entity set; code unverified.
         raise DataverseError(404, "0x8006088a", f"Resource not found for the segment '{entity_set}'.")
     if message == DELETE_MULTIPLE:
-        # Reference §5 documents the text on a standard table; status and code unverified.
+        # Microsoft documents the text on a standard table; status and code unverified.
         raise DataverseError(400, errors.INVALID_ARGUMENT, "DeleteMultiple has not yet been implemented.")
     if not supports(app, message, table.logical_name):
         # UNVERIFIED: text after the community-observed "The 'Create' method does not support entities of type
@@ -122,7 +122,7 @@ def _run(app: DataverseEmulator, environ: dict, entity_set: str, message: str) -
 def _update(app: DataverseEmulator, table: Table, body: dict[str, Any]) -> None:
     record_id = body.pop(table.primary_id, None)
     if not isinstance(record_id, str) or not odata.is_guid(record_id.lower()):
-        # Reference §5: each target has its primary key. Code and text unverified.
+        # Documented: each target has its primary key. Code and text unverified.
         raise DataverseError(400, errors.INVALID_ARGUMENT,
                              f"UpdateMultiple requires the primary key '{table.primary_id}' on every target.")
     app.store.update(table.logical_name, record_id, body, if_match="*")
@@ -144,7 +144,7 @@ def _upsert(app: DataverseEmulator, table: Table, body: dict[str, Any], odata_id
         return
     record_id = body.get(table.primary_id)
     if record_id is None:
-        app.store.create(table.logical_name, body)  # reference §5: no key means create
+        app.store.create(table.logical_name, body)  # documented: no key means create
         return
     if not isinstance(record_id, str) or not odata.is_guid(record_id.lower()):
         raise not_found(table.logical_name, str(record_id))
@@ -166,7 +166,7 @@ def _targets(environ: dict, table: Table) -> list[tuple[dict[str, Any], str | No
             raise odata.bad_request(f"Targets[{index}] is not a record.")  # unverified
         odata_type = target.get("@odata.type")
         if odata_type != expected:
-            # Reference §5 / L/webapi/reference/upsertmultiple: @odata.type is required on every target.
+            # L/webapi/reference/upsertmultiple: @odata.type is required on every target.
             # Dataverse's code and text for a missing or wrong one are unverified.
             raise odata.bad_request(
                 f"Targets[{index}]: the '@odata.type' annotation must be '{expected}'"

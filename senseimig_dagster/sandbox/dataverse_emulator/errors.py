@@ -1,7 +1,7 @@
 """The one error type of the emulator, shaped like Dataverse's error body.
 
 Shape from L/webapi/compose-http-requests-handle-errors: ``{"error":{"code","message"}}``; the code is a hex
-string unrelated to the HTTP status (reference/dataverse.md §11).
+string unrelated to the HTTP status.
 """
 
 from __future__ import annotations

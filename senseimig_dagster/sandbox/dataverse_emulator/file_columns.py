@@ -1,4 +1,4 @@
-"""File columns of the emulator (reference/dataverse.md §8, must-have 13).
+"""File columns of the emulator.
 
 Wire facts from L/file-column-data ("Upload a file in a single request", "Upload the file in chunks", "Download a
 file in a single request", "Download the file in chunks", "Send DELETE request to the file column") and
@@ -12,7 +12,7 @@ L/file-attributes:
   ``PATCH <Location>`` per chunk with ``Content-Range: bytes s-e/total``, ``x-ms-file-name`` and the bytes ->
   **206**, the last **204**.
 - A file larger than the column's ``MaxSizeInKB``: ``0x80044a02`` unManagedidsattachmentinvalidfilesize,
-  ``Attachment file size is too big.`` (L/file-column-data "Check maximum file size"; status 400 per reference §11).
+  ``Attachment file size is too big.`` (L/file-column-data "Check maximum file size"; status 400 [doc]).
 - ``GET /<set>(<id>)/<col>/$value`` -> 200 with ``x-ms-file-size``, ``x-ms-file-name``, ``mimetype``; with
   ``Range: bytes=s-e`` -> 206 and ``x-ms-chunk-size`` too. ``DELETE /<set>(<id>)/<col>`` -> 204.
 
@@ -181,7 +181,7 @@ def _download(app: DataverseEmulator, environ: dict, table: Table, record_id: st
 
 # -- helpers -------------------------------------------------------------------------------------------------------
 def _max_bytes(column: Column) -> int:
-    return (column.max_size_kb or 32_768) * 1024  # MaxSizeInKB, default 32768 (reference §8)
+    return (column.max_size_kb or 32_768) * 1024  # MaxSizeInKB, default 32768 [doc]
 
 
 def _too_big() -> DataverseError:

@@ -1,4 +1,4 @@
-"""Note attachments of the emulator (reference/dataverse.md §8, must-have 13).
+"""Note attachments of the emulator (Microsoft's "Use file data with Attachment and Note records").
 
 - ``annotation.documentbody`` is limited by the organization's ``maxuploadfilesize``, read from the store on every
   write and measured on the base64 length: larger gives 400 ``0x80044a02`` (on create, update and block commit).
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 BASE_PATH = "/api/data/v9.2"
 JSON_TYPE = "application/json; odata.metadata=minimal"
 TYPE_PREFIX = "Microsoft.Dynamics.CRM."
-ATTACHMENT_TOO_BIG = "0x80044a02"  # reference §8, §11 [doc]
+ATTACHMENT_TOO_BIG = "0x80044a02"  # unManagedidsattachmentinvalidfilesize [doc]
 DEFAULT_MAX_UPLOAD_FILE_SIZE = 5_242_880  # organization.maxuploadfilesize default [doc]
-MAX_BLOCK_BYTES = 4 * 1024 * 1024  # "blocks are at most 4 MB" (reference §8)
+MAX_BLOCK_BYTES = 4 * 1024 * 1024  # blocks are at most 4 MB [doc]
 MAX_BLOCK_ID_BYTES = 64
 _DOWNLOAD = re.compile(rf"^{re.escape(BASE_PATH)}/annotations\((?P<id>[0-9A-Fa-f-]{{36}})\)/documentbody/\$value$")
 _ACTIONS = ("InitializeAnnotationBlocksUpload", "UploadBlock", "CommitAnnotationBlocksUpload",
@@ -61,7 +61,7 @@ def check_document_size(store: RecordStore, table: Table, changes: dict[str, Any
     if table.logical_name != "annotation" or not isinstance(body, str):
         return changes
     if len(body) > max_upload_file_size(store):
-        # Measured on the base64 length (reference §8); the message is the documented one.
+        # Documented: measured on the base64 length, with this message.
         raise DataverseError(400, ATTACHMENT_TOO_BIG, "Attachment file size is too big.")
     return {**changes, "filesize": _decoded_length(body)}
 
@@ -134,7 +134,7 @@ def _upload_block(app: DataverseEmulator, environ: dict, body: dict[str, Any]) -
     with sessions.lock:
         upload = _upload_session(sessions, body)
         if any(len(other) != len(block_id) for other in upload.blocks):
-            # "All IDs for a file have equal length" (reference §8); code and text unverified.
+            # Documented: all BlockIds of a file have equal length; code and text unverified.
             raise odata.bad_request("All BlockIds of a file must have the same length.")
         upload.blocks[block_id] = block
     return 204, [], b""

@@ -1,4 +1,4 @@
-"""Service protection limits of the Dataverse emulator: pure logic, no HTTP (issue 3, reference/dataverse.md §6).
+"""Service protection limits of the Dataverse emulator: pure logic, no HTTP.
 
 The app calls :meth:`ServiceProtection.route` to pick the simulated web server (affinity cookie honoured),
 then :meth:`ServiceProtection.admit` when a request starts, and :meth:`Admission.release` when it ends::

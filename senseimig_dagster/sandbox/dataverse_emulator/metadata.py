@@ -2,9 +2,9 @@
 
 Standard tables come from ``standard_tables.json`` (Microsoft's entity reference, copied unchanged) with the
 appointment/phonecall navigation names from ``navigation_overlay``. Custom tables, columns, lookups and keys follow
-L/webapi/create-update-entity-definitions-using-web-api and L/define-alternate-keys-entity (reference §7).
+L/webapi/create-update-entity-definitions-using-web-api and L/define-alternate-keys-entity.
 
-Timing (must-have 12 and 3): a column carries ``visible_after`` (wall-clock seconds) and is hidden from data calls
+Timing: a column carries ``visible_after`` (wall-clock seconds) and is hidden from data calls
 (:meth:`Catalog.table`, :meth:`Catalog.table_by_entity_set`) until then; a key carries the times its index goes
 ``InProgress`` and ``Active``. The metadata API (``metadata_api``) sets both from :attr:`Catalog.column_delay` and
 :attr:`Catalog.key_delay`; the Python methods default to "visible now" and "Pending until :meth:`set_key_status`".
@@ -75,7 +75,7 @@ class Lookup:
 class AlternateKey:
     schema_name: str
     attributes: tuple[str, ...]
-    status: KeyStatus = "Pending"  # index built asynchronously: Pending -> InProgress -> Active (reference §7)
+    status: KeyStatus = "Pending"  # index built asynchronously: Pending -> InProgress -> Active [doc]
     in_progress_at: float | None = None  # time.time() of the timed steps; None: only set_key_status moves it
     active_at: float | None = None
 
@@ -136,7 +136,7 @@ def plural(logical_name: str) -> str:
 
 
 def _invalid(message: str) -> DataverseError:
-    # §7 gives no code for prefix/duplicate-name failures: INVALID_ARGUMENT is unverified.
+    # Microsoft gives no code for prefix/duplicate-name failures: INVALID_ARGUMENT is unverified.
     return DataverseError(400, errors.INVALID_ARGUMENT, message)
 
 
@@ -212,9 +212,9 @@ class Catalog:
             lookups={nav: lk for nav, lk in table.lookups.items() if lk.attribute not in hidden},
         )
 
-    # -- customization (reference §7) --------------------------------------------------------------
+    # -- customization ------------------------------------------------------------------------------
     def _check_name(self, schema_name: str, what: str, prefix: str | None = None) -> str:
-        # "The SchemaName must start with the publisher's customization prefix plus _" (§7 Publishers and prefixes).
+        # Documented: the SchemaName must start with the publisher's customization prefix plus "_".
         prefix = (prefix or self.prefix).lower()
         if not schema_name.lower().startswith(prefix) or len(schema_name) <= len(prefix):
             raise _invalid(f"The {what} SchemaName '{schema_name}' must start with the prefix '{prefix}'.")
@@ -278,7 +278,7 @@ class Catalog:
             if any(t.entity_set == entity_set for t in self._tables.values()):
                 raise _invalid(f"An entity with the EntitySetName '{entity_set}' already exists.")
             codes = [t.object_type_code or 0 for t in self._tables.values() if t.is_custom]
-            object_type_code = object_type_code or max([9999, *codes]) + 1  # custom codes start at 10000 (§7)
+            object_type_code = object_type_code or max([9999, *codes]) + 1  # custom codes start at 10000
             table = self._put(_custom_table(
                 schema_name, logical, primary_name_schema, primary, primary_name_max_length, ownership, entity_set,
                 display_name, primary_name_display, primary_name_required, object_type_code))
@@ -313,7 +313,7 @@ class Catalog:
         relationship: str | None = None, prefix: str | None = None, visible_after: float = 0.0,
         required: str = "None", display_name: str | None = None,
     ) -> Lookup:
-        """A 1:N relationship: the navigation property is the lookup's SchemaName, case kept (reference §3)."""
+        """A 1:N relationship: the navigation property is the lookup's SchemaName, case kept [memory]."""
         with self._lock:
             current = self.definition(table)
             self.table(target)

@@ -1,6 +1,6 @@
-"""The metadata API of the emulator (reference/dataverse.md §7, must-have 12): ``EntityDefinitions`` with their
-``Attributes`` and ``Keys``, ``RelationshipDefinitions``, ``PublishXml``/``PublishAllXml``, and the prefix rules of
-``publishers`` records. Definitions live in the :class:`~.metadata.Catalog`; each change is journaled to the store
+"""The metadata API of the emulator: ``EntityDefinitions`` with their ``Attributes`` and ``Keys``,
+``RelationshipDefinitions``, ``PublishXml``/``PublishAllXml``, and the prefix rules of ``publishers`` records.
+Definitions live in the :class:`~.metadata.Catalog`; each change is journaled to the store
 (:func:`restore_custom_schema`) so custom schema survives a restart.
 
 Wire facts (L/webapi/create-update-entity-definitions-using-web-api, .../create-update-column-definitions-using-web-api,
@@ -113,7 +113,7 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
     call = _Call(app, environ, method, [(s["name"], s["arg"]) for s in segments])  # type: ignore[index]
     if first in ("PublishXml", "PublishAllXml"):
         call.only("POST")
-        return 204, [], b""  # publishing matters for forms and views only (reference §7)
+        return 204, [], b""  # publishing matters for forms and views only [memory]
     if first == "RelationshipDefinitions":
         return call.relationships()
     return call.entities()
@@ -130,7 +130,7 @@ class _Call:
 
     def only(self, *methods: str) -> None:
         if self.method not in methods:
-            # Reference §7: definitions are updated with PUT, never PATCH. Code unverified.
+            # Documented: definitions are updated with PUT, never PATCH. Code unverified.
             raise DataverseError(405, errors.INVALID_ARGUMENT, f"The HTTP method '{self.method}' is not allowed here.")
 
     # -- EntityDefinitions ----------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ class _Call:
             for name in self.catalog.tables:
                 if metadata_id("entity", name) == arg.lower():
                     return self.catalog.definition(name)
-        # Code and text unverified (reference §7 documents the 404 only).
+        # Code and text unverified (Microsoft documents the 404 only).
         raise DataverseError(404, "0x80040217", f"Could not find entity with key {arg}.")
 
     def _list_entities(self) -> Response:
@@ -194,7 +194,8 @@ class _Call:
         attributes = body.get("Attributes") or []
         primaries = [a for a in attributes if isinstance(a, dict) and a.get("IsPrimaryName") is True]
         if len(primaries) != 1 or attribute_type(primaries[0]) != "String":
-            # Reference §7: the primary name StringAttributeMetadata with IsPrimaryName is required. Text unverified.
+            # Documented: a primary name StringAttributeMetadata with IsPrimaryName is required.
+            # Text unverified.
             raise odata.bad_request("The entity must have exactly one primary name attribute of type "
                                     "StringAttributeMetadata with IsPrimaryName true.")
         primary = primaries[0]
@@ -269,7 +270,7 @@ class _Call:
             raise odata.bad_request("An attribute definition must be a JSON object.")
         kind = attribute_type(body)
         if kind in LOOKUP_TYPES:
-            # Lookups come from RelationshipDefinitions (reference §7); message as the catalog's.
+            # Lookups come from RelationshipDefinitions; message as the catalog's.
             raise odata.bad_request("Attribute of type LookupAttributeMetadata cannot be created through the SDK.")
         if kind not in CREATABLE:
             raise odata.bad_request(f"The emulator does not create attributes of type '{kind}'.")
@@ -309,7 +310,7 @@ class _Call:
             raise odata.bad_request(f"The attribute '{column.logical_name}' cannot be secured.")
         if secured and any(column.logical_name in k.attributes for k in table.keys):
             raise odata.bad_request(f"The attribute '{column.logical_name}' is part of an entity key and cannot be "
-                                    "secured.")  # keys can't use column-secured columns (reference §7)
+                                    "secured.")  # keys can't use column-secured columns [doc]
         changes: dict[str, Any] = {"is_secured": secured}
         if "RequiredLevel" in body:
             changes["required"] = required_level(body)

@@ -21,7 +21,8 @@ from senseimig_dagster.sandbox.dataverse_emulator.metadata import (
 NS = "Microsoft.Dynamics.CRM."
 NAMED = re.compile(r"^(?P<prop>LogicalName|SchemaName)='(?P<value>[^']*)'$")
 PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{1,7}$")  # 2-8 alphanumerics starting with a letter [community/memory]
-# Attribute types the metadata API creates here, with their metadata class (reference §7 table; Double extra).
+# Attribute types the metadata API creates here, with their metadata class (those of Microsoft's
+# "Create and update column definitions using the Web API", plus Double).
 CREATABLE = {"String": "StringAttributeMetadata", "Memo": "MemoAttributeMetadata",
               "DateTime": "DateTimeAttributeMetadata", "Money": "MoneyAttributeMetadata",
               "Decimal": "DecimalAttributeMetadata", "Integer": "IntegerAttributeMetadata",
@@ -34,7 +35,7 @@ CLASSES = {**CREATABLE, "Lookup": "LookupAttributeMetadata", "Customer": "Lookup
 MAX_LENGTHS = {"String": 4000, "Memo": 1048576}  # StringAttributeMetadata/MemoAttributeMetadata limits [doc]
 SYSTEM_COLUMNS = frozenset({"createdon", "modifiedon", "createdby", "modifiedby", "versionnumber", "statecode",
                              "statuscode", "ownerid", "overriddencreatedon"})
-# ObjectTypeCodes of the standard tables [memory]; custom tables get 10000 and up (reference §7).
+# ObjectTypeCodes of the standard tables [memory]; custom tables get 10000 and up [doc].
 STANDARD_CODES = {"account": 1, "contact": 2, "annotation": 5, "systemuser": 8, "team": 9, "businessunit": 10,
                    "activityparty": 135, "organization": 1019, "fieldsecurityprofile": 1200,
                    "fieldpermission": 1201, "appointment": 4201, "email": 4202, "phonecall": 4210,
@@ -49,7 +50,8 @@ DERIVED_PROPS = {"String": ("MaxLength", "FormatName"), "Memo": ("MaxLength", "F
                   "Decimal": ("MinValue", "MaxValue"), "Money": ("MinValue", "MaxValue"),
                   "Double": ("MinValue", "MaxValue"), "Lookup": ("Targets",), "Customer": ("Targets",),
                   "Owner": ("Targets",), "File": ("MaxSizeInKB",)}
-# FileAttributeMetadata.MaxSizeInKB: default 32768 (32 MB), maximum 10,485,760 (10 GB) (reference §8 [doc]).
+# FileAttributeMetadata.MaxSizeInKB: default 32768 (32 MB), maximum 10,485,760 (10 GB)
+# (Microsoft's "File columns").
 FILE_DEFAULT_KB, FILE_MAX_KB = 32_768, 10_485_760
 
 
@@ -67,7 +69,7 @@ def entity_json(table: Table) -> dict[str, Any]:
             "PrimaryIdAttribute": table.primary_id, "PrimaryNameAttribute": table.primary_name,
             "OwnershipType": table.ownership, "IsCustomEntity": table.is_custom,
             "ObjectTypeCode": table.object_type_code or STANDARD_CODES.get(table.logical_name),
-            "IsOptimisticConcurrencyEnabled": True,  # true for custom tables (reference §7); standard [memory]
+            "IsOptimisticConcurrencyEnabled": True,  # true for custom tables [doc]; standard [memory]
             "DisplayName": label(table.display_name)}
 
 
@@ -143,7 +145,7 @@ def select_text(params: dict[str, str]) -> str:
 
 
 def unknown(prop: str, type_name: str) -> DataverseError:
-    # OData's message for an unknown property in a query option (as for records, reference §11 [memory]).
+    # OData's message for an unknown property in a query option (as for records [memory]).
     return DataverseError(400, "0x80060888", f"Could not find a property named '{prop}' on type '{NS}{type_name}'.")
 
 
@@ -232,7 +234,7 @@ def max_size_kb(body: dict[str, Any]) -> int:
 
 
 def options(body: dict[str, Any], option_prefix: int) -> tuple[list[int], list[str]]:
-    """Option values as given; a missing Value gets the next from the publisher's prefix × 10000 (reference §7)."""
+    """Option values as given; a missing Value gets the next from the publisher's prefix × 10000."""
     raw = (body.get("OptionSet") or {}).get("Options")
     if not isinstance(raw, list) or not raw:
         raise odata.bad_request("A Picklist attribute needs OptionSet.Options.")
@@ -250,7 +252,7 @@ def options(body: dict[str, Any], option_prefix: int) -> tuple[list[int], list[s
 
 
 def check_publisher(environ: dict) -> None:
-    """Prefix rules of a publisher write (reference §7 [community]); the record endpoints then do the rest (the
+    """Prefix rules of a publisher write [community]; the record endpoints then do the rest (the
     option-value prefix range 10000-99999 comes from the column's metadata). The body is put back for them."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     raw = environ["wsgi.input"].read(length) if length else b""

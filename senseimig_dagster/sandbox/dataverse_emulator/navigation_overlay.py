@@ -1,8 +1,8 @@
 """Navigation property names for appointment and phonecall, missing from ``standard_tables.json``.
 
-``standard_tables.json`` is Microsoft's published metadata copied unchanged from reference/dataverse-tables.json; its
-appointment and phonecall pages are in the old format without navigation property names. The names below come from
-the Many-to-One relationship tables of Microsoft's entity reference:
+``standard_tables.json`` is Microsoft's published metadata (from MicrosoftDocs/powerapps-docs), copied
+unchanged; its appointment and phonecall pages are in the old format without navigation property names. The
+names below come from the Many-to-One relationship tables of Microsoft's entity reference:
 https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/appointment and
 https://learn.microsoft.com/power-apps/developer/data-platform/reference/entities/phonecall
 (e.g. ``Contact_Appointments`` -> ``regardingobjectid_contact_appointment``, ``owner_phonecalls`` ->

@@ -1,6 +1,6 @@
 """OData URL pieces of the emulator: resource paths, key segments, query options, Prefer and paging tokens.
 
-Grammar kept deliberately small (reference/dataverse.md §2): ``$filter`` accepts only ``col eq literal`` joined by
+Grammar kept deliberately small: ``$filter`` accepts only ``col eq literal`` joined by
 ``and``; anything else is refused with 400 rather than guessed at, so a client never relies on leniency.
 """
 
@@ -18,7 +18,8 @@ from senseimig_dagster.sandbox.dataverse_emulator import errors
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 
 MAX_PAGE_SIZE = 5000  # default and maximum of odata.maxpagesize (L/webapi/query/page-results)
-# Characters that break retrieval/upsert by alternate key (L/use-alternate-key-reference-record, reference §2).
+# Characters that break alternate-key retrieval/upsert (L/use-alternate-key-reference-record, and observed
+# failures).
 KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 
 _RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
@@ -100,8 +101,8 @@ def reject_reserved_key_values(pairs: list[tuple[str, Any]] | tuple[tuple[str, A
     """400 when an alternate-key value holds one of ``/<>*%&:\\?+`` (in a URL, an ``@odata.id`` or a bind).
 
     L/use-alternate-key-reference-record [doc] only says "Alternate key values containing a '+' character are not
-    currently supported for retrieval through OData"; the other characters are reference §2's list (observed
-    failures). Refused everywhere so a client sanitises source ids; status 400 and this text are unverified."""
+    currently supported for retrieval through OData"; the other characters come from observed failures.
+    Refused everywhere so a client sanitises source ids; status 400 and this text are unverified."""
     for _, value in pairs:
         if isinstance(value, str) and KEY_FORBIDDEN.intersection(value):
             raise bad_request(

@@ -1,4 +1,4 @@
-"""Seed data of the Dataverse emulator (issue 3 §1): the records every Dataverse environment ships with.
+"""Seed data of the Dataverse emulator: the records every Dataverse environment ships with.
 
 An organization (``maxuploadfilesize`` 5 MB), a business unit, system users (enabled, disabled, non-interactive and
 one application user per app registration) and a team, plus the app registrations (client id and secret) the token

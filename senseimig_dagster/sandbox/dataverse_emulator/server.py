@@ -1,4 +1,4 @@
-"""Serve the Dataverse emulator over HTTP(S) until Ctrl-C or SIGTERM (``senseimig sandbox dataverse``, issue 3 §1).
+"""Serve the Dataverse emulator over HTTP(S) until Ctrl-C or SIGTERM (``senseimig sandbox dataverse``).
 
 One port serves the emulator (``/api/data/v9.2/``) and the Entra ID stand-in (the msal authority at
 ``/<tenant>/...``, which issues the bearer tokens the emulator accepts, to the seed file's app registrations); the
@@ -34,7 +34,7 @@ SERVERS = 4  # simulated web servers behind the affinity cookie [inference: a pr
 
 def single_port_app(entra: EntraStandIn, emulator: DataverseEmulator) -> Callable:
     """One WSGI app for one port: Entra ID's paths (``/<tenant>/oauth2/v2.0/token``, the OpenID discovery document,
-    msal's instance discovery) go to the token endpoint, everything else to the emulator (issue 3 §1)."""
+    msal's instance discovery) go to the token endpoint, everything else to the emulator."""
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if EntraStandIn.handles(environ.get("PATH_INFO", "")):

@@ -1,6 +1,6 @@
 """Build ``Table`` objects from ``standard_tables.json``.
 
-That file is Microsoft's published metadata (reference/dataverse-tables.json, extracted from the entity reference at
+That file is Microsoft's published metadata (extracted from the entity reference at
 MicrosoftDocs/powerapps-docs) copied unchanged; the appointment/phonecall navigation property names it lacks are
 added here from ``navigation_overlay`` rather than by patching the copy.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import Column, Lookup, Table
 from senseimig_dagster.sandbox.dataverse_emulator.navigation_overlay import navigation_property
 
-# Validity overrides where the JSON's new-format pages only say "writable" (docs win, reference §9):
+# Validity overrides where the JSON's new-format pages only say "writable" (docs win):
 # overriddencreatedon is IsValidForUpdate=False on every table (L/reference/entities/contact, annotation, appointment);
 # statecode is IsValidForCreate=False on contact (L/reference/entities/contact).
 _CREATE_ONLY = {"overriddencreatedon"}

@@ -1,7 +1,7 @@
 """Persistent record store of the emulator: one SQLite file, records as JSON, plus an alternate-key index.
 
 Every write is validated against the catalog (``validate_write``) and applied under one lock in one transaction,
-so concurrent requests see Dataverse's all-or-nothing single-record semantics (reference/dataverse.md §2, §3, §11).
+so concurrent requests see Dataverse's all-or-nothing single-record semantics.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     validate_write,
 )
 
-DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey, 412 (reference §11)
-DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key (reference §11)
+DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey [doc], 412 [community]
+DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key [doc]
 NOT_FOUND = "0x80040217"  # ObjectDoesNotExist: verified in L/reference/web-service-error-codes (include file)
-KEY_NOT_FOUND = "0x80060891"  # reference §11 [community]
-KEY_NOT_DEFINED = "0x80060890"  # reference §11
+KEY_NOT_FOUND = "0x80060891"  # no record with these key values [community]
+KEY_NOT_DEFINED = "0x80060890"  # not a defined key [doc]
 # ConcurrencyVersionMismatch, code=-2147088254 = 0x80060882 (L/optimistic-concurrency, verified); status 412 [doc].
 VERSION_MISMATCH = "0x80060882"
 
@@ -64,7 +64,7 @@ class StoredRecord:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'  # reference §2: "@odata.etag":"W/\"123\""
+        return f'W/"{self.version}"'  # documented shape: "@odata.etag":"W/\"123\""
 
 
 def _now() -> str:
@@ -72,7 +72,8 @@ def _now() -> str:
 
 
 def not_found(table: str, record_id: str) -> DataverseError:
-    # Message documented (reference §2 conditional table, §11); code ObjectDoesNotExist (web-service-error-codes).
+    # Message as in Microsoft's "Perform conditional operations using the Web API"; code ObjectDoesNotExist
+    # (web-service-error-codes).
     return DataverseError(404, NOT_FOUND, f"{table} With Id = {record_id} Does Not Exist")
 
 
@@ -117,7 +118,7 @@ class RecordStore:
         meta = self.catalog.table(table)
         key = next((k for k in meta.keys if set(k.attributes) == set(columns)), None)
         if key is None or len(columns) != len(set(columns)):
-            # Message of OData for a URL key (reference §2); code of "not a defined key" (reference §11).
+            # Documented message for a URL key; code of "not a defined key" (web-service-error-codes).
             t = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
             raise DataverseError(
                 400,
@@ -126,7 +127,7 @@ class RecordStore:
                 f"of key properties match the declared or alternate key properties for the resource '{t}'.",
             )
         if key.status != "Active":
-            # Reference §7: wait for Active before using a key. Status and text unverified.
+            # Documented: wait for Active before using a key. Status and text unverified.
             raise DataverseError(
                 400,
                 errors.INVALID_ARGUMENT,
@@ -232,7 +233,7 @@ class RecordStore:
         if_match: str | None = None,
         if_none_match: str | None = None,
     ) -> tuple[StoredRecord, bool]:
-        """PATCH by id or alternate key; returns (record, created). Conditional headers per reference §2."""
+        """PATCH by id or alternate key; returns (record, created). Conditional headers as documented."""
         activity_parties.refuse_nested(table, body, "PATCH")
         with self._lock, self._tx():
             existing = self.retrieve(table, id) if id is not None else self.find_by_key(table, key or {})
@@ -245,7 +246,7 @@ class RecordStore:
                     seeded = {**key, **seeded}
                 return self._create(table, seeded, id), True
             if if_none_match == "*":
-                # Reference §2/§11: 412 with an empty code.
+                # Documented: 412 with an empty code.
                 raise DataverseError(412, "", "A record with matching key values already exists.")
             if if_match not in (None, "*") and if_match != existing.etag:
                 raise DataverseError(
@@ -333,7 +334,8 @@ class RecordStore:
             if target.id is not None:
                 found = self.retrieve(target.table, target.id)
                 if found is None:
-                    # Reference §5 "a bind to a missing record fails"; 404 + this text per §11 (status unclear).
+                    # A bind to a missing record fails [doc]; answered as for a missing id, 404 + this text
+                    # (status for a bind unclear).
                     raise not_found(target.table, target.id)
             else:
                 pairs = dict(target.alternate_key or ())
@@ -346,7 +348,7 @@ class RecordStore:
                     )
             column = meta.columns.get(attribute)
             if column is not None and column.type == "Owner":
-                check_owner(found.table, found.values)  # enabled users in a business unit, or teams (§10)
+                check_owner(found.table, found.values)  # enabled users in a business unit, or teams
             out[attribute] = found.id
         return out
 
@@ -444,7 +446,7 @@ class RecordStore:
                     "INSERT INTO key_index VALUES (?,?,?,?)", (meta.logical_name, key.schema_name, value, rid)
                 )
             except sqlite3.IntegrityError:
-                # Reference §11: DuplicateRecordEntityKey, 412 (text after "already exists." elided there).
+                # DuplicateRecordEntityKey, 412; Microsoft's text goes on after "already exists." (unknown).
                 raise DataverseError(
                     412,
                     DUPLICATE_KEY,

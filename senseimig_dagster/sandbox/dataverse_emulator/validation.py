@@ -1,4 +1,4 @@
-"""Validate a create/update body against table metadata, as Dataverse does on every write (reference §3, §9, §11).
+"""Validate a create/update body against table metadata, as Dataverse does on every write.
 
 The bind *target's existence* is the store's job: this module returns the parsed binds.
 """
@@ -98,7 +98,7 @@ def _undeclared_nav(table: Table, name: str) -> DataverseError:
 
 def _not_valid_for(table: Table, column: Column, operation: Operation) -> DataverseError:
     # IsValidForCreate/IsValidForUpdate False (L/reference/entities/*). Code and text unverified: Dataverse
-    # may silently ignore some of these (reference §9, community); the emulator refuses so clients never rely on it.
+    # may silently ignore some of these (community reports); the emulator refuses so clients never rely on it.
     return DataverseError(
         400,
         errors.INVALID_ARGUMENT,
@@ -122,7 +122,7 @@ def _check_value(table: Table, column: Column, value: Any) -> None:
         if not isinstance(value, str):
             raise _convert_error(table, value, column)
         if column.max_length is not None and len(value) > column.max_length:
-            # Exact text of L/reference/web-service-error-codes (note the two spaces), reference §11.
+            # Exact text of L/reference/web-service-error-codes (note the two spaces).
             raise DataverseError(
                 400,
                 errors.MAX_LENGTH_EXCEEDED,
@@ -133,7 +133,7 @@ def _check_value(table: Table, column: Column, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             raise _convert_error(table, value, column)
         if kind in ("Picklist", "State", "Status") and value not in column.options:
-            # Text as in Microsoft's Project Operations troubleshooting page; code from reference §11.
+            # Text as in Microsoft's Project Operations troubleshooting page; code [community].
             accepted = ",".join(str(o) for o in column.options)
             raise DataverseError(
                 400,
@@ -174,7 +174,7 @@ def _is_guid(text: str) -> bool:
 
 
 def _is_datetime(text: str, *, date_only: bool) -> bool:
-    # DateOnly behaviour is Edm.Date ("YYYY-MM-DD"); others are Edm.DateTimeOffset (ISO 8601, reference §13).
+    # DateOnly behaviour is Edm.Date ("YYYY-MM-DD"); others are Edm.DateTimeOffset (ISO 8601 [memory]).
     try:
         if date_only:
             date.fromisoformat(text)
@@ -213,7 +213,7 @@ def parse_bind(catalog: Catalog, table: Table, nav: str, value: Any) -> BindTarg
             errors.INVALID_ARGUMENT,
             f"The value '{value}' of '{nav}@odata.bind' is not a valid entity reference URL.",
         )
-    odata.reject_reserved_key_values(pairs)  # a bind by key fails on these as a GET by key does (reference §2)
+    odata.reject_reserved_key_values(pairs)  # a bind by key fails on these as a GET by key does
     return BindTarget(target.entity_set, target.logical_name, alternate_key=pairs)
 
 
@@ -268,8 +268,8 @@ def validate_write(
     return NormalizedRecord(meta.logical_name, operation, values, binds)
 
 
-# -- state and status (reference §9, must-haves 6 and 14) ----------------------------------------------------------
-INVALID_STATE_STATUS = "0x80048408"  # reference §11 [community]; Microsoft's error list doesn't name it for this case
+# -- state and status ----------------------------------------------------------------------------------------
+INVALID_STATE_STATUS = "0x80048408"  # [community]; Microsoft's error list doesn't name it for this case
 # Activity tables (IsActivity in the entity reference) whose Completed (1) and Canceled (2) states are read-only.
 ACTIVITY_TABLES = frozenset({"appointment", "phonecall", "email"})
 CLOSED_ACTIVITY_STATES = frozenset({1, 2})
@@ -356,10 +356,10 @@ def apply_state_rules(table: Table, changes: dict[str, Any], existing: dict[str,
     return out
 
 
-# -- owners (reference §10, must-have 14) --------------------------------------------------------------------------
+# -- owners --------------------------------------------------------------------------------------------------
 OWNER_DISABLED = "0x8004022b"  # unManagedidsownernotenabled [doc]
 USER_NOT_ENABLED = "0x80040225"  # unManagedidsusernotenabled [doc]
-OWNER_ERROR_STATUS = 400  # HTTP status undocumented (reference §10): 400 chosen, unverified
+OWNER_ERROR_STATUS = 400  # HTTP status undocumented: 400 chosen, unverified
 
 
 def check_owner(target_table: str, target: dict[str, Any]) -> None:
@@ -375,7 +375,7 @@ def check_owner(target_table: str, target: dict[str, Any]) -> None:
 
 def check_location_urls(table: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> None:
     """A SharePoint document location has an absolute URL or a relative one under its parent, never both
-    (reference §8, community-reported text; code as reported)."""
+    (community-reported text; code as reported)."""
     if table.logical_name != "sharepointdocumentlocation":
         return
     merged = {**(existing or {}), **changes}

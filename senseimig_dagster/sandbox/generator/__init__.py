@@ -1,4 +1,4 @@
-"""Deterministic synthetic Sensei tenant generator (DESIGN §5 "sandbox").
+"""Deterministic synthetic Sensei tenant generator.
 
 manifest = generate(out, patients=2000, seed=7)
 

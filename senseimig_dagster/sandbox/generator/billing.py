@@ -1,6 +1,6 @@
 """Money on the ledger: charges, patient payments, discounts, refunds and corrections (claims in ``claims``).
 
-Signs follow the reference: debits (charges, refunds, corrections that add) are positive, credits negative.
+Signs (an assumed convention): debits (charges, refunds, corrections that add) are positive, credits negative.
 The ledger is append-only: a correction is an extra entry pointing at the one it corrects, never an edit.
 """
 

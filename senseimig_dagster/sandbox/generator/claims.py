@@ -1,5 +1,5 @@
-"""Insurance claims: benefit estimates, the §6 outcome mix (paid, denied, rejected and resubmitted), each
-claim's time-ordered status history, and the insurance payments and write-offs they post.
+"""Insurance claims: benefit estimates, an assumed outcome mix (paid, denied, rejected and resubmitted),
+each claim's time-ordered status history, and the insurance payments and write-offs they post.
 """
 
 from __future__ import annotations

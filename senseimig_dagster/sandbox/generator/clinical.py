@@ -1,4 +1,4 @@
-"""What happens in the chair: procedures per visit, signed clinical notes, and periodontal charting (§5.6)."""
+"""What happens in the chair: procedures per visit, signed clinical notes, and periodontal charting."""
 
 from __future__ import annotations
 

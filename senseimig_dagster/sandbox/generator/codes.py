@@ -1,6 +1,4 @@
-"""Dental code facts (reference §5.1–5.2): CDT codes with what anatomy they need, teeth and canonical
-surfaces.
-"""
+"""Dental code facts: CDT codes with what anatomy they need, teeth and canonical surfaces."""
 
 from __future__ import annotations
 

@@ -77,8 +77,8 @@ def document(
 
 
 def file_defects(ctx: Ctx, patient_id: str, doc_id: str, file_name: str) -> str:
-    """The file defects of issue 7 on a fixed schedule of document numbers (no draw from ``ctx.rng``, so the rest
-    of the tenant is unchanged): content gone at the source, content that no longer matches its sha256, a name
+    """Document-file defects on a fixed schedule of document numbers (no draw from ``ctx.rng``, so the rest of
+    the tenant is unchanged): content gone at the source, content that no longer matches its sha256, a name
     SharePoint forbids, a name repeated in the patient's files. Returns the file name to record."""
     n = ctx.next_number("document_file")
     slot = n % FILE_DEFECT_PERIOD

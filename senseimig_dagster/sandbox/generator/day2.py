@@ -7,9 +7,9 @@ The practice keeps working while the migration runs. Day 2 is the original tenan
 * edits to existing patients: a new mobile phone, a new street address;
 * appointments checked out (completed) or cancelled;
 * new ledger entries for existing patients (payments) and a correction of an older charge;
-* deletions: Sensei soft-deletes (every table carries ``is_deleted``, reference §7 conventions, [INF]) and the
-  API serves the deleted row with its new ``updated_at``, so a ``modified_since`` client sees the deletion. The
-  reference says nothing of hard deletes, so none is modelled.
+* deletions: Sensei soft-deletes (every table carries ``is_deleted``, an assumed schema convention, [INF]) and
+  the API serves the deleted row with its new ``updated_at``, so a ``modified_since`` client sees the
+  deletion. No public source mentions hard deletes, so none is modelled.
 
 Targets are records no injected defect touches (``defects.jsonl``: neither the row nor what it duplicates), not
 already deleted, whose patient is clean too, so each change shows up downstream as exactly one changed record.

@@ -64,7 +64,7 @@ def emit_policies(ctx: Ctx, chart: Chart) -> None:
                 "id": policy.id,
                 "patient_id": chart.person.id,
                 "insurance_plan_id": plan.id,
-                # a newer Primary demotes the old one (reference §2)
+                # a newer Primary demotes the old one to Secondary (documented Sensei behaviour)
                 "coverage_order": "Secondary" if ended else policy.order,
                 "policyholder_id": policy.holder_id,
                 "relationship_to_policyholder": policy.relationship,

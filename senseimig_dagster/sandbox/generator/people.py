@@ -158,7 +158,7 @@ Coverage = tuple[Person, Plan, str]  # policyholder, plan, subscriber id
 
 
 def _coverages(ctx: Ctx, ref: Reference, members: list[Person]) -> dict[str, list[Coverage]]:
-    """Who is covered by whose plan, in coverage order (§6: Self ~60%, Spouse ~15%, Child ~25%)."""
+    """Who is covered by whose plan, in coverage order (Self ~60%, Spouse ~15%, Child ~25%)."""
     rng = ctx.rng
     head = members[0]
     spouse = members[1] if len(members) > 1 and not members[1].is_child else None

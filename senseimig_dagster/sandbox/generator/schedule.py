@@ -1,5 +1,5 @@
-"""Appointments: when a patient is seen, by whom, on the location's grid, and how the visit turned out (§6
-mix).
+"""Appointments: when a patient is seen, by whom, on the location's grid, and how the visit turned out (an
+assumed mix of completed, cancelled, no-show and rescheduled visits).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ APPOINTMENT_NOTES = (
     "Running late, called ahead",
 )
 # fmt: on
-# per-patient multiplier on broken appointments: 20% of patients cause ~70% of them (§6 Pareto skew)
+# per-patient multiplier on broken appointments: 20% of patients cause ~70% of them (a reported Pareto skew)
 BROKEN_MULTIPLIER = Weighted([(0.35, 80), (3.6, 20)])
 
 

@@ -1,4 +1,4 @@
-"""Sensei Cloud simulator: the REST API over a generated tenant directory (DESIGN §5).
+"""Sensei Cloud simulator: the REST API over a generated tenant directory.
 
     sim = SenseiSimulator(Path("data/tenant"), faults=Faults([Fault("patient", page=2, kind="http_500")]))
     with serve(sim) as base_url:            # real HTTP on 127.0.0.1, free port

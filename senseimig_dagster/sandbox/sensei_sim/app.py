@@ -1,5 +1,6 @@
 """The Sensei Cloud REST API as a plain WSGI callable (runs in-process under ``httpx.WSGITransport`` or served over
-HTTP by :mod:`.server`). Conventions from ``reference/sensei.md`` §3/§7: ``Csd-Api-Key`` header, ``/v1/`` paths.
+HTTP by :mod:`.server`). Conventions of Carestream's CSD Partner Access API: ``Csd-Api-Key`` header, ``/v1/``
+paths.
 
     GET /v1/<endpoint>?page_size=&page_token=&modified_since=&modified_before=&location_id=
     GET /v1/<endpoint>/count?modified_since=&modified_before=&location_id=

@@ -1,7 +1,7 @@
-"""CDT codes, teeth and surfaces (reference ``shared/reference/sensei.md`` §5.1–5.2). All O(n), pure Polars.
+"""CDT codes, teeth and surfaces (the ADA's CDT code set, Universal tooth numbering). All O(n), pure Polars.
 
-Product code must not import the sandbox, so the code list below is copied from reference §5.1 (the same codes the
-generator's ``sandbox/generator/codes.py`` uses); it is the *common* codes only. A well-formed code missing from it
+Product code must not import the sandbox, so the code list below is a copy (the same codes the generator's
+``sandbox/generator/codes.py`` uses); it is the *common* codes only. A well-formed code missing from it
 is a ``unknown_cdt_code`` warning (kept), since CDT has hundreds more; a malformed one (``D99999``) quarantines
 the row.
 """
@@ -12,7 +12,7 @@ import polars as pl
 
 from senseimig_dagster.staging.values import cleaned, first_reason
 
-# Reference §5.1, common codes (ADA descriptors are copyrighted, so only codes are kept).
+# Common CDT codes (ADA descriptors are copyrighted, so only codes are kept).
 # fmt: off
 KNOWN_CDT_CODES: frozenset[str] = frozenset((
     "D0120", "D0140", "D0150", "D0180", "D0210", "D0220", "D0230", "D0272", "D0274", "D0330", "D0350",
@@ -26,7 +26,7 @@ KNOWN_CDT_CODES: frozenset[str] = frozenset((
     "D8080", "D8090", "D8670",
     "D9110", "D9944", "D9986", "D9987",
 ))
-# Reference §5.1 category ranges, as (first code, category); a code belongs to the last range starting at or below.
+# CDT category ranges, as (first code, category); a code belongs to the last range starting at or below.
 CDT_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("D0000", "Diagnostic"), ("D1000", "Preventive"), ("D2000", "Restorative"), ("D3000", "Endodontics"),
     ("D4000", "Periodontics"), ("D5000", "Removable prosthodontics"), ("D5900", "Maxillofacial prosthetics"),
@@ -36,7 +36,7 @@ CDT_CATEGORIES: tuple[tuple[str, str], ...] = (
 # fmt: on
 CDT_FORMAT = r"^D\d{4}$"
 
-# Reference §5.2, Universal numbering. Supernumerary numbers (51-82, AS-TS) are not in the reference, so they are
+# Universal numbering. Supernumerary numbers (51-82, AS-TS) are not in the common charting set, so they are
 # not accepted: they would need a per-practice decision.
 PERMANENT_TEETH = tuple(str(n) for n in range(1, 33))
 PRIMARY_TEETH = tuple("ABCDEFGHIJKLMNOPQRST")
@@ -61,7 +61,7 @@ def clean_cdt_code(code: pl.Expr) -> pl.Expr:
 
 
 def cdt_category(code: pl.Expr) -> pl.Expr:
-    """The reference §5.1 category of a well-formed code (null otherwise)."""
+    """The CDT category of a well-formed code (null otherwise)."""
     expr: pl.Expr = pl.lit(None, pl.String)
     for start, name in CDT_CATEGORIES:
         expr = pl.when(code >= start).then(pl.lit(name)).otherwise(expr)

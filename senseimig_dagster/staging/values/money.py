@@ -1,4 +1,4 @@
-"""Money as ``Decimal(12, 2)`` (reference §7) with sign rules; never rounded, so ledgers reconcile. O(n)."""
+"""Money as ``Decimal(12, 2)`` with sign rules; never rounded, so ledgers reconcile. O(n)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from senseimig_dagster.staging.values import cleaned, first_reason
 MONEY = pl.Decimal(12, 2)
 Sign = Literal["any", "debit", "credit"]
 
-# Ledger sign convention (reference §7 "+125.00 debit, -80.00 credit", as the generator posts): debits raise what
+# Ledger sign convention (Sensei's "+125.00 debit, -80.00 credit", as the generator posts): debits raise what
 # the patient owes, credits lower it. Corrections, removals and initial balances may go either way.
 DEBIT_TYPES = ("Charge", "Refund", "ContractCharge")
 CREDIT_TYPES = ("Payment", "InsurancePayment", "Discount", "WriteOff", "PrePayment", "ContractAdjustment")

@@ -1,5 +1,6 @@
-"""Activity parties of the emulator (reference/dataverse.md §9; activity_parties.py): deep insert on POST (also
-inside ``$batch``), PUT replacement, read-back, cascade delete, and the refusals a lenient stand-in would miss."""
+"""Activity parties of the emulator (an activity's senders and recipients, ``activity_parties.py``): deep insert on
+POST (also inside ``$batch``), PUT replacement, read-back, cascade delete, and the refusals a lenient stand-in would
+miss."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 
 from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import seeded_emulator
-from senseimig_dagster_tests.sandbox.dataverse_emulator.test_batch import parts_of, post_batch, request
+from senseimig_dagster_tests.support import environments
+from senseimig_dagster_tests.support.web_api import parts_of, post_batch, request
 
 SEED = load_seed()
 USER = SEED.user("harper.hygienist@sandbox.example")["systemuserid"]
@@ -24,7 +25,8 @@ INVALID_ARGUMENT, NOT_FOUND = "0x80040203", "0x80040217"
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
-    yield from seeded_emulator(tmp_path)
+    with environments.emulator(tmp_path / "dv.sqlite", key_delay=None, column_delay=None) as app:  # seeded
+        yield app
 
 
 @pytest.fixture

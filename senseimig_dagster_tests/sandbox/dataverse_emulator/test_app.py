@@ -1,4 +1,5 @@
-"""Web API surface of the emulator; each test fails if it were more lenient than Dataverse (reference §2, §11)."""
+"""Web API surface of the emulator (create, retrieve, upsert, delete, query paging, error bodies); each test fails
+if it were more lenient than Dataverse."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
 from senseimig_dagster.sandbox.tls import serve_wsgi
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import BASE
+from senseimig_dagster_tests.support.web_api import create_contact, error_of
 
 
 @pytest.fixture
@@ -31,21 +32,6 @@ def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     yield DataverseEmulator(catalog, store)
     store.close()
-
-
-def error_of(r: httpx.Response, status: int) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/json; odata.metadata=minimal"
-    assert r.headers["odata-version"] == "4.0"
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    return body["error"]
-
-
-def create(client: httpx.Client, body: dict) -> str:
-    r = client.post("/contacts", json=body)
-    assert r.status_code == 204, r.text
-    return re.fullmatch(rf"{BASE}/contacts\((.+)\)", r.headers["odata-entityid"])[1]
 
 
 def test_plain_create_is_204_with_entity_id_and_no_body(client: httpx.Client) -> None:
@@ -65,7 +51,8 @@ def test_create_with_representation_is_201_with_etag_and_no_entity_id(client: ht
 
 
 def test_retrieve_by_id_and_by_keys_with_select(client: httpx.Client) -> None:
-    rid = create(client, {"lastname": "Ng", "firstname": "Al", "emailaddress1": "a@b.com", "smig_sourceid": "P-1"})
+    rid = create_contact(client, {"lastname": "Ng", "firstname": "Al", "emailaddress1": "a@b.com",
+                                  "smig_sourceid": "P-1"})
     r = client.get(f"/contacts({rid})", params={"$select": "lastname"})
     assert r.status_code == 200 and r.json()["lastname"] == "Ng" and "firstname" not in r.json()
     assert client.get("/contacts(smig_sourceid='P-1')").json()["contactid"] == rid
@@ -118,13 +105,13 @@ def test_upsert_with_representation_says_whether_it_created(client: httpx.Client
 
 
 def test_duplicate_key_on_post_is_412_not_409(client: httpx.Client) -> None:
-    create(client, {"lastname": "A", "smig_sourceid": "P-1"})
+    create_contact(client, {"lastname": "A", "smig_sourceid": "P-1"})
     assert error_of(client.post("/contacts", json={"lastname": "B", "smig_sourceid": "P-1"}), 412)["code"] == (
         "0x80060892")
 
 
 def test_delete_is_204_then_404(client: httpx.Client) -> None:
-    rid = create(client, {"lastname": "A"})
+    rid = create_contact(client, {"lastname": "A"})
     assert client.delete(f"/contacts({rid})").status_code == 204
     assert error_of(client.delete(f"/contacts({rid})"), 404)["message"].endswith("Does Not Exist")
 
@@ -140,8 +127,8 @@ def test_validation_and_bind_errors_come_back_as_error_bodies(client: httpx.Clie
 
 def test_paging_with_maxpagesize_nextlink_and_count(client: httpx.Client) -> None:
     for i in range(7):
-        create(client, {"lastname": "Pg", "firstname": f"{i:02d}"})
-    create(client, {"lastname": "Other"})
+        create_contact(client, {"lastname": "Pg", "firstname": f"{i:02d}"})
+    create_contact(client, {"lastname": "Other"})
     headers = {"Prefer": "odata.maxpagesize=3"}
     r = client.get("/contacts", params={"$filter": "lastname eq 'Pg'", "$orderby": "firstname desc",
                                         "$select": "firstname", "$count": "true", "$top": "1"}, headers=headers)

@@ -1,4 +1,5 @@
-"""``$batch`` of the emulator (reference/dataverse.md §4, must-have 7), in-process through ``httpx.WSGITransport``."""
+"""``$batch`` of the emulator (Microsoft Learn: "Execute batch operations using the Web API"), in-process through
+``httpx.WSGITransport``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,8 @@ from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.limits import ServiceProtection
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import BASE
+from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
+from senseimig_dagster_tests.support.web_api import boundary_of, changeset, parts_of, post_batch, request
 
 
 @pytest.fixture
@@ -26,92 +27,6 @@ def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     yield DataverseEmulator(catalog, store)
     store.close()
-
-
-# -- building requests --------------------------------------------------------------------------------------
-def request(method: str, url: str, body: dict | None = None, content_id: str | None = None,
-            headers: dict[str, str] | None = None) -> str:
-    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
-    if content_id is not None:
-        lines.append(f"Content-ID: {content_id}")
-    lines += ["", f"{method} {url} HTTP/1.1"]
-    if body is not None:
-        lines.append("Content-Type: application/json; type=entry")
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    lines.append("")
-    lines.append("" if body is None else json.dumps(body))
-    return "\r\n".join(lines) + ("\r\n" if body is None else "")
-
-
-def changeset(boundary: str, *parts: str) -> str:
-    return (f"Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"
-            + "".join(f"--{boundary}\r\n{p}\r\n" for p in parts) + f"--{boundary}--")
-
-
-def batch_body(boundary: str, *parts: str) -> str:
-    return "".join(f"--{boundary}\r\n{p}\r\n" for p in parts) + f"--{boundary}--\r\n"
-
-
-def post_batch(client: httpx.Client, *parts: str, boundary: str = "batch_AAA123", prefer: str | None = None,
-               lf_only: bool = False) -> httpx.Response:
-    body = batch_body(boundary, *parts)
-    if lf_only:
-        body = body.replace("\r\n", "\n")
-    headers = {"Content-Type": f'multipart/mixed; boundary="{boundary}"'}
-    if prefer:
-        headers["Prefer"] = prefer
-    return client.post("/$batch", content=body.encode(), headers=headers)
-
-
-# -- reading responses --------------------------------------------------------------------------------------
-@dataclass
-class Part:
-    headers: dict[str, str]  # MIME headers, lower-cased names
-    status: int
-    http_headers: dict[str, str]  # inner response headers, lower-cased names
-    body: str
-    changeset: list[Part] | None = None
-
-
-def boundary_of(content_type: str) -> str:
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    assert match, content_type
-    return match[1]
-
-
-def split(text: str, boundary: str) -> list[str]:
-    assert text.rstrip().endswith(f"--{boundary}--"), text
-    chunks = text.split(f"--{boundary}")
-    return [c.removeprefix("\r\n").removesuffix("\r\n") for c in chunks[1:-1]]
-
-
-def head(text: str) -> tuple[dict[str, str], str]:
-    block, _, rest = text.partition("\r\n\r\n")
-    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in block.split("\r\n"))}, rest
-
-
-def parse_parts(content_type: str, text: str) -> list[Part]:
-    out = []
-    for chunk in split(text, boundary_of(content_type)):
-        headers, rest = head(chunk)
-        if headers["content-type"].startswith("multipart/mixed"):
-            assert boundary_of(headers["content-type"]).startswith("changesetresponse_")
-            out.append(Part(headers, 0, {}, "", parse_parts(headers["content-type"], rest)))
-            continue
-        assert headers["content-type"] == "application/http"
-        assert headers["content-transfer-encoding"] == "binary"
-        status_line, _, rest = rest.partition("\r\n")
-        assert re.fullmatch(r"HTTP/1\.1 \d{3} [A-Za-z ]+", status_line), status_line
-        http_block, _, body = rest.partition("\r\n\r\n")
-        http_headers = {k.strip().lower(): v.strip()
-                        for k, _, v in (line.partition(":") for line in http_block.split("\r\n") if line)}
-        out.append(Part(headers, int(status_line.split()[1]), http_headers, body))
-    return out
-
-
-def parts_of(r: httpx.Response) -> list[Part]:
-    assert r.headers["content-type"].startswith("multipart/mixed; boundary=batchresponse_"), r.text
-    return parse_parts(r.headers["content-type"], r.text)
 
 
 def contacts(client: httpx.Client) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Bulk messages of the emulator (reference/dataverse.md §5, must-have 8), in-process through ``httpx.WSGITransport``."""
+"""Bulk messages of the emulator (CreateMultiple, UpdateMultiple, UpsertMultiple: Microsoft Learn's "Use bulk
+operation messages"), in-process through ``httpx.WSGITransport``."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from senseimig_dagster.sandbox.dataverse_emulator import Catalog
 from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.limits import Limits, ServiceProtection
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
+from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
 
-BASE = "http://dv.test/api/data/v9.2"
 CONTACT = "Microsoft.Dynamics.CRM.contact"
 FILTER_QUERY = ("/sdkmessagefilters?$select=sdkmessagefilterid&$filter=sdkmessageid/name eq '{message}' "
                 "and primaryobjecttypecode eq '{table}'")

@@ -1,5 +1,6 @@
-"""File columns (must-have 13, reference §8, L/file-column-data): each test fails if the emulator were more lenient
-than Dataverse (a size over MaxSizeInKB accepted, chunks answered 200/204 instead of 206, gaps tolerated)."""
+"""File columns, as Microsoft Learn's "Use file column data" describes them: each test fails if the emulator were
+more lenient than Dataverse (a size over MaxSizeInKB accepted, chunks answered 200/204 instead of 206, gaps
+tolerated)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import httpx
 import pytest
 
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore, file_columns
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import BASE
-from senseimig_dagster_tests.sandbox.dataverse_emulator.test_app import create, error_of
+from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
+from senseimig_dagster_tests.support.web_api import create_contact, error_of
 
 ATTRIBUTES = "/EntityDefinitions(LogicalName='contact')/Attributes"
 FILE_TYPE = "Microsoft.Dynamics.CRM.FileAttributeMetadata"
@@ -38,13 +39,13 @@ def add_file_column(client: httpx.Client, schema: str = "smig_XRay", **extra: ob
 @pytest.fixture
 def contact(client: httpx.Client) -> str:
     add_file_column(client, MaxSizeInKB=1)  # 1024 bytes: sizes above it are refused
-    return create(client, {"lastname": "Ng"})
+    return create_contact(client, {"lastname": "Ng"})
 
 
 def start_chunked(client: httpx.Client, contact: str, name: str = "scan.pdf") -> str:
     r = client.patch(f"/contacts({contact})/smig_xray", params={"x-ms-file-name": name},
                      headers={"x-ms-transfer-mode": "chunked"})
-    assert r.status_code == 200, r.text  # L/file-column-data: the first chunked request answers 200 OK
+    assert r.status_code == 200, r.text  # "Use file column data": the first chunked request answers 200 OK
     assert r.headers["x-ms-chunk-size"] == "4194304" and r.headers["accept-ranges"] == "bytes"
     assert re.fullmatch(rf"{BASE}/contacts\({contact}\)/smig_xray\?sessiontoken=.+", r.headers["location"])
     return r.headers["location"]
@@ -136,7 +137,7 @@ def test_single_request_upload_replaces_and_delete_clears(client: httpx.Client, 
 
 def test_single_request_above_128_mb_is_refused(client: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     add_file_column(client, MaxSizeInKB=1_048_576)  # a 1 GB column still takes at most 128 MB per request
-    contact = create(client, {"lastname": "Ng"})
+    contact = create_contact(client, {"lastname": "Ng"})
     monkeypatch.setattr(file_columns, "SINGLE_REQUEST_MAX_BYTES", 8)  # stands for 128 MB, without sending it
     r = client.patch(f"/contacts({contact})/smig_xray", content=b"123456789", headers={"x-ms-file-name": "a.bin"})
     assert error_of(r, 413)["code"] == "0x80044a02"

@@ -1,5 +1,5 @@
-"""Note attachments (must-have 13): the org's maxuploadfilesize on every write, block upload and download; each test
-fails if the emulator were more lenient than Dataverse (reference/dataverse.md §8, §11)."""
+"""Note attachments (Microsoft Learn: "Use file data with Attachment and Note records"): the org's maxuploadfilesize
+on every write, block upload and download; each test fails if the emulator were more lenient than Dataverse."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import seeded_emulator
+from senseimig_dagster_tests.support import environments
 
 SEED = load_seed()
 ORG = SEED.organization["organizationid"]
@@ -22,7 +22,8 @@ NOTE_TYPE = "Microsoft.Dynamics.CRM.annotation"
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
-    yield from seeded_emulator(tmp_path)
+    with environments.emulator(tmp_path / "dv.sqlite", key_delay=None, column_delay=None) as app:  # seeded
+        yield app
 
 
 def too_big(r: httpx.Response) -> None:

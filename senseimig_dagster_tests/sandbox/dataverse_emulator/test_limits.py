@@ -1,4 +1,5 @@
-"""Service protection limits: each test fails if the emulator were more lenient than Dataverse (L/api-limits)."""
+"""Service protection limits: each test fails if the emulator were more lenient than Dataverse (Microsoft Learn:
+"Service protection API limits")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The emulator's metadata API (reference §7, must-have 12); each test fails if the emulator were more lenient than
-Dataverse or forgot what it was told (persistence across a restart)."""
+"""The emulator's metadata API (table, column, key and relationship definitions through the Web API); each test
+fails if the emulator were more lenient than Dataverse or forgot what it was told (persistence across a restart)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmula
 from senseimig_dagster.sandbox.dataverse_emulator.metadata_api import restore_custom_schema
 from senseimig_dagster.sandbox.dataverse_emulator.server import build_emulator
 from senseimig_dagster.sandbox.entra import EntraStandIn
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import BASE
+from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
 
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SOLUTION = {"MSCRM.SolutionUniqueName": "senseimig"}
@@ -233,7 +233,7 @@ def test_picklist_options_through_the_cast(client: httpx.Client, solution: str) 
                    "?$select=LogicalName&$expand=OptionSet")
     assert r.status_code == 200, r.text
     options = r.json()["OptionSet"]["Options"]
-    # no Value given: the publisher's option-value prefix (72700) x 10000 onwards (reference §7)
+    # no Value given: the publisher's option-value prefix (72700) x 10000 onwards, as Dataverse numbers new options
     assert [(o["Value"], o["Label"]["LocalizedLabels"][0]["Label"]) for o in options] == [
         (727000000, "Proposed"), (727000001, "Done")]
     assert error_of(client.get(f"{url}(LogicalName='smig_status')?$expand=OptionSet"), 400)
@@ -267,7 +267,7 @@ def test_attribute_updates_are_put_only_and_set_is_secured(client: httpx.Client,
     r = client.put(one, json={**definition, "IsSecured": True}, headers={**SOLUTION, "MSCRM.MergeLabels": "true"})
     assert r.status_code == 204 and r.headers["odata-entityid"].endswith("/Attributes(LogicalName='smig_ssnlastfour')")
     assert client.get(one).json()["IsSecured"] is True
-    # column-secured columns can't be key columns (reference §7)
+    # column-secured columns can't be key columns (Microsoft Learn: "Define alternate keys to reference rows")
     r = client.post("/EntityDefinitions(LogicalName='contact')/Keys",
                     json={"SchemaName": "smig_ssn_key", "KeyAttributes": ["smig_ssnlastfour"]}, headers=SOLUTION)
     assert error_of(r, 400)

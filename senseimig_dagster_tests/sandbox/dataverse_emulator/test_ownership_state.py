@@ -1,5 +1,5 @@
-"""Owners, state/status pairs, closed activities and overriddencreatedon (must-haves 6 and 14): each test fails if
-the emulator were more lenient than Dataverse (reference/dataverse.md §9, §10, §11)."""
+"""Owners (users and teams, never a disabled user), state/status pairs, closed activities and overriddencreatedon:
+each test fails if the emulator were more lenient than Dataverse."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
-from senseimig_dagster_tests.sandbox.dataverse_emulator.conftest import seeded_emulator
+from senseimig_dagster_tests.support import environments
 
 SEED = load_seed()
 ENABLED = SEED.user("harper.hygienist@sandbox.example")["systemuserid"]
@@ -22,7 +22,8 @@ TEAM = SEED.teams[0]["teamid"]
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[DataverseEmulator]:
-    yield from seeded_emulator(tmp_path)
+    with environments.emulator(tmp_path / "dv.sqlite", key_delay=None, column_delay=None) as app:  # seeded
+        yield app
 
 
 def error(r: httpx.Response, status: int, code: str) -> str:

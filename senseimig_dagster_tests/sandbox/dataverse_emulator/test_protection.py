@@ -1,4 +1,5 @@
-"""Service protection wired into the emulator's WSGI app (issue 3 §1, reference §6, must-have 10)."""
+"""Service protection wired into the emulator's WSGI app (Microsoft Learn: "Service protection API limits"), per
+application user as Dataverse counts them."""
 
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.limits import (
 )
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
-
-BASE = "http://dv.test/api/data/v9.2"
+from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
 
 
 class FakeClock:

@@ -1,5 +1,6 @@
-"""Seed data and the one-port token endpoint (issue 3 §1, must-have 11): what a fresh environment holds, that a
-restart never re-seeds, custom seed files, and tokens from the emulator's own port that expire."""
+"""Seed data and the one-port token endpoint (Entra's token path on the emulator's own port): what a fresh
+environment holds, that a restart never re-seeds, custom seed files, and tokens from the emulator's own port that
+expire."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.seed import apply_seed, load_s
 from senseimig_dagster.sandbox.dataverse_emulator.server import single_port_app
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
+from senseimig_dagster_tests.support.constants import SEED_TEAM, SEED_TEAM_NAME
 
 SEED = load_seed()
 ENV = "https://dv.test"
@@ -52,7 +54,7 @@ def test_a_fresh_store_holds_the_organization_business_unit_users_and_team(clien
     assert len(enabled.json()["value"]) == 4
     teams = client.get("/teams", params={"$select": "name,teamtype,_administratorid_value"}).json()["value"]
     assert [(t["teamid"], t["name"], t["teamtype"]) for t in teams] == [
-        ("5eed0000-0000-4000-8000-000000000201", "Front Desk", 0)]
+        (SEED_TEAM, SEED_TEAM_NAME, 0)]
 
 
 def test_guids_are_deterministic() -> None:

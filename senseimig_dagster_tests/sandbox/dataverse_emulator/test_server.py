@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from senseimig_dagster.dataverse.auth import DataverseTokenProvider
 from senseimig_dagster.sandbox.entra import DEFAULT_APPS
+from senseimig_dagster.transport.entra import EntraTokenProvider
 
 READY_TIMEOUT = 90.0  # generous: CI machines are shared and the server builds a CA at start
 
@@ -71,9 +71,9 @@ def dataverse_process(db: Path, port: int) -> Iterator[dict[str, str]]:
                 proc.wait()
 
 
-def client_for(info: dict[str, str]) -> tuple[DataverseTokenProvider, httpx.Client]:
-    provider = DataverseTokenProvider(info["tenant"], info["client_id"], DEFAULT_APPS["sandbox-client"],
-                                      environment_url=info["url"], authority_host=info["authority_host"],
+def client_for(info: dict[str, str]) -> tuple[EntraTokenProvider, httpx.Client]:
+    provider = EntraTokenProvider(info["tenant"], info["client_id"], DEFAULT_APPS["sandbox-client"],
+                                      resource=info["url"], authority_host=info["authority_host"],
                                       verify=info["ca"], timeout=60)
     client = httpx.Client(base_url=f"{info['url']}/api/data/v9.2", verify=info["ca"], timeout=60,
                           headers={"Authorization": f"Bearer {provider.token()}"})
@@ -121,7 +121,7 @@ def test_cli_options_reach_the_server(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_msal_gets_a_token_from_the_emulators_own_port(tmp_path: Path, capsys) -> None:
-    """Issue 3 §1: the token endpoint at Entra's path on the emulator's port; msal's discovery and token calls go
+    """The one-port token endpoint: Entra's token path on the emulator's own port; msal's discovery and token calls go
     there, and the token works for a record call (owned by the seed's application user)."""
     from senseimig_dagster.sandbox.dataverse_emulator.seed import load_seed
     from senseimig_dagster.sandbox.dataverse_emulator.server import run_dataverse_server
@@ -139,8 +139,8 @@ def test_msal_gets_a_token_from_the_emulators_own_port(tmp_path: Path, capsys) -
         url = re.search(r"environment URL .*: (https://\S+)", printed)[1]
         assert re.search(r"authority host (https://[^)\s]+)", printed)[1] == url
         tenant, ca = re.search(r"tenant id: (\S+)", printed)[1], re.search(r"CA certificate .*: (\S+)", printed)[1]
-        provider = DataverseTokenProvider(tenant, "sandbox-client", DEFAULT_APPS["sandbox-client"],
-                                          environment_url=url, authority_host=url, verify=ca, timeout=60)
+        provider = EntraTokenProvider(tenant, "sandbox-client", DEFAULT_APPS["sandbox-client"],
+                                          resource=url, authority_host=url, verify=ca, timeout=60)
         with provider, httpx.Client(base_url=f"{url}/api/data/v9.2", verify=ca, timeout=60) as client:
             headers = {"Authorization": f"Bearer {provider.token()}"}
             r = client.post("/contacts", json={"lastname": "Token"}, headers=headers)

@@ -1,4 +1,5 @@
-"""Record store: each test fails if the store is more lenient than Dataverse (reference/dataverse.md §2, §3, §11)."""
+"""Record store (records, alternate keys, lookups, conditional writes, errors): each test fails if the store is more
+lenient than Dataverse."""
 
 from __future__ import annotations
 

@@ -1,0 +1,89 @@
+"""The ``senseimig`` commands that run the migration's own code (extract, demo, mapping, rollback); the package's
+``__init__`` parses, this module acts. Every command runs the same assets and jobs as the UI, in the same Dagster instance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import duckdb
+from dagster import BetaWarning, PreviewWarning
+
+from senseimig_dagster import mapping, settings
+from senseimig_dagster.cli import demo, runs
+from senseimig_dagster.definitions import defs
+from senseimig_dagster.mapping import candidates
+from senseimig_dagster.mapping.propose import propose_file
+from senseimig_dagster.objects import REGISTRY
+from senseimig_dagster.resources import dataverse_from_env
+
+warnings.filterwarnings("ignore", category=BetaWarning)  # the single-run backfill policy is beta in Dagster 1.13
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+
+def extract(args: argparse.Namespace) -> int:
+    ok = runs.run_extract(defs, args.start, args.end)
+    runs.print_inventory(settings.duckdb_path())
+    return 0 if ok else 1
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if args.rollback:
+        return demo.run_rollback(Path(args.workdir))
+    return demo.run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source,
+                         limits=args.limits, time_scale=args.time_scale)
+
+
+def mapping_propose(args: argparse.Namespace) -> int:
+    if args.from_dataverse:
+        # Initialized as in a run: a secret configured as EnvVar is resolved, never printed.
+        with dataverse_from_env().process_config_and_initialize().session() as session:
+            catalog = candidates.from_dataverse(session.metadata, sorted({o.target.table for o in REGISTRY}),
+                                                session.plan)
+    else:
+        catalog = candidates.offline()
+    try:
+        with duckdb.connect(args.duckdb or settings.duckdb_path(), read_only=True) as conn:
+            proposal = propose_file(conn, args.out, catalog, threshold=args.threshold)
+    except mapping.MapInvalid as e:
+        print(e, file=sys.stderr)
+        return 1
+    summary = proposal.summary()
+    print(f"{args.out}: {summary['mapped']} fields proposed (mean confidence {summary['mean_confidence']}), "
+          f"{summary['seeded']} seeded from the default map, {summary['unmapped']} unmapped:")
+    for name in summary["unmapped_fields"]:  # type: ignore[union-attr]
+        print(f"  {name}")
+    return 0
+
+
+def mapping_file(args: argparse.Namespace) -> int:
+    if args.mapping_command == "show" and args.default:
+        print(Path(mapping.default_map_path()).read_text(encoding="utf-8"), end="")
+        return 0
+    try:
+        if args.mapping_command == "confirm":
+            confirmation = mapping.confirm(args.path, args.by)
+            print(f"{args.path}: confirmed by {confirmation.by} at {confirmation.at} ({confirmation.hash})")
+            return 0
+        fmap = mapping.load_valid(args.path)
+    except (mapping.MapInvalid, mapping.NotConfirmable) as e:
+        print(e, file=sys.stderr)
+        return 1
+    if args.mapping_command == "validate":
+        print(f"{args.path}: valid ({len(fmap.objects)} objects)")
+        return 0
+    problems = mapping.check_confirmed(fmap)
+    for obj in fmap.objects.values():
+        written = sum(f.written for f in obj.fields.values())
+        print(f"{obj.name:<20} -> {'/'.join(obj.tables):<28} {obj.mode:<6} {written}/{len(obj.fields)} fields written")
+    print("gate: open (confirmed, unchanged)" if not problems else "gate: closed")
+    for p in problems:
+        print(f"  {p}")
+    return 0 if not problems else 2
+
+
+def rollback(args: argparse.Namespace) -> int:
+    """The ``rollback`` job (assets/audit.py) in this Dagster instance; prints its Markdown summary."""
+    return runs.run_rollback(defs, remove_schema=args.remove_schema, force=args.force, run_id=args.run_id)
