@@ -52,13 +52,17 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 
 
 class DataverseEmulator:
-    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth,
-    ``protection`` service protection limits, ``bulk_unsupported`` the tables refusing bulk messages."""
+    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth
+    (tokens issued by ``tenant`` for ``audience``), ``protection`` service protection limits,
+    ``bulk_unsupported`` the tables refusing bulk messages."""
 
     def __init__(self, catalog: Catalog, store: RecordStore, *, token_validator: TokenValidator | None = None,
                  tenant: str = "00000000-0000-0000-0000-000000000000",
-                 protection: ServiceProtection | None = None, bulk_unsupported: Iterable[str] = ()) -> None:
+                 protection: ServiceProtection | None = None, bulk_unsupported: Iterable[str] = (),
+                 audience: str | None = None) -> None:
         self.catalog = catalog
+        # The environment URL tokens must be issued for (their ``aud``); None: the URL the request was sent to.
+        self.audience = None if audience is None else _origin(audience)
         self.bulk_unsupported = set(bulk_unsupported)  # tables (logical names) without bulk messages (bulk.py)
         self.store = store
         self.token_validator = token_validator
@@ -80,10 +84,7 @@ class DataverseEmulator:
         except DataverseError as e:
             status, headers, body = e.status, [("Content-Type", JSON_TYPE)], json.dumps(e.to_json()).encode()
             if e.status == 401:
-                # Dataverse's challenge names the tenant's authority ([community]: observed
-                # "Bearer authorization_uri=https://login.microsoftonline.com/<tenant>/oauth2/authorize").
-                headers.append(("WWW-Authenticate", "Bearer authorization_uri="
-                                f"https://login.microsoftonline.com/{self.tenant}/oauth2/authorize"))
+                headers.append(("WWW-Authenticate", self._challenge(environ)))
         finally:
             if admission is not None:
                 admission.release()  # even when the handler raised something unexpected
@@ -145,11 +146,28 @@ class DataverseEmulator:
             return ANONYMOUS
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         info = self.token_validator(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-        if info is None:
-            # 401 on a missing/invalid/expired token [doc]. Dataverse's body for this is
-            # unverified; code and text are AccessTokenExpired's from L/reference/web-service-error-codes.
+        # A token for another resource (Graph, another environment) or from another tenant is no token for this
+        # environment: Dataverse answers it as it answers a missing one, 401 with the challenge naming its
+        # authority and resource. The body of Dataverse's 401 is undocumented; code and text here are
+        # AccessTokenExpired's (https://learn.microsoft.com/power-apps/developer/data-platform/reference/web-service-error-codes).
+        if info is None or not self._for_this_environment(environ, info):
             raise DataverseError(401, "0x8005F101", "The requested resource requires authentication.")
         return str(getattr(info, "client_id", None) or ANONYMOUS)
+
+    def _for_this_environment(self, environ: dict, info: object) -> bool:
+        """The token's audience is this environment's URL (Entra ID's ``aud``, compared without case or trailing
+        slash) and its issuer is this environment's tenant."""
+        audience = _origin(str(getattr(info, "resource", "")))
+        tenant = getattr(info, "tenant", None)
+        return audience == (self.audience or _origin(self._base(environ))) and tenant in (None, self.tenant)
+
+    def _challenge(self, environ: dict) -> str:
+        """Dataverse's ``WWW-Authenticate`` on a 401: the tenant's authorize endpoint and the environment URL as
+        the resource, unquoted and comma-separated as Dataverse sends it (as quoted in Microsoft's "Walkthrough:
+        Multi-tenant server-to-server authentication" for Dynamics 365 Customer Engagement)."""
+        resource = self.audience or _origin(self._base(environ))
+        return (f"Bearer authorization_uri=https://login.microsoftonline.com/{self.tenant}/oauth2/authorize, "
+                f"resource_id={resource}/")
 
     def _admit(self, environ: dict, user: str, extra: list[tuple[str, str]]) -> Admission | Throttled | None:
         """Route to a simulated web server (appending its affinity cookie to ``extra`` when the request didn't
@@ -285,6 +303,13 @@ class DataverseEmulator:
 
     def _record_url(self, environ: dict, table: Table, record_id: str) -> str:
         return f"{self._base(environ)}/{table.entity_set}({record_id})"
+
+
+def _origin(url: str) -> str:
+    """``https://Org.crm.dynamics.com/api/data/v9.2`` -> ``https://org.crm.dynamics.com``: what an audience is
+    compared by."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.lower()}{sep}{rest.split('/', 1)[0].lower()}" if sep else url.rstrip("/").lower()
 
 
 def _cookie(environ: dict, name: str) -> str | None:

@@ -18,6 +18,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
 from senseimig_dagster.sandbox.tls import serve_wsgi
+from senseimig_dagster_tests.support.constants import ENV_URL
 from senseimig_dagster_tests.support.web_api import create_contact, error_of
 
 
@@ -165,11 +166,11 @@ def test_count_is_capped_at_5000(emulator: DataverseEmulator, client: httpx.Clie
 def test_bearer_token_required_when_validator_given(emulator: DataverseEmulator) -> None:
     now = [1_000_000.0]
     entra = EntraStandIn(clock=lambda: now[0])
-    emulator.token_validator = entra.token_info
+    emulator.token_validator, emulator.tenant, emulator.audience = entra.token_info, entra.tenant, ENV_URL
     with httpx.Client(transport=httpx.WSGITransport(app=entra), base_url="https://login.test") as login:
         token = login.post(f"/{entra.tenant}/oauth2/v2.0/token", data={
             "grant_type": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret",
-            "scope": "https://org.crm.dynamics.com/.default"}).json()["access_token"]
+            "scope": f"{ENV_URL}/.default"}).json()["access_token"]
     with serve_wsgi(emulator) as url, httpx.Client(base_url=url + "/api/data/v9.2") as c:
         for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic abc"}):
             r = c.get("/contacts", headers=headers)
