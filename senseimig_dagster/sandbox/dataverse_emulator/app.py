@@ -21,6 +21,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     activity_parties,
     batch,
     bulk,
+    bulk_delete,
     errors,
     file_columns,
     files,
@@ -102,6 +103,7 @@ class DataverseEmulator:
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
         routed = bulk.route(self, environ)  # bulk messages and the sdkmessagefilters support query
+        routed = routed or bulk_delete.route(self, environ)  # the BulkDelete action
         routed = routed or activity_parties.route(self, environ)  # PUT/GET <activity>(id)/<table>_activity_parties
         routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc.
         if routed is None:

@@ -129,6 +129,23 @@ def option_set(table: Table, column: Column) -> dict[str, Any]:
             "Options": [{"Value": v, "Label": label(text)} for v, text in zip(column.options, labels, strict=True)]}
 
 
+OPTION_SET_PROPS = ("MetadataId", "IsGlobal", "OptionSetType", "Options")
+
+
+def simple_types(definition: Any) -> Any:
+    """A ``CreateEntities`` definition with its ``Complex*Metadata`` types named as the EntityDefinitions API names
+    them (``ComplexStringAttributeMetadata`` -> ``StringAttributeMetadata``), nested objects included."""
+    if isinstance(definition, list):
+        return [simple_types(d) for d in definition]
+    if not isinstance(definition, dict):
+        return definition
+    out = {k: simple_types(v) for k, v in definition.items()}
+    kind = out.get("@odata.type")
+    if isinstance(kind, str) and kind.lstrip("#").startswith(f"{NS}Complex"):
+        out["@odata.type"] = NS + kind.lstrip("#")[len(NS) + len("Complex"):]
+    return out
+
+
 def key_json(table: Table, key: AlternateKey) -> dict[str, Any]:
     return {"MetadataId": key_id(table, key), "SchemaName": key.schema_name, "LogicalName": key.schema_name.lower(),
             "EntityLogicalName": table.logical_name, "KeyAttributes": list(key.attributes),

@@ -111,6 +111,36 @@ def reject_reserved_key_values(pairs: list[tuple[str, Any]] | tuple[tuple[str, A
             )
 
 
+def parse_expand_item(text: str) -> tuple[str, dict[str, str]]:
+    """``OptionSet($select=Options;$expand=X)`` -> ("OptionSet", {"$select": "Options", "$expand": "X"}): one
+    navigation property with its nested query options, separated by ``;`` (OData 4.0 URL conventions §5.1.2)."""
+    name, paren, rest = text.strip().partition("(")
+    if not paren:
+        return name, {}
+    if not rest.endswith(")"):
+        raise bad_request(f"Syntax error in $expand: '{text}'.")
+    nested: dict[str, str] = {}
+    for option in _split_outside_parens(rest[:-1], ";"):
+        key, eq, value = option.partition("=")
+        if not eq or not key.strip().startswith("$"):
+            raise bad_request(f"Syntax error in $expand: '{text}'.")
+        nested[key.strip()] = value.strip()
+    return name.strip(), nested
+
+
+def _split_outside_parens(text: str, separator: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]
+
+
 def parse_select(text: str | None) -> list[str] | None:
     if not text:
         return None
