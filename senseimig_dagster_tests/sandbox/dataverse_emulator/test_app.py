@@ -234,3 +234,45 @@ def test_filter_or_between_equalities_on_one_column(client) -> None:
     assert sorted(v["name"] for v in r.json()["value"]) == ["O'Neil and co", "a or b"]
     r = client.get("/accounts?$filter=name eq 'plain' or accountnumber eq 'x'")
     assert r.status_code == 400 and r.json()["error"]["code"]
+
+
+# -- text compares as an English environment's database collation, _CI_AI -------------------------------------------
+def test_alternate_keys_match_without_case_or_accents(client: httpx.Client) -> None:
+    rid = create_contact(client, {"lastname": "Ng", "smig_sourceid": "Café-7"})
+    for spelling in ("café-7", "CAFE-7", "cafe-7"):
+        r = client.get(f"/contacts(smig_sourceid='{quote(spelling)}')", params={"$select": "smig_sourceid"})
+        assert r.status_code == 200 and r.json()["smig_sourceid"] == "Café-7", spelling  # stored as written
+    r = client.patch("/contacts(smig_sourceid='CAFE-7')", json={"lastname": "Updated"})
+    assert r.status_code == 204 and r.headers["odata-entityid"].endswith(f"({rid})")  # an update, not a create
+    duplicate = client.post("/contacts", json={"lastname": "Other", "smig_sourceid": "cafe-7"})
+    assert error_of(duplicate, 412)["code"] == "0x80060892"
+    assert client.get("/contacts/$count").text == "1"
+
+
+def test_filter_string_equality_ignores_case(client: httpx.Client) -> None:
+    for last, key in (("Ng", "K-1"), ("NG", "K-2"), ("Nguyen", "K-3")):
+        create_contact(client, {"lastname": last, "smig_sourceid": key})
+    def found(filter_text: str) -> list[str]:
+        rows = client.get("/contacts", params={"$filter": filter_text, "$select": "smig_sourceid"}).json()["value"]
+        return sorted(r["smig_sourceid"] for r in rows)
+    assert found("lastname eq 'ng'") == ["K-1", "K-2"]
+    assert found("smig_sourceid eq 'k-3' or smig_sourceid eq 'K-1'") == ["K-1", "K-3"]
+    assert found("smig_sourceid eq 'k-2'") == ["K-2"]
+
+
+def test_a_key_index_written_case_sensitively_is_rebuilt_on_open(tmp_path: Path) -> None:
+    catalog = Catalog.load()
+    catalog.add_column("contact", "smig_SourceId", "String", max_length=100)
+    catalog.add_alternate_key("contact", "smig_sourceid_key", ["smig_sourceid"])
+    catalog.set_key_status("contact", "smig_sourceid_key", "Active")
+    store = RecordStore(tmp_path / "old.sqlite", catalog)
+    store.create("contact", {"lastname": "Ng", "smig_sourceid": "ABC"})
+    with store._lock:  # the file as an emulator before case-insensitive keys left it
+        store._conn.execute("""UPDATE key_index SET keyvalue='["ABC"]'""")
+        store._conn.execute("PRAGMA user_version = 0")
+    store.close()
+    reopened = RecordStore(tmp_path / "old.sqlite", catalog)
+    try:
+        assert reopened.find_by_key("contact", {"smig_sourceid": "abc"}).values["lastname"] == "Ng"
+    finally:
+        reopened.close()
