@@ -34,6 +34,7 @@ import yaml
 from senseimig_dagster_tests.support.constants import EMULATOR_URL
 
 ORG = "[Organization URI]"
+_ORG = re.compile(r"\[Organization URI\]", re.IGNORECASE)  # articles spell it "Uri" too
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _VERSION = re.compile(r"/api/data/v\d+\.\d+")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
@@ -127,7 +128,7 @@ class Aliases:
 
 
 def _local(text: str) -> str:
-    return _VERSION.sub("/api/data/v9.2", text.replace(ORG, EMULATOR_URL))
+    return _VERSION.sub("/api/data/v9.2", _ORG.sub(EMULATOR_URL, text))
 
 
 def replay(example: Example, app: Callable) -> Outcome:
@@ -164,40 +165,70 @@ def replay(example: Example, app: Callable) -> Outcome:
 
 
 def _compare(expected: Message, actual: httpx.Response, aliases: Aliases, problems: list[str]) -> None:
-    status = int(expected.start.split()[1])
-    if actual.status_code != status:
-        problems.append(f"status {actual.status_code}, documented {status}: {actual.text[:300]}")
+    _compare_message(expected, actual.status_code, {k.lower(): v for k, v in actual.headers.items()}, actual.text,
+                     aliases, problems)
+
+
+def _compare_message(expected: Message, status: int, headers: dict[str, str], text: str, aliases: Aliases,
+                     problems: list[str], where: str = "") -> None:
+    documented = status_of(expected.start)
+    if status != documented:
+        problems.append(f"{where}status {status}, documented {documented}: {text[:300]}")
         return
     for name in _HEADERS:
         if name not in expected.headers:
             continue
-        want, got = expected.headers[name], actual.headers.get(name)
+        want, got = expected.headers[name], headers.get(name)
         if got is None:
-            problems.append(f"header {name} missing")
+            problems.append(f"{where}header {name} missing")
         elif name in ("odata-entityid", "location"):
             if not _same_url(_local(want), got, aliases):
-                problems.append(f"header {name}: {got!r}, documented {want!r}")
+                problems.append(f"{where}header {name}: {got!r}, documented {want!r}")
         elif name == "preference-applied" and want.lower() != got.lower():
-            problems.append(f"header {name}: {got!r}, documented {want!r}")
+            problems.append(f"{where}header {name}: {got!r}, documented {want!r}")
         elif name == "etag" and not re.fullmatch(r'W/"\d+"', got):
-            problems.append(f"header etag: {got!r} is not a weak ETag")
+            problems.append(f"{where}header etag: {got!r} is not a weak ETag")
         elif name == "content-type" and _media(want) != _media(got):
-            problems.append(f"header content-type: {got!r}, documented {want!r}")
-    if expected.body.startswith(("{", "[")):
+            problems.append(f"{where}header content-type: {got!r}, documented {want!r}")
+    if "multipart/mixed" in expected.headers.get("content-type", "") or expected.body.startswith("--batchresponse"):
+        documented_parts, actual_parts = inner_messages(expected.body), inner_messages(text)
+        if len(documented_parts) != len(actual_parts):
+            problems.append(f"{where}{len(actual_parts)} responses in the batch, documented {len(documented_parts)}")
+            return
+        for i, (d, a) in enumerate(zip(documented_parts, actual_parts, strict=True)):
+            _compare_message(d, status_of(a.start), a.headers, a.body, aliases, problems, f"part {i + 1}: ")
+    elif expected.body.startswith(("{", "[")):
         try:
-            documented = json.loads(expected.body)
+            documented_body = json.loads(expected.body)
         except ValueError as e:
             problems.append(f"corpus: the documented body is not JSON ({e})")
             return
         try:
-            body = actual.json()
+            body = json.loads(text)
         except ValueError:
-            problems.append(f"body is not JSON: {actual.text[:200]!r}")
+            problems.append(f"{where}body is not JSON: {text[:200]!r}")
             return
-        problems.extend(shape_problems(documented, body, aliases))
-    elif expected.body and "multipart" not in expected.headers.get("content-type", "") and \
-            not expected.body.startswith("--") and actual.text.strip() != expected.body.strip():
-        problems.append(f"body {actual.text[:200]!r}, documented {expected.body[:200]!r}")
+        problems.extend(where + p for p in shape_problems(documented_body, body, aliases))
+    elif expected.body and text.strip() != expected.body.strip():
+        problems.append(f"{where}body {text[:200]!r}, documented {expected.body[:200]!r}")
+
+
+_REASON_ONLY = {"OK": 200, "Created": 201, "NoContent": 204}  # some articles print "HTTP/1.1 NoContent"
+
+
+def status_of(status_line: str) -> int:
+    token = status_line.split()[1]
+    return int(token) if token.isdigit() else _REASON_ONLY[token]
+
+
+def inner_messages(text: str) -> list[Message]:
+    """The HTTP responses inside a ``$batch`` response body, in order, change sets flattened."""
+    out = []
+    for part in re.split(r"^--\S+\s*$", text.replace("\r\n", "\n"), flags=re.MULTILINE):
+        at = part.find("HTTP/1.1 ")
+        if at >= 0:
+            out.append(parse_message(part[at:]))
+    return out
 
 
 def _media(content_type: str) -> tuple[str, str]:
@@ -227,7 +258,7 @@ def _deterministic(value: Any) -> bool:
     # An empty string is not compared either: older articles print error bodies with "code": "" where Dataverse
     # sends the hex code its error reference lists (web-service-error-codes).
     return not (isinstance(value, str) and (value == "" or GUID.search(value) or _TIMESTAMP.match(value)
-                                            or value.startswith("W/") or "://" in value or ORG in value))
+                                            or value.startswith("W/") or "://" in value or _ORG.search(value)))
 
 
 def shape_problems(documented: Any, actual: Any, aliases: Aliases, path: str = "$") -> Iterator[str]:

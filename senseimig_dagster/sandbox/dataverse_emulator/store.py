@@ -372,6 +372,7 @@ class RecordStore:
         """What the platform adds to a validated write: state/status pairs and closed activities (validation.py),
         the default owner on create, the note size limit (files.py)."""
         changes = apply_state_rules(meta, changes, existing)
+        changes = _full_name(meta, changes, existing)
         check_location_urls(meta, changes, existing)
         owner = meta.columns.get("ownerid")
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
@@ -469,6 +470,16 @@ class RecordStore:
                     f"Entity Key {key.schema_name} violated. A record with the same value for "
                     f"{', '.join(key.attributes)} already exists.",
                 ) from None
+
+
+def _full_name(meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+    """``fullname``, which Dataverse composes from the name parts (read-only to clients) in the organization's
+    full-name format; "First Last", the format Microsoft's examples show (``"fullname": "Yvonne McKay (sample)"``)."""
+    if "fullname" not in meta.columns or not {"firstname", "lastname"} & changes.keys():
+        return changes
+    merged = {**(existing or {}), **changes}
+    parts = [merged.get("firstname"), merged.get("lastname")]
+    return {**changes, "fullname": " ".join(p for p in parts if p) or None}
 
 
 def fold(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from senseimig_dagster_tests.support import conformance, environments
@@ -13,6 +14,60 @@ from senseimig_dagster_tests.support import conformance, environments
 CORPUS = Path(__file__).parent / "conformance"
 RECORDED_PERCENT = 0.0  # raise it when the emulator gets better; never lower it
 MINIMUM_EXAMPLES = 1
+API = "/api/data/v9.2"
+
+
+def _label(text: str) -> dict:
+    return {"LocalizedLabels": [{"Label": text, "LanguageCode": 1033}]}
+
+
+def _solution(client: httpx.Client, prefix: str, unique: str | None = None) -> dict[str, str]:
+    """A publisher with ``prefix`` and its solution (``unique``, default ``<prefix>solution``), as the articles'
+    environments have them; the header that names the solution."""
+    unique = unique or f"{prefix}solution"
+    r = client.post(f"{API}/publishers", json={"uniquename": f"{prefix}publisher", "friendlyname": prefix,
+                                                "customizationprefix": prefix, "customizationoptionvalueprefix": 72700})
+    assert r.status_code == 204, r.text
+    publisher = r.headers["odata-entityid"].rsplit("(", 1)[1].rstrip(")")
+    r = client.post(f"{API}/solutions", json={"uniquename": unique, "friendlyname": unique, "version": "1.0.0.0",
+                                               "publisherid@odata.bind": f"/publishers({publisher})"})
+    assert r.status_code == 204, r.text
+    return {"MSCRM.SolutionUniqueName": unique}
+
+
+def _table(client: httpx.Client, headers: dict[str, str], schema: str, primary: str) -> None:
+    r = client.post(f"{API}/EntityDefinitions", headers=headers, json={
+        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata", "SchemaName": schema,
+        "DisplayName": _label(schema), "DisplayCollectionName": _label(schema), "OwnershipType": "UserOwned",
+        "HasActivities": False, "HasNotes": False, "IsActivity": False,
+        "Attributes": [{"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "AttributeType": "String",
+                        "SchemaName": primary, "IsPrimaryName": True, "MaxLength": 100,
+                        "DisplayName": _label("Name"), "RequiredLevel": {"Value": "None"}}]})
+    assert r.status_code == 204, r.text
+
+
+@conformance.setup("sample_example table")
+def _sample_example(client: httpx.Client) -> None:
+    """The custom table of the bulk-operation articles: sample_example, primary name sample_name."""
+    _table(client, _solution(client, "sample"), "sample_Example", "sample_Name")
+
+
+# The column-definition article adds new_ columns and sample_ columns to sample_bankaccount, each through
+# "examplesolution": two environments, whose examplesolution publishers had different prefixes.
+@conformance.setup("sample_bankaccount, examplesolution prefix new")
+def _bank_new(client: httpx.Client) -> None:
+    _table(client, _solution(client, "sample"), "sample_BankAccount", "sample_Name")
+    _solution(client, "new", "examplesolution")
+
+
+@conformance.setup("sample_bankaccount, examplesolution prefix sample")
+def _bank_sample(client: httpx.Client) -> None:
+    _table(client, _solution(client, "sample", "examplesolution"), "sample_BankAccount", "sample_Name")
+
+
+@conformance.setup("new_bankaccount, examplesolution prefix new")
+def _bank_account_new(client: httpx.Client) -> None:
+    _table(client, _solution(client, "new", "examplesolution"), "new_BankAccount", "new_Name")
 
 
 def test_documented_examples_replay_against_the_emulator(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
