@@ -27,6 +27,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     files,
     metadata_api,
     odata,
+    properties,
 )
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
@@ -110,6 +111,8 @@ class DataverseEmulator:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is None:
             routed = file_columns.route(self, environ)  # PATCH/GET/DELETE of a record's File column
+        if routed is None:
+            routed = properties.route(self, environ)  # one property of a record, a related record
         if routed is not None:
             return routed
         resource = odata.parse_resource(path[len(BASE_PATH):])
@@ -203,10 +206,14 @@ class DataverseEmulator:
             raise DataverseError(404, "0x80060891",  # code [community]; text unverified
                                  f"A record with the specified key values does not exist in {table.logical_name} entity")
         select = odata.parse_select(params.get("$select"))
+        expanded = properties.expand(self, environ, table, record, params.get("$expand"))
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        if if_none_match and if_none_match == record.etag:
-            return 304, [("ETag", record.etag)], b""
-        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], self._entity(environ, table, record, select)
+        if if_none_match and if_none_match == record.etag and not expanded:
+            # Documented: never 304 with $expand (related records may have changed). The 304 carries the
+            # Content-Type the article shows.
+            return 304, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], b""
+        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], \
+            self._entity(environ, table, record, select, expanded)
 
     def _upsert(self, environ: dict, table: Table, resource: odata.Resource, params: dict[str, str],
                 prefs: dict[str, str]) -> Response:
@@ -285,7 +292,9 @@ class DataverseEmulator:
     def _shape(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": record.etag}
         wanted = None if select is None else {self._column(table, c) for c in select} | {table.primary_id}
-        for name, value in record.values.items():
+        # A selected column without a value reads as null (Microsoft's examples: "description": null).
+        values = record.values if wanted is None else {**dict.fromkeys(wanted), **record.values}
+        for name, value in values.items():
             if wanted is not None and name not in wanted:
                 continue
             column = table.columns.get(name)
@@ -293,9 +302,10 @@ class DataverseEmulator:
             out[f"_{name}_value" if is_lookup else name] = value  # lookups read as _x_value [memory]
         return out
 
-    def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> bytes:
+    def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None,
+                expanded: dict[str, Any] | None = None) -> bytes:
         body = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}/$entity",
-                **self._shape(environ, table, record, select)}
+                **self._shape(environ, table, record, select), **(expanded or {})}
         return json.dumps(body).encode()
 
     @staticmethod

@@ -128,6 +128,11 @@ def parse_expand_item(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), nested
 
 
+def split_expand(text: str | None) -> list[str]:
+    """``a($select=x,y),b/$ref`` -> ["a($select=x,y)", "b/$ref"]: the items of ``$expand``."""
+    return [] if not text else [p.strip() for p in _split_outside_parens(text, ",")]
+
+
 def _split_outside_parens(text: str, separator: str) -> list[str]:
     parts, depth, current = [], 0, []
     for ch in text:
