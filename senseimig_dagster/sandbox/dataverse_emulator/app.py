@@ -292,6 +292,9 @@ class DataverseEmulator:
     def _shape(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": record.etag}
         wanted = None if select is None else {self._column(table, c) for c in select} | {table.primary_id}
+        if wanted is not None and "transactioncurrencyid" in table.columns and \
+                any(table.columns[c].type == "Money" for c in wanted if c in table.columns):
+            wanted.add("transactioncurrencyid")  # documented: a money value comes with its currency
         # A selected column without a value reads as null (Microsoft's examples: "description": null).
         values = record.values if wanted is None else {**dict.fromkeys(wanted), **record.values}
         for name, value in values.items():

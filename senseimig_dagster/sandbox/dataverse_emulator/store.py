@@ -103,6 +103,7 @@ class RecordStore:
                                      f"PRAGMA user_version = {_INDEX_VERSION};")
         # The systemuser owning records created without an owner (the caller's application user; seed.py sets it).
         self.default_owner: str | None = None
+        self.base_currency: str | None = None  # the organization's transactioncurrency (seed.py sets it)
 
     def close(self) -> None:
         with self._lock:
@@ -373,12 +374,23 @@ class RecordStore:
         the default owner on create, the note size limit (files.py)."""
         changes = apply_state_rules(meta, changes, existing)
         changes = _full_name(meta, changes, existing)
+        changes = self._currency(meta, changes, existing)
         check_location_urls(meta, changes, existing)
         owner = meta.columns.get("ownerid")
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
                 and changes.get("ownerid") is None:
             changes = {**changes, "ownerid": self.default_owner}
         return files.check_document_size(self, meta, changes)
+
+    def _currency(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+        """A record given a money value without a currency gets the organization's base currency, as Dataverse
+        sets ``transactioncurrencyid`` (Microsoft's examples return ``_transactioncurrencyid_value`` with it)."""
+        if self.base_currency is None or "transactioncurrencyid" not in meta.columns or \
+                (existing or {}).get("transactioncurrencyid") or changes.get("transactioncurrencyid"):
+            return changes
+        if not any(meta.columns[c].type == "Money" for c in changes if c in meta.columns):
+            return changes
+        return {**changes, "transactioncurrencyid": self.base_currency}
 
     def put_system_record(self, table: str, values: dict[str, Any]) -> StoredRecord:
         """Insert, unvalidated, a record the platform ships (organization, business unit, users, teams: seed.py);
