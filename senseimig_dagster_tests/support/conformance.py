@@ -87,6 +87,8 @@ class Outcome:
 def parse_message(text: str) -> Message:
     lines = text.strip("\n").replace("\r\n", "\n").split("\n")
     start, headers, i = lines[0].strip(), {}, 1
+    while i < len(lines) and lines[i].startswith("&"):  # articles break long URLs before each "&"
+        start, i = start + lines[i].strip(), i + 1
     while i < len(lines) and lines[i].strip():
         name, _, value = lines[i].partition(":")
         headers[name.strip().lower()] = value.strip()

@@ -278,9 +278,14 @@ class DataverseEmulator:
             return self.store.retrieve(table.logical_name, resource.id)
         return self.store.find_by_key(table.logical_name, dict(resource.key or ()))
 
-    @staticmethod
-    def _column(table: Table, name: str) -> str:
-        """A column in a query option: logical name, or ``_<lookup>_value`` for a lookup's GUID."""
+    def _column(self, table: Table, name: str) -> str:
+        """A column in a query option: logical name, ``_<lookup>_value`` for a lookup's GUID, or (in ``$filter``)
+        ``<navigation property>/<its target's primary key>``, the same GUID."""
+        nav, slash, key = name.partition("/")
+        lookup = table.lookups.get(nav) if slash else None
+        if lookup is not None and any(key == self.catalog.definition(t).primary_id for t in lookup.targets
+                                      if t in self.catalog.tables):
+            return lookup.attribute
         if name.startswith("_") and name.endswith("_value") and name[1:-6] in table.columns:
             return name[1:-6]
         if name in table.columns and table.columns[name].type not in ("Lookup", "Customer", "Owner"):

@@ -24,7 +24,10 @@ KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 
 _RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
 _PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^']|'')*)'|([^,']*))\s*(?:,|$)", re.S)
-_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$", re.S)
+_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$",
+                   re.S)
+_FUNCTION = re.compile(r"^\s*(contains|startswith|endswith)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$",
+                       re.S)
 
 
 def bad_request(message: str) -> DataverseError:
@@ -153,6 +156,18 @@ def parse_select(text: str | None) -> list[str] | None:
 
 
 @dataclass(frozen=True)
+class Like:
+    """``contains``/``startswith``/``endswith`` on a string column: a SQL LIKE pattern (a filter value)."""
+
+    pattern: str
+
+
+def _like(function: str, text: str) -> Like:
+    escaped = text.replace("''", "'").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Like({"contains": f"%{escaped}%", "startswith": f"{escaped}%", "endswith": f"%{escaped}"}[function])
+
+
+@dataclass(frozen=True)
 class AnyOf:
     """The values of ``c eq a or c eq b ...`` on one column (a filter value)."""
 
@@ -180,6 +195,9 @@ def _split_outside_quotes(text: str, word: str) -> list[str]:
 
 
 def _condition(part: str) -> tuple[str, Any]:
+    function = _FUNCTION.match(part)
+    if function is not None:  # the standard string functions (Microsoft's "Query data": contains, ...)
+        return function[2], _like(function[1], function[3])
     m = _COND.match(part)
     if m is None:
         raise bad_request("The emulator supports only 'column eq literal' joined by 'and', and 'or' between "
@@ -188,8 +206,10 @@ def _condition(part: str) -> tuple[str, Any]:
 
 
 def parse_filter(text: str | None) -> list[tuple[str, Any]]:
-    """``a eq 'x' and (b eq 3 or b eq 4)`` -> [("a", "x"), ("b", AnyOf((3, 4)))]. Only ``eq``, joined by ``and``,
-    with ``or`` between equalities on one column (how clients fetch records by a list of keys)."""
+    """``a eq 'x' and (b eq 3 or b eq 4)`` -> [("a", "x"), ("b", AnyOf((3, 4)))]. Only ``eq`` (on a column, or on
+    ``<lookup navigation property>/<its target's primary key>``) and ``contains``/``startswith``/``endswith``
+    (:class:`Like`), joined by ``and``, with ``or`` between equalities on one column (how clients fetch records by
+    a list of keys)."""
     if not text:
         return []
     conditions: list[tuple[str, Any]] = []
@@ -200,7 +220,7 @@ def parse_filter(text: str | None) -> list[tuple[str, Any]]:
         if len(alternatives) == 1:
             conditions.append(alternatives[0])
             continue
-        if len({c for c, _ in alternatives}) != 1:
+        if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, Like) for _, v in alternatives):
             raise bad_request(f"The emulator supports 'or' only between equalities on one column: '{part}'.")
         conditions.append((alternatives[0][0], AnyOf(tuple(v for _, v in alternatives))))
     return conditions

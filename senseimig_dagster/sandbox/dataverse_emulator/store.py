@@ -26,7 +26,7 @@ from typing import Any
 from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, errors, files
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
-from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
+from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Like
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
@@ -219,6 +219,10 @@ class RecordStore:
             if isinstance(value, AnyOf):  # c eq a or c eq b ...
                 clauses.append(f"fold(json_extract(data, ?)) IN ({', '.join('?' * len(value.values))})")
                 params += [f'$."{column}"', *(fold(v) for v in value.values)]
+                continue
+            if isinstance(value, Like):  # case- and accent-insensitive, like equality
+                clauses.append("fold(json_extract(data, ?)) LIKE fold(?) ESCAPE '\\'")
+                params += [f'$."{column}"', value.pattern]
                 continue
             if isinstance(value, str):
                 clauses.append("fold(json_extract(data, ?)) = ?")

@@ -276,3 +276,21 @@ def test_a_key_index_written_case_sensitively_is_rebuilt_on_open(tmp_path: Path)
         assert reopened.find_by_key("contact", {"smig_sourceid": "abc"}).values["lastname"] == "Ng"
     finally:
         reopened.close()
+
+
+def test_string_functions_and_lookup_paths_in_filter(client: httpx.Client) -> None:
+    for last, key in (("Anderson (sample)", "K-1"), ("50%_off", "K-2"), ("Campbell", "K-3")):
+        create_contact(client, {"lastname": last, "smig_sourceid": key})
+    def found(filter_text: str) -> list[str]:
+        r = client.get("/contacts", params={"$filter": filter_text, "$select": "smig_sourceid"})
+        assert r.status_code == 200, r.text
+        return sorted(row["smig_sourceid"] for row in r.json()["value"])
+    assert found("contains(lastname,'SAMPLE')") == ["K-1"]  # case-insensitive, like eq
+    assert found("startswith(lastname,'camp') and smig_sourceid eq 'K-3'") == ["K-3"]
+    assert found("endswith(lastname,'_off')") == ["K-2"]
+    assert found("contains(lastname,'%')") == ["K-2"]  # a wildcard in the text is a literal
+    account = client.post("/accounts", json={"name": "A"}).headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    create_contact(client, {"lastname": "Child", "smig_sourceid": "K-4",
+                            "parentcustomerid_account@odata.bind": f"/accounts({account})"})
+    assert found(f"parentcustomerid_account/accountid eq {account}") == ["K-4"]
+    error_of(client.get("/contacts", params={"$filter": "contains(lastname,'a') or lastname eq 'b'"}), 400)
