@@ -150,7 +150,7 @@ def test_maxpagesize_is_capped_and_skip_is_rejected(client: httpx.Client) -> Non
     assert r.headers["preference-applied"] == "odata.maxpagesize=5000"
     error_of(client.get("/contacts", params={"$skip": "5"}), 400)
     error_of(client.get("/contacts", params={"$skiptoken": "forged"}), 400)
-    error_of(client.get("/contacts", params={"$filter": "contains(lastname,'x')"}), 400)
+    error_of(client.get("/contacts", params={"$filter": "substringof('x',lastname)"}), 400)  # not OData 4.0
     error_of(client.get("/contacts", params={"$select": "nosuchcolumn"}), 400)
 
 
