@@ -311,6 +311,8 @@ class _Call:
             attrs["datetime_behavior"] = (body.get("DateTimeBehavior") or {}).get("Value") or "UserLocal"
         elif kind in ("Integer", "Decimal", "Money", "Double"):
             attrs["min"], attrs["max"] = body.get("MinValue"), body.get("MaxValue")
+            if kind in ("Decimal", "Double") and isinstance(body.get("Precision"), int):
+                attrs["precision"] = body["Precision"]
         elif kind == "Picklist":
             attrs["options"], attrs["option_labels"] = options(body, option_prefix)
         elif kind == "File":

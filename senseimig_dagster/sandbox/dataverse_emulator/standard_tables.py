@@ -46,6 +46,7 @@ def _column(table: str, name: str, raw: dict[str, Any]) -> Column:
         datetime_behavior=raw.get("datetime_behavior"),
         min=raw.get("min"),
         max=raw.get("max"),
+        precision=raw.get("precision"),
     )
 
 

@@ -294,3 +294,13 @@ def test_string_functions_and_lookup_paths_in_filter(client: httpx.Client) -> No
                             "parentcustomerid_account@odata.bind": f"/accounts({account})"})
     assert found(f"parentcustomerid_account/accountid eq {account}") == ["K-4"]
     error_of(client.get("/contacts", params={"$filter": "contains(lastname,'a') or lastname eq 'b'"}), 400)
+
+
+def test_doubles_are_stored_with_the_columns_precision_and_money_with_its_currency(client: httpx.Client) -> None:
+    r = client.post("/accounts", params={"$select": "address1_latitude,revenue"},
+                    json={"name": "A", "address1_latitude": 47.639583, "revenue": 5000000},
+                    headers={"Prefer": "return=representation"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["address1_latitude"] == 47.63958  # Precision 5
+    assert "_transactioncurrencyid_value" in body  # a money value comes with its currency (none seeded here)

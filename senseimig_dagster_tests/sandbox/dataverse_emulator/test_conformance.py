@@ -65,6 +65,11 @@ def _bank_sample(client: httpx.Client) -> None:
     _table(client, _solution(client, "sample", "examplesolution"), "sample_BankAccount", "sample_Name")
 
 
+@conformance.setup("examplesolution prefix new")
+def _example_solution_new(client: httpx.Client) -> None:
+    _solution(client, "new", "examplesolution")
+
+
 @conformance.setup("new_bankaccount, examplesolution prefix new")
 def _bank_account_new(client: httpx.Client) -> None:
     _table(client, _solution(client, "new", "examplesolution"), "new_BankAccount", "new_Name")
