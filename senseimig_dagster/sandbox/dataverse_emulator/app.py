@@ -194,7 +194,8 @@ class DataverseEmulator:
         record = self.store.create(table.logical_name, odata.read_json(environ))
         if prefs.get("return") == "representation":
             # Documented: 201 + body + Preference-Applied, and no OData-EntityId.
-            body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
+            expanded = properties.expand(self, environ, table, record, params.get("$expand"))
+            body = self._entity(environ, table, record, odata.parse_select(params.get("$select")), expanded)
             return 201, [("Content-Type", JSON_TYPE), ("Preference-Applied", "return=representation")], body
         return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
 
@@ -235,6 +236,8 @@ class DataverseEmulator:
         if "$skip" in params:
             # Documented: $skip is not supported; page with nextLink. Code/text unverified.
             raise odata.bad_request("The query parameter $skip is not supported.")
+        if "$expand" in params:  # the emulator's limit, not Dataverse's: refused rather than ignored
+            raise odata.bad_request("The emulator expands lookups on a single-record retrieve only, not on queries.")
         filter_text, order_text = params.get("$filter", ""), params.get("$orderby", "")
         filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
         orderby = [(self._column(table, c), d) for c, d in odata.parse_orderby(order_text)]
