@@ -238,7 +238,8 @@ class DataverseEmulator:
             raise odata.bad_request("The query parameter $skip is not supported.")
         if "$expand" in params:  # the emulator's limit, not Dataverse's: refused rather than ignored
             raise odata.bad_request("The emulator expands lookups on a single-record retrieve only, not on queries.")
-        filter_text, order_text = params.get("$filter", ""), params.get("$orderby", "")
+        filter_text = odata.resolve_aliases(params.get("$filter"), params)
+        order_text = odata.resolve_aliases(params.get("$orderby"), params)
         filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
         orderby = [(self._column(table, c), d) for c, d in odata.parse_orderby(order_text)]
         select = odata.parse_select(params.get("$select"))
@@ -253,7 +254,7 @@ class DataverseEmulator:
         limit = max_page or (odata.MAX_PAGE_SIZE if top is None else min(int(top), odata.MAX_PAGE_SIZE))
         offset = 0
         if "$skiptoken" in params:
-            offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text)
+            offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text, limit)
         rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
         body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
         if params.get("$count") == "true":
@@ -271,7 +272,8 @@ class DataverseEmulator:
         return 200, headers, json.dumps(body).encode()
 
     def _count(self, table: Table, params: dict[str, str]) -> Response:
-        filters = [(self._column(table, c), v) for c, v in odata.parse_filter(params.get("$filter"))]
+        filters = [(self._column(table, c), v)
+                   for c, v in odata.parse_filter(odata.resolve_aliases(params.get("$filter"), params))]
         n = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)  # capped like $count=true
         return 200, [("Content-Type", "text/plain")], str(n).encode()
 

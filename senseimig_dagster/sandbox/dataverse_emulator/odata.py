@@ -149,6 +149,17 @@ def _split_outside_parens(text: str, separator: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+_ALIAS = re.compile(r"'(?:[^']|'')*'|@[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_aliases(text: str | None, params: dict[str, str]) -> str:
+    """``$filter=name eq @p1&@p1='x'`` -> ``name eq 'x'``: parameter aliases (Microsoft's "Use parameter aliases
+    with system query options"; an alias without a value is null), replaced outside string literals."""
+    if not text:
+        return text or ""
+    return _ALIAS.sub(lambda m: m[0] if m[0].startswith("'") else params.get(m[0], "null"), text)
+
+
 def parse_select(text: str | None) -> list[str] | None:
     if not text:
         return None
@@ -269,8 +280,17 @@ def encode_skiptoken(entity_set: str, filter_text: str, orderby_text: str, offse
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str) -> int:
-    """The offset a token stands for; a token from another query or a forged one is 400."""
+_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)"[^>]*/>$', re.S)
+
+
+def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str, page_size: int = MAX_PAGE_SIZE
+                     ) -> int:
+    """The offset a token stands for; a token from another query or a forged one is 400. Dataverse's own form, the
+    XML paging cookie of Microsoft's examples (``<cookie pagenumber="2" pagingcookie="..." />``), is read by its
+    page number: page N starts after N-1 pages of ``page_size`` (the same rows, as the order is stable)."""
+    cookie = _PAGING_COOKIE.match(token.strip())
+    if cookie is not None and int(cookie[1]) >= 1:
+        return (int(cookie[1]) - 1) * page_size
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         offset = int(data["o"])
