@@ -273,17 +273,17 @@ class _Call:
 
     def _shape_attribute(self, table: Table, row: dict[str, Any], cast: str | None) -> dict[str, Any]:
         shaped = selected(row, self.params, attribute_props(cast), cast or "AttributeMetadata")
-        expand = self.params.get("$expand")
-        if expand:
-            name, nested = odata.parse_expand_item(expand)
-            if name != "OptionSet" or cast not in ("PicklistAttributeMetadata", "StateAttributeMetadata",
-                                                   "StatusAttributeMetadata"):
-                # OptionSet is a navigation property of the enum attribute types only.
+        for item in odata.split_expand(self.params.get("$expand")):
+            name, nested = odata.parse_expand_item(item)
+            if name not in ("OptionSet", "GlobalOptionSet") or cast not in (
+                    "PicklistAttributeMetadata", "StateAttributeMetadata", "StatusAttributeMetadata"):
+                # OptionSet/GlobalOptionSet are navigation properties of the enum attribute types only.
                 raise odata.bad_request(f"Could not find a property named '{name}' on type "
                                         f"'{NS}{cast or 'AttributeMetadata'}'.")
             # Nested options as OData 4.0 writes them: OptionSet($select=Options) (what Microsoft's SDK sends).
-            shaped["OptionSet"] = selected(option_set(table, table.columns[row["LogicalName"]]), nested,
-                                           OPTION_SET_PROPS, "OptionSetMetadata")
+            # Documented: either property gives the options, local or global (the emulator's are all local).
+            shaped[name] = selected(option_set(table, table.columns[row["LogicalName"]]), nested,
+                                    OPTION_SET_PROPS, "OptionSetMetadata")
         return shaped
 
     def _create_attribute(self, table: Table) -> Response:

@@ -250,7 +250,7 @@ def test_choice_columns_of_a_table_with_nested_expand_select(client: httpx.Clien
     assert r.status_code == 200, r.text
     [row] = r.json()["value"]
     assert row["LogicalName"] == "smig_status" and set(row["OptionSet"]) == {"MetadataId", "Options"}
-    assert all(set(o) == {"Value", "Label"} for o in row["OptionSet"]["Options"])
+    assert all({"Value", "Label", "IsManaged", "Description"} <= set(o) for o in row["OptionSet"]["Options"])
     for bad in ("OptionSet($select=Nope)", "OptionSet($select=Options", "OptionSet(Options)"):
         assert error_of(client.get(f"{url}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
                                    params={"$expand": bad}), 400)
