@@ -41,7 +41,7 @@ _VERSION = re.compile(r"/api/data/v\d+\.\d+")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 _HEADERS = ("odata-entityid", "location", "preference-applied", "etag", "content-type")
 
-Setup = Callable[[httpx.Client], None]
+Setup = Callable[[httpx.Client, Any], None]  # (client, the emulator app)
 SETUPS: dict[str, Setup] = {}
 
 
@@ -140,7 +140,7 @@ def replay(example: Example, app: Callable) -> Outcome:
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=EMULATOR_URL) as client:
         try:
             for name in example.setups:
-                SETUPS[name](client)
+                SETUPS[name](client, app)
             for record in example.given:
                 if "version" in record:  # the record's documented ETag, W/"<version>": the next write gets it
                     with app.store._lock:
