@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from senseimig_dagster.sandbox.dataverse_emulator import (
     activity_parties,
+    annotations,
     batch,
     bulk,
     bulk_delete,
@@ -209,11 +210,11 @@ class DataverseEmulator:
         select = odata.parse_select(params.get("$select"))
         expanded = properties.expand(self, environ, table, record, params.get("$expand"))
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        if if_none_match and if_none_match == record.etag and not expanded:
-            # Documented: never 304 with $expand (related records may have changed). The 304 carries the
-            # Content-Type the article shows.
+        if if_none_match and if_none_match == record.etag and not expanded and not annotations.requested(environ):
+            # Documented: never 304 with $expand or annotations (related records may have changed). The 304
+            # carries the Content-Type the article shows.
             return 304, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], b""
-        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], \
+        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag), *annotations.applied_header(environ)], \
             self._entity(environ, table, record, select, expanded)
 
     def _upsert(self, environ: dict, table: Table, resource: odata.Resource, params: dict[str, str],
@@ -269,6 +270,7 @@ class DataverseEmulator:
         headers = [("Content-Type", JSON_TYPE)]
         if max_page is not None:
             headers.append(("Preference-Applied", f"odata.maxpagesize={max_page}"))
+        headers += annotations.applied_header(environ)
         return 200, headers, json.dumps(body).encode()
 
     def _count(self, table: Table, params: dict[str, str]) -> Response:
@@ -313,7 +315,7 @@ class DataverseEmulator:
             column = table.columns.get(name)
             is_lookup = column is not None and column.type in ("Lookup", "Customer", "Owner")
             out[f"_{name}_value" if is_lookup else name] = value  # lookups read as _x_value [memory]
-        return out
+        return annotations.annotate(self, environ, table, out)
 
     def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None,
                 expanded: dict[str, Any] | None = None) -> bytes:

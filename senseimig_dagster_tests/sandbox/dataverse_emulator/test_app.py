@@ -319,3 +319,25 @@ def test_parameter_aliases_and_dataverse_paging_cookies(client: httpx.Client) ->
                                         "$skiptoken": cookie}, headers={"Prefer": "odata.maxpagesize=3"})
     second_page = [row["smig_sourceid"] for row in r.json()["value"]]
     assert second_page == sorted({"P-0", "P-1", "P-2", "P-3"} - first_page) and "@odata.nextLink" not in r.json()
+
+
+def test_formatted_values_and_lookup_annotations_when_asked(client: httpx.Client) -> None:
+    parent = client.post("/accounts", json={"name": "Parent Co"}).headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    r = client.post("/accounts", json={"name": "Child", "numberofemployees": 9500, "donotpostalmail": False,
+                                       "accountratingcode": 1, "parentaccountid@odata.bind": f"/accounts({parent})"})
+    child = r.headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    url = f"/accounts({child})?$select=numberofemployees,donotpostalmail,accountratingcode,_parentaccountid_value"
+    plain = client.get(url)
+    assert not any("@" in k for k in plain.json() if not k.startswith("@odata")) and \
+        "preference-applied" not in plain.headers
+    r = client.get(url, headers={"Prefer": 'odata.include-annotations="*"'})
+    body = r.json()
+    assert r.headers["preference-applied"] == 'odata.include-annotations="*"'
+    assert body["numberofemployees@OData.Community.Display.V1.FormattedValue"] == "9,500"
+    assert body["donotpostalmail@OData.Community.Display.V1.FormattedValue"] == "Allow"
+    assert body["accountratingcode@OData.Community.Display.V1.FormattedValue"] == "Default Value"
+    assert body["_parentaccountid_value@OData.Community.Display.V1.FormattedValue"] == "Parent Co"
+    assert body["_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "account"
+    assert body["_parentaccountid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"] == "parentaccountid"
+    only = client.get(url, headers={"Prefer": 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"'})
+    assert not any(k.endswith("lookuplogicalname") for k in only.json())
