@@ -9,6 +9,8 @@ Set-up, and why:
 * The emulator runs in its own process (its GIL away from the clients), restarted on a fresh SQLite file for every
   run so each starts with empty sliding windows. Each client run is a child process too. Everything speaks HTTPS
   with a local CA: msal (our token provider) and Microsoft's SDK both refuse plain ``http://``.
+* Microsoft's SDK runs as its users run it: an ``azure-identity`` ``ClientSecretCredential`` against the Entra
+  stand-in, nothing of the SDK touched; its own metadata reads (entity set name, choice columns) are in its time.
 * Application users: the Entra stand-in is given one app registration per user (configuration; ``entra.py`` is
   untouched). Service protection counts per user and simulated web server (``SERVERS`` = 4, no affinity cookie).
 * Cost model: ``CostModel()``'s defaults, 50 ms per request + 10 ms per record. They match the outputs printed in
@@ -45,8 +47,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from azure.core.credentials import AccessToken
-
     from senseimig_dagster.dataverse import DataverseClient, EntraTokenProvider
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,41 +264,24 @@ def run_ours(info: dict[str, str], records: int, users: int, max_parallel: int) 
             "failed": len(result.failed)}
 
 
-class StandInCredential:
-    """An azure-core ``TokenCredential`` for Microsoft's SDK, with tokens from the Entra stand-in (through msal,
-    as our client gets them)."""
-
-    def __init__(self, provider: EntraTokenProvider) -> None:
-        self._provider = provider
-
-    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
-                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
-        from azure.core.credentials import AccessToken
-
-        if scopes != (self._provider.scope,):
-            raise ValueError("unexpected token scope")
-        # msal re-issues before expiry; an hour is inside the stand-in's 60-90 minute lifetime.
-        return AccessToken(self._provider.token(), int(time.time()) + 3600)
-
-
 def run_ms_sdk(info: dict[str, str], records: int) -> dict[str, Any]:
     """Microsoft's PowerPlatform-Dataverse-Client as its README documents bulk create (``records.create(table,
     list)`` → one CreateMultiple), fed chunks of ``CHUNK`` like ours, one at a time (the client is synchronous).
     It raises on 429 without retrying (HttpError carries ``retry_after``), so the loop waits that long and resends
     the chunk, as a user of the SDK must."""
+    from azure.identity import ClientSecretCredential
     from PowerPlatform.Dataverse.client import DataverseClient as MicrosoftClient
     from PowerPlatform.Dataverse.core.errors import HttpError
 
-    os.environ["REQUESTS_CA_BUNDLE"] = info["ca"]  # the SDK uses requests, which trusts this bundle
+    os.environ["REQUESTS_CA_BUNDLE"] = info["ca"]  # the SDK and azure-identity use requests, which trust this bundle
     rows = patient_contacts(records)
     throttled = requests = 0
-    with MicrosoftClient(info["url"], StandInCredential(_provider(info, bench_user(0)))) as client:
-        # The emulator has no EntityDefinitions endpoint yet; fill the SDK's two metadata caches (entity set name,
-        # no picklists among these columns) so it skips those one-off GETs. Nothing per record changes.
-        odata = client._get_odata()
-        odata._logical_to_entityset_cache[TABLE] = ENTITY_SET
-        odata._picklist_label_cache[TABLE] = {"ts": time.time(), "picklists": {}}
-        started = time.perf_counter()
+    # As the SDK's users authenticate: a client secret against the tenant's authority (the stand-in; instance
+    # discovery off, as for any authority login.microsoftonline.com doesn't know).
+    credential = ClientSecretCredential(info["tenant"], bench_user(0), bench_user_secret(bench_user(0)),
+                                        authority=info["authority"], disable_instance_discovery=True)
+    with MicrosoftClient(info["url"], credential) as client:
+        started = time.perf_counter()  # the SDK's own metadata reads (entity set, choice columns) count
         for start in range(0, records, CHUNK):
             chunk = rows[start:start + CHUNK]
             while True:

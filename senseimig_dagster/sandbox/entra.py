@@ -56,15 +56,26 @@ StartResponse = Callable[..., object]
 
 class TokenInfo(NamedTuple):
     """What a valid access token stands for. ``scope`` is as requested (``https://org.crm.dynamics.com//.default``
-    keeps its double slash); :attr:`resource` is the normalised audience."""
+    keeps its double slash); :attr:`resource` is the normalised audience (the token's ``aud`` claim), ``tenant``
+    the issuing tenant (its ``tid``; ``iss`` is :attr:`issuer`)."""
 
     client_id: str
     scope: str
     expires_at: float
+    tenant: str = ""
 
     @property
     def resource(self) -> str:
         return resource_of(self.scope)
+
+    @property
+    def issuer(self) -> str:
+        return issuer_of(self.tenant)
+
+
+def issuer_of(tenant: str) -> str:
+    """The ``iss`` of a v1.0 app-only access token (what Dataverse and Graph receive for ``/.default`` scopes)."""
+    return f"https://sts.windows.net/{tenant}/"
 
 
 def resource_of(scope: str) -> str:
@@ -285,13 +296,14 @@ class EntraStandIn:
         now = self.clock()
         with self._lock:
             expires_in = self._random.randint(*self.lifetime)
-        claims = {"aud": resource, "iss": f"https://sts.windows.net/{self.tenant}/", "iat": int(now),
+        claims = {"aud": resource, "iss": issuer_of(self.tenant), "iat": int(now),
                   "nbf": int(now), "exp": int(now) + expires_in, "appid": client_id, "azp": client_id,
                   "tid": self.tenant, "idtyp": "app", "ver": "1.0", "uti": _b64url(secrets.token_bytes(16))}
         header = {"typ": "JWT", "alg": "none", "kid": "senseimig-sandbox"}
         token = ".".join((_b64url(orjson.dumps(header)), _b64url(orjson.dumps(claims)),
                           _b64url(secrets.token_bytes(32))))
-        info = TokenInfo(client_id=client_id, scope=scope, expires_at=float(int(now) + expires_in))
+        info = TokenInfo(client_id=client_id, scope=scope, expires_at=float(int(now) + expires_in),
+                         tenant=self.tenant)
         with self._lock:
             if len(self._tokens) >= _PURGE_AT:
                 for t in [t for t, i in self._tokens.items() if now >= i.expires_at]:

@@ -74,6 +74,8 @@ _REASONS = (
            "(quarantined, merged away or deleted in Sensei); fix the parent first", "field"),
     Reason("duplicate_source_id", "{object} {source_id}: the source id appears more than once; the latest copy "
            "is staged", "row"),
+    Reason("source_id_case_collision", "{object} {source_id}: the source id differs from another {object}'s only in "
+           "letter case or accents, and Dataverse's alternate key {detail} matches them as one record", "row"),
     # used by staging/providers.py (free-text provider names), which writes its own messages with the candidates
     Reason("ambiguous_provider", "{object} {source_id}: the free-text {field} matches several providers", "row"),
     Reason("unknown_provider", "{object} {source_id}: the free-text {field} matches no provider record", "row"),

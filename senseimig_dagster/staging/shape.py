@@ -51,7 +51,7 @@ from senseimig_dagster.staging.values.emails import clean_email
 from senseimig_dagster.staging.values.identifiers import clean_npi
 from senseimig_dagster.staging.values.money import clean_money, ledger_amount
 from senseimig_dagster.staging.values.phones import clean_phone
-from senseimig_dagster.staging.values.refs import clean_reference, duplicate_ids
+from senseimig_dagster.staging.values.refs import case_colliding_ids, clean_reference, duplicate_ids
 from senseimig_dagster.staging.values.text import clean_text
 
 OBJECT, SOURCE_ID, TABLE_COLUMN, OWNER_USER = "_object", "_source_id", "_table", "_owner_user_id"
@@ -216,10 +216,19 @@ def clean_object(name: str, frame: pl.DataFrame, fmap: FieldMapFile, targets: Ta
         check = _value_check(obj, fm, targets, *where, frame, today) if where else None
         if check is not None:
             checks.append(check)
-    rules = [RowRule(PRIMARY_KEY, "duplicate_source_id", duplicate_ids(frame))]
-    staged = run_checks(frame, name, checks, rules)
+    staged = run_checks(frame, name, checks, source_id_rules(obj, frame))
     return staged if ZONE not in staged.clean.columns else Staged(
         staged.clean.drop(ZONE), staged.quarantine, staged.rows_in, staged.rows_quarantined)
+
+
+def source_id_rules(obj: SenseiObject, frame: pl.DataFrame) -> list[RowRule]:
+    """Copies of one source id keep the latest; ids only letter case tells apart are quarantined wherever the
+    registry gives the object's table an alternate key (Dataverse would load them as one record)."""
+    rules = [RowRule(PRIMARY_KEY, "duplicate_source_id", duplicate_ids(frame))]
+    key = obj.target.alternate_key
+    if key is not None and not obj.target.merged:
+        rules.append(RowRule(PRIMARY_KEY, "source_id_case_collision", case_colliding_ids(frame), detail=key))
+    return rules
 
 
 # -- pass 2: codes, lookups, rename ---------------------------------------------------------------------------

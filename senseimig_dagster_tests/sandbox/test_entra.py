@@ -77,7 +77,8 @@ def test_issues_expiring_tokens(client: httpx.Client, stand_in: EntraStandIn, cl
     body = r.json()
     assert body["token_type"] == "Bearer" and 3600 <= body["expires_in"] <= 5400
     info = stand_in.token_info(body["access_token"])
-    assert info == ("app-1", f"{ENV}/.default", clock.now + body["expires_in"])
+    assert info == ("app-1", f"{ENV}/.default", clock.now + body["expires_in"], TENANT)
+    assert info.issuer == f"https://sts.windows.net/{TENANT}/"
     claims = orjson.loads(base64.urlsafe_b64decode(body["access_token"].split(".")[1] + "=="))
     assert claims["aud"] == ENV and claims["appid"] == "app-1" and claims["tid"] == TENANT
     clock.now = info.expires_at - 1

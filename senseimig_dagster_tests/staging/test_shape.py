@@ -80,6 +80,16 @@ def test_required_orphan_quarantines_the_row_and_a_duplicate_id_keeps_the_latest
     assert staged.clean.get_column("updated_at").to_list() == [T0]
 
 
+def test_source_ids_differing_only_in_case_are_all_quarantined_before_load():
+    staged = clean_object("patient", patients({"id": "PAT-7"}, {"id": "pat-7"}, {"id": "pat-8"}),
+                          FMAP, TARGETS, IDS, today=TODAY)
+    assert rules(staged) == [("PAT-7", "id", "source_id_case_collision", "row"),
+                             ("pat-7", "id", "source_id_case_collision", "row")]
+    assert staged.clean.get_column("id").to_list() == ["pat-8"]
+    message = staged.quarantine.get_column("message")[0]
+    assert "smig_sourcesystemid" in message and "only in letter case" in message
+
+
 def test_shaped_patient_has_dataverse_columns_lookups_by_source_id_and_constants():
     clean = clean_object("patient", patients({}, {"id": "p2", "gender": "Unknown"}, {"id": "p3", "gender": "Femme"}),
                          FMAP, TARGETS, IDS, today=TODAY).clean

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from senseimig_dagster.objects import get
+from senseimig_dagster.staging.shape import source_id_rules
 from senseimig_dagster.staging.values.check import Check, RowRule
 from senseimig_dagster.staging.values.dates import clean_date, default_range, describe_range, local_to_utc
 from senseimig_dagster.staging.values.dental import (
@@ -30,7 +32,7 @@ from senseimig_dagster.staging.values.emails import clean_email
 from senseimig_dagster.staging.values.identifiers import clean_npi, clean_picklist
 from senseimig_dagster.staging.values.money import clean_money, ledger_amount
 from senseimig_dagster.staging.values.phones import clean_phone
-from senseimig_dagster.staging.values.refs import clean_reference, duplicate_ids
+from senseimig_dagster.staging.values.refs import clean_reference
 from senseimig_dagster.staging.values.text import clean_text
 
 TODAY = dt.date(2026, 11, 25)  # fixed, so "today + 2 years" does not move under the tests
@@ -97,7 +99,7 @@ def _spec(obj: str) -> list[Check]:
 def checks_for(obj: str, frame: pl.DataFrame) -> tuple[list[Check], list[RowRule]]:
     """The object's checks on the columns ``frame`` has, and the duplicate-id rule."""
     checks = [c for c in _spec(obj) if c.field in frame.columns]
-    rules = [RowRule("id", "duplicate_source_id", duplicate_ids(frame))] if "id" in frame.columns else []
+    rules = source_id_rules(get(obj), frame) if "id" in frame.columns else []
     return checks, rules
 
 
@@ -231,6 +233,10 @@ CORPUS: tuple[BadInput, ...] = (
     BadInput("duplicated_source_ids", "ledger_transaction",
              [_ledger(id="dup-1", updated_at=1), _ledger(id="dup-1", updated_at=2), _ledger(id="dup-1", updated_at=2),
               _ledger(id="solo-1", updated_at=1)], {"duplicate_source_id": 2}, 2),
+    BadInput("source_ids_differing_in_case", "ledger_transaction",
+             [_ledger(id="TX-1", updated_at=1), _ledger(id="tx-1", updated_at=1), _ledger(id="Tx-2", updated_at=1),
+              _ledger(id="Tx-2", updated_at=2)],
+             {"source_id_case_collision": 2, "duplicate_source_id": 1}, 3),
     # -- money ---------------------------------------------------------------------------------------------------
     BadInput("negative_charge", "ledger_transaction", [_ledger(), _ledger(amount="-125.00")], {"negative_charge": 1}, 1),
     BadInput("positive_payment", "ledger_transaction", [_ledger(txn_type="Payment", amount="-40.00"),

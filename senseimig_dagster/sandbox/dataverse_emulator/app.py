@@ -19,13 +19,16 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from senseimig_dagster.sandbox.dataverse_emulator import (
     activity_parties,
+    annotations,
     batch,
     bulk,
+    bulk_delete,
     errors,
     file_columns,
     files,
     metadata_api,
     odata,
+    properties,
 )
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.limits import (
@@ -52,13 +55,17 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 
 
 class DataverseEmulator:
-    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth,
-    ``protection`` service protection limits, ``bulk_unsupported`` the tables refusing bulk messages."""
+    """WSGI app for ``/api/data/v9.2/<entityset>...`` over ``store``; ``token_validator`` turns on bearer auth
+    (tokens issued by ``tenant`` for ``audience``), ``protection`` service protection limits,
+    ``bulk_unsupported`` the tables refusing bulk messages."""
 
     def __init__(self, catalog: Catalog, store: RecordStore, *, token_validator: TokenValidator | None = None,
                  tenant: str = "00000000-0000-0000-0000-000000000000",
-                 protection: ServiceProtection | None = None, bulk_unsupported: Iterable[str] = ()) -> None:
+                 protection: ServiceProtection | None = None, bulk_unsupported: Iterable[str] = (),
+                 audience: str | None = None) -> None:
         self.catalog = catalog
+        # The environment URL tokens must be issued for (their ``aud``); None: the URL the request was sent to.
+        self.audience = None if audience is None else _origin(audience)
         self.bulk_unsupported = set(bulk_unsupported)  # tables (logical names) without bulk messages (bulk.py)
         self.store = store
         self.token_validator = token_validator
@@ -80,10 +87,7 @@ class DataverseEmulator:
         except DataverseError as e:
             status, headers, body = e.status, [("Content-Type", JSON_TYPE)], json.dumps(e.to_json()).encode()
             if e.status == 401:
-                # Dataverse's challenge names the tenant's authority ([community]: observed
-                # "Bearer authorization_uri=https://login.microsoftonline.com/<tenant>/oauth2/authorize").
-                headers.append(("WWW-Authenticate", "Bearer authorization_uri="
-                                f"https://login.microsoftonline.com/{self.tenant}/oauth2/authorize"))
+                headers.append(("WWW-Authenticate", self._challenge(environ)))
         finally:
             if admission is not None:
                 admission.release()  # even when the handler raised something unexpected
@@ -101,12 +105,15 @@ class DataverseEmulator:
         if not path.startswith(BASE_PATH + "/"):
             raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
         routed = bulk.route(self, environ)  # bulk messages and the sdkmessagefilters support query
+        routed = routed or bulk_delete.route(self, environ)  # the BulkDelete action
         routed = routed or activity_parties.route(self, environ)  # PUT/GET <activity>(id)/<table>_activity_parties
         routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc.
         if routed is None:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is None:
             routed = file_columns.route(self, environ)  # PATCH/GET/DELETE of a record's File column
+        if routed is None:
+            routed = properties.route(self, environ)  # one property of a record, a related record
         if routed is not None:
             return routed
         resource = odata.parse_resource(path[len(BASE_PATH):])
@@ -145,11 +152,28 @@ class DataverseEmulator:
             return ANONYMOUS
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         info = self.token_validator(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-        if info is None:
-            # 401 on a missing/invalid/expired token [doc]. Dataverse's body for this is
-            # unverified; code and text are AccessTokenExpired's from L/reference/web-service-error-codes.
+        # A token for another resource (Graph, another environment) or from another tenant is no token for this
+        # environment: Dataverse answers it as it answers a missing one, 401 with the challenge naming its
+        # authority and resource. The body of Dataverse's 401 is undocumented; code and text here are
+        # AccessTokenExpired's (https://learn.microsoft.com/power-apps/developer/data-platform/reference/web-service-error-codes).
+        if info is None or not self._for_this_environment(environ, info):
             raise DataverseError(401, "0x8005F101", "The requested resource requires authentication.")
         return str(getattr(info, "client_id", None) or ANONYMOUS)
+
+    def _for_this_environment(self, environ: dict, info: object) -> bool:
+        """The token's audience is this environment's URL (Entra ID's ``aud``, compared without case or trailing
+        slash) and its issuer is this environment's tenant."""
+        audience = _origin(str(getattr(info, "resource", "")))
+        tenant = getattr(info, "tenant", None)
+        return audience == (self.audience or _origin(self._base(environ))) and tenant in (None, self.tenant)
+
+    def _challenge(self, environ: dict) -> str:
+        """Dataverse's ``WWW-Authenticate`` on a 401: the tenant's authorize endpoint and the environment URL as
+        the resource, unquoted and comma-separated as Dataverse sends it (as quoted in Microsoft's "Walkthrough:
+        Multi-tenant server-to-server authentication" for Dynamics 365 Customer Engagement)."""
+        resource = self.audience or _origin(self._base(environ))
+        return (f"Bearer authorization_uri=https://login.microsoftonline.com/{self.tenant}/oauth2/authorize, "
+                f"resource_id={resource}/")
 
     def _admit(self, environ: dict, user: str, extra: list[tuple[str, str]]) -> Admission | Throttled | None:
         """Route to a simulated web server (appending its affinity cookie to ``extra`` when the request didn't
@@ -171,7 +195,8 @@ class DataverseEmulator:
         record = self.store.create(table.logical_name, odata.read_json(environ))
         if prefs.get("return") == "representation":
             # Documented: 201 + body + Preference-Applied, and no OData-EntityId.
-            body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
+            expanded = properties.expand(self, environ, table, record, params.get("$expand"))
+            body = self._entity(environ, table, record, odata.parse_select(params.get("$select")), expanded)
             return 201, [("Content-Type", JSON_TYPE), ("Preference-Applied", "return=representation")], body
         return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
 
@@ -183,10 +208,14 @@ class DataverseEmulator:
             raise DataverseError(404, "0x80060891",  # code [community]; text unverified
                                  f"A record with the specified key values does not exist in {table.logical_name} entity")
         select = odata.parse_select(params.get("$select"))
+        expanded = properties.expand(self, environ, table, record, params.get("$expand"))
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-        if if_none_match and if_none_match == record.etag:
-            return 304, [("ETag", record.etag)], b""
-        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], self._entity(environ, table, record, select)
+        if if_none_match and if_none_match == record.etag and not expanded and not annotations.requested(environ):
+            # Documented: never 304 with $expand or annotations (related records may have changed). The 304
+            # carries the Content-Type the article shows.
+            return 304, [("Content-Type", JSON_TYPE), ("ETag", record.etag)], b""
+        return 200, [("Content-Type", JSON_TYPE), ("ETag", record.etag), *annotations.applied_header(environ)], \
+            self._entity(environ, table, record, select, expanded)
 
     def _upsert(self, environ: dict, table: Table, resource: odata.Resource, params: dict[str, str],
                 prefs: dict[str, str]) -> Response:
@@ -208,7 +237,10 @@ class DataverseEmulator:
         if "$skip" in params:
             # Documented: $skip is not supported; page with nextLink. Code/text unverified.
             raise odata.bad_request("The query parameter $skip is not supported.")
-        filter_text, order_text = params.get("$filter", ""), params.get("$orderby", "")
+        if "$expand" in params:  # the emulator's limit, not Dataverse's: refused rather than ignored
+            raise odata.bad_request("The emulator expands lookups on a single-record retrieve only, not on queries.")
+        filter_text = odata.resolve_aliases(params.get("$filter"), params)
+        order_text = odata.resolve_aliases(params.get("$orderby"), params)
         filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
         orderby = [(self._column(table, c), d) for c, d in odata.parse_orderby(order_text)]
         select = odata.parse_select(params.get("$select"))
@@ -223,7 +255,7 @@ class DataverseEmulator:
         limit = max_page or (odata.MAX_PAGE_SIZE if top is None else min(int(top), odata.MAX_PAGE_SIZE))
         offset = 0
         if "$skiptoken" in params:
-            offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text)
+            offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text, limit)
         rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
         body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
         if params.get("$count") == "true":
@@ -238,10 +270,12 @@ class DataverseEmulator:
         headers = [("Content-Type", JSON_TYPE)]
         if max_page is not None:
             headers.append(("Preference-Applied", f"odata.maxpagesize={max_page}"))
+        headers += annotations.applied_header(environ)
         return 200, headers, json.dumps(body).encode()
 
     def _count(self, table: Table, params: dict[str, str]) -> Response:
-        filters = [(self._column(table, c), v) for c, v in odata.parse_filter(params.get("$filter"))]
+        filters = [(self._column(table, c), v)
+                   for c, v in odata.parse_filter(odata.resolve_aliases(params.get("$filter"), params))]
         n = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)  # capped like $count=true
         return 200, [("Content-Type", "text/plain")], str(n).encode()
 
@@ -251,9 +285,14 @@ class DataverseEmulator:
             return self.store.retrieve(table.logical_name, resource.id)
         return self.store.find_by_key(table.logical_name, dict(resource.key or ()))
 
-    @staticmethod
-    def _column(table: Table, name: str) -> str:
-        """A column in a query option: logical name, or ``_<lookup>_value`` for a lookup's GUID."""
+    def _column(self, table: Table, name: str) -> str:
+        """A column in a query option: logical name, ``_<lookup>_value`` for a lookup's GUID, or (in ``$filter``)
+        ``<navigation property>/<its target's primary key>``, the same GUID."""
+        nav, slash, key = name.partition("/")
+        lookup = table.lookups.get(nav) if slash else None
+        if lookup is not None and any(key == self.catalog.definition(t).primary_id for t in lookup.targets
+                                      if t in self.catalog.tables):
+            return lookup.attribute
         if name.startswith("_") and name.endswith("_value") and name[1:-6] in table.columns:
             return name[1:-6]
         if name in table.columns and table.columns[name].type not in ("Lookup", "Customer", "Owner"):
@@ -265,17 +304,23 @@ class DataverseEmulator:
     def _shape(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": record.etag}
         wanted = None if select is None else {self._column(table, c) for c in select} | {table.primary_id}
-        for name, value in record.values.items():
+        if wanted is not None and "transactioncurrencyid" in table.columns and \
+                any(table.columns[c].type == "Money" for c in wanted if c in table.columns):
+            wanted.add("transactioncurrencyid")  # documented: a money value comes with its currency
+        # A selected column without a value reads as null (Microsoft's examples: "description": null).
+        values = record.values if wanted is None else {**dict.fromkeys(wanted), **record.values}
+        for name, value in values.items():
             if wanted is not None and name not in wanted:
                 continue
             column = table.columns.get(name)
             is_lookup = column is not None and column.type in ("Lookup", "Customer", "Owner")
             out[f"_{name}_value" if is_lookup else name] = value  # lookups read as _x_value [memory]
-        return out
+        return annotations.annotate(self, environ, table, out)
 
-    def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None) -> bytes:
+    def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None,
+                expanded: dict[str, Any] | None = None) -> bytes:
         body = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}/$entity",
-                **self._shape(environ, table, record, select)}
+                **self._shape(environ, table, record, select), **(expanded or {})}
         return json.dumps(body).encode()
 
     @staticmethod
@@ -285,6 +330,13 @@ class DataverseEmulator:
 
     def _record_url(self, environ: dict, table: Table, record_id: str) -> str:
         return f"{self._base(environ)}/{table.entity_set}({record_id})"
+
+
+def _origin(url: str) -> str:
+    """``https://Org.crm.dynamics.com/api/data/v9.2`` -> ``https://org.crm.dynamics.com``: what an audience is
+    compared by."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.lower()}{sep}{rest.split('/', 1)[0].lower()}" if sep else url.rstrip("/").lower()
 
 
 def _cookie(environ: dict, name: str) -> str | None:

@@ -78,13 +78,14 @@ def supports(app: DataverseEmulator, message: str, logical_name: str) -> bool:
 # -- sdkmessagefilters -----------------------------------------------------------------------------------------
 def _message_filters(app: DataverseEmulator, environ: dict) -> Response | None:
     params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
-    match = _FILTER_QUERY.match(params.get("$filter", ""))
+    match = _FILTER_QUERY.match(odata.resolve_aliases(params.get("$filter"), params))
     if match is None or params.get("$select", "sdkmessagefilterid") != "sdkmessagefilterid":
         return None  # only this query shape is emulated here; anything else goes to the generic list
     message, logical_name = match[1], match[2]
     rows = []
     if supports(app, message, logical_name):
-        rows.append({"sdkmessagefilterid": str(uuid.uuid5(_FILTER_NS, f"{message}/{logical_name}"))})
+        rows.append({"@odata.etag": 'W/"1"',  # every row read carries an ETag; this one never changes
+                     "sdkmessagefilterid": str(uuid.uuid5(_FILTER_NS, f"{message}/{logical_name}"))})
     body = {"@odata.context": f"{app._base(environ)}/$metadata#sdkmessagefilters(sdkmessagefilterid)",
             "value": rows}
     return 200, [("Content-Type", JSON_TYPE)], json.dumps(body).encode()

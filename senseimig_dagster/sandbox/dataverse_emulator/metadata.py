@@ -56,6 +56,7 @@ class Column:
     option_labels: tuple[str, ...] = ()  # labels of ``options``, same order (custom picklists)
     is_custom: bool = False
     max_size_kb: int | None = None  # File columns: FileAttributeMetadata.MaxSizeInKB
+    precision: int | None = None  # Double/Decimal/Money: decimal places a value is stored with
 
     @property
     def writable(self) -> bool:

@@ -56,10 +56,12 @@ FILE_DEFAULT_KB, FILE_MAX_KB = 32_768, 10_485_760
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------------------------
-def label(text: str | None) -> dict[str, Any]:
+def label(text: str | None, managed: bool = False) -> dict[str, Any]:
+    """A Label as Dataverse returns it (LocalizedLabel: Label, LanguageCode, IsManaged, MetadataId, HasChanged)."""
     if text is None:
         return {"LocalizedLabels": [], "UserLocalizedLabel": None}
-    localized = {"Label": text, "LanguageCode": 1033}
+    localized = {"Label": text, "LanguageCode": 1033, "IsManaged": managed,
+                 "MetadataId": metadata_id("label", text), "HasChanged": None}
     return {"LocalizedLabels": [localized], "UserLocalizedLabel": localized}
 
 
@@ -126,7 +128,32 @@ def option_set(table: Table, column: Column) -> dict[str, Any]:
     labels = column.option_labels or (None,) * len(column.options)
     return {"MetadataId": metadata_id("optionset", table.logical_name, column.logical_name), "IsGlobal": False,
             "OptionSetType": column.type,
-            "Options": [{"Value": v, "Label": label(text)} for v, text in zip(column.options, labels, strict=True)]}
+            "Options": [_option(v, text, managed=not column.is_custom)
+                        for v, text in zip(column.options, labels, strict=True)]}
+
+
+def _option(value: int, text: str | None, *, managed: bool) -> dict[str, Any]:
+    """An OptionMetadata with the properties Microsoft's examples show (no colors, tags or parents here)."""
+    return {"Value": value, "Color": None, "IsManaged": managed, "ExternalValue": None, "ParentValues": [],
+            "Tag": None, "IsHidden": False, "MetadataId": None, "HasChanged": None,
+            "Label": label(text, managed), "Description": label(None)}
+
+
+OPTION_SET_PROPS = ("MetadataId", "IsGlobal", "OptionSetType", "Options")
+
+
+def simple_types(definition: Any) -> Any:
+    """A ``CreateEntities`` definition with its ``Complex*Metadata`` types named as the EntityDefinitions API names
+    them (``ComplexStringAttributeMetadata`` -> ``StringAttributeMetadata``), nested objects included."""
+    if isinstance(definition, list):
+        return [simple_types(d) for d in definition]
+    if not isinstance(definition, dict):
+        return definition
+    out = {k: simple_types(v) for k, v in definition.items()}
+    kind = out.get("@odata.type")
+    if isinstance(kind, str) and kind.lstrip("#").startswith(f"{NS}Complex"):
+        out["@odata.type"] = NS + kind.lstrip("#")[len(NS) + len("Complex"):]
+    return out
 
 
 def key_json(table: Table, key: AlternateKey) -> dict[str, Any]:

@@ -24,7 +24,10 @@ KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 
 _RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
 _PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^']|'')*)'|([^,']*))\s*(?:,|$)", re.S)
-_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$", re.S)
+_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$",
+                   re.S)
+_FUNCTION = re.compile(r"^\s*(contains|startswith|endswith)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$",
+                       re.S)
 
 
 def bad_request(message: str) -> DataverseError:
@@ -111,10 +114,68 @@ def reject_reserved_key_values(pairs: list[tuple[str, Any]] | tuple[tuple[str, A
             )
 
 
+def parse_expand_item(text: str) -> tuple[str, dict[str, str]]:
+    """``OptionSet($select=Options;$expand=X)`` -> ("OptionSet", {"$select": "Options", "$expand": "X"}): one
+    navigation property with its nested query options, separated by ``;`` (OData 4.0 URL conventions §5.1.2)."""
+    name, paren, rest = text.strip().partition("(")
+    if not paren:
+        return name, {}
+    if not rest.endswith(")"):
+        raise bad_request(f"Syntax error in $expand: '{text}'.")
+    nested: dict[str, str] = {}
+    for option in _split_outside_parens(rest[:-1], ";"):
+        key, eq, value = option.partition("=")
+        if not eq or not key.strip().startswith("$"):
+            raise bad_request(f"Syntax error in $expand: '{text}'.")
+        nested[key.strip()] = value.strip()
+    return name.strip(), nested
+
+
+def split_expand(text: str | None) -> list[str]:
+    """``a($select=x,y),b/$ref`` -> ["a($select=x,y)", "b/$ref"]: the items of ``$expand``."""
+    return [] if not text else [p.strip() for p in _split_outside_parens(text, ",")]
+
+
+def _split_outside_parens(text: str, separator: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]
+
+
+_ALIAS = re.compile(r"'(?:[^']|'')*'|@[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_aliases(text: str | None, params: dict[str, str]) -> str:
+    """``$filter=name eq @p1&@p1='x'`` -> ``name eq 'x'``: parameter aliases (Microsoft's "Use parameter aliases
+    with system query options"; an alias without a value is null), replaced outside string literals."""
+    if not text:
+        return text or ""
+    return _ALIAS.sub(lambda m: m[0] if m[0].startswith("'") else params.get(m[0], "null"), text)
+
+
 def parse_select(text: str | None) -> list[str] | None:
     if not text:
         return None
     return [c.strip() for c in text.split(",") if c.strip()]
+
+
+@dataclass(frozen=True)
+class Like:
+    """``contains``/``startswith``/``endswith`` on a string column: a SQL LIKE pattern (a filter value)."""
+
+    pattern: str
+
+
+def _like(function: str, text: str) -> Like:
+    escaped = text.replace("''", "'").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Like({"contains": f"%{escaped}%", "startswith": f"{escaped}%", "endswith": f"%{escaped}"}[function])
 
 
 @dataclass(frozen=True)
@@ -145,6 +206,9 @@ def _split_outside_quotes(text: str, word: str) -> list[str]:
 
 
 def _condition(part: str) -> tuple[str, Any]:
+    function = _FUNCTION.match(part)
+    if function is not None:  # the standard string functions (Microsoft's "Query data": contains, ...)
+        return function[2], _like(function[1], function[3])
     m = _COND.match(part)
     if m is None:
         raise bad_request("The emulator supports only 'column eq literal' joined by 'and', and 'or' between "
@@ -153,8 +217,10 @@ def _condition(part: str) -> tuple[str, Any]:
 
 
 def parse_filter(text: str | None) -> list[tuple[str, Any]]:
-    """``a eq 'x' and (b eq 3 or b eq 4)`` -> [("a", "x"), ("b", AnyOf((3, 4)))]. Only ``eq``, joined by ``and``,
-    with ``or`` between equalities on one column (how clients fetch records by a list of keys)."""
+    """``a eq 'x' and (b eq 3 or b eq 4)`` -> [("a", "x"), ("b", AnyOf((3, 4)))]. Only ``eq`` (on a column, or on
+    ``<lookup navigation property>/<its target's primary key>``) and ``contains``/``startswith``/``endswith``
+    (:class:`Like`), joined by ``and``, with ``or`` between equalities on one column (how clients fetch records by
+    a list of keys)."""
     if not text:
         return []
     conditions: list[tuple[str, Any]] = []
@@ -165,7 +231,7 @@ def parse_filter(text: str | None) -> list[tuple[str, Any]]:
         if len(alternatives) == 1:
             conditions.append(alternatives[0])
             continue
-        if len({c for c, _ in alternatives}) != 1:
+        if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, Like) for _, v in alternatives):
             raise bad_request(f"The emulator supports 'or' only between equalities on one column: '{part}'.")
         conditions.append((alternatives[0][0], AnyOf(tuple(v for _, v in alternatives))))
     return conditions
@@ -214,8 +280,17 @@ def encode_skiptoken(entity_set: str, filter_text: str, orderby_text: str, offse
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str) -> int:
-    """The offset a token stands for; a token from another query or a forged one is 400."""
+_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)"[^>]*/>$', re.S)
+
+
+def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str, page_size: int = MAX_PAGE_SIZE
+                     ) -> int:
+    """The offset a token stands for; a token from another query or a forged one is 400. Dataverse's own form, the
+    XML paging cookie of Microsoft's examples (``<cookie pagenumber="2" pagingcookie="..." />``), is read by its
+    page number: page N starts after N-1 pages of ``page_size`` (the same rows, as the order is stable)."""
+    cookie = _PAGING_COOKIE.match(token.strip())
+    if cookie is not None and int(cookie[1]) >= 1:
+        return (int(cookie[1]) - 1) * page_size
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         offset = int(data["o"])

@@ -1,6 +1,6 @@
 """Seed data of the Dataverse emulator: the records every Dataverse environment ships with.
 
-An organization (``maxuploadfilesize`` 5 MB), a business unit, system users (enabled, disabled, non-interactive and
+An organization (``maxuploadfilesize`` 5 MB) with its base currency (US Dollar), a business unit, system users (enabled, disabled, non-interactive and
 one application user per app registration) and a team, plus the app registrations (client id and secret) the token
 endpoint accepts; optionally (``sharepoint``) server-based SharePoint integration: the default ``sharepointsite`` and,
 per table with document management on, its library's ``sharepointdocumentlocation`` (relative URL = the table's
@@ -38,6 +38,7 @@ class Seed:
     systemusers: tuple[dict[str, Any], ...]
     teams: tuple[dict[str, Any], ...]
     sharepoint: dict[str, Any] | None = None  # {"site": {...}, "libraries": {table: location id}}
+    currency: dict[str, Any] | None = None  # the organization's base transactioncurrency
 
     @property
     def document_tables(self) -> tuple[str, ...]:
@@ -103,7 +104,7 @@ def _parse(raw: Any) -> Seed:
     if sharepoint is not None and not (isinstance(sharepoint, dict) and isinstance(sharepoint.get("site"), dict)):
         raise ValueError("seed file: sharepoint needs a site")
     return Seed(str(raw["tenant"]), apps, app_users, dict(raw["organization"]), bu, tuple(users), teams,
-                sharepoint)
+                sharepoint, raw.get("currency"))
 
 
 def enable_document_management(catalog: Catalog, tables: Iterable[str]) -> None:
@@ -121,10 +122,13 @@ def apply_seed(store: RecordStore, seed: Seed) -> bool:
     """Write the seed's records into a fresh store (``True``), or leave a seeded one alone (``False``); either way
     records created without an owner go to the seed's application user from now on."""
     store.default_owner = seed.default_owner
+    store.base_currency = (seed.currency or {}).get("transactioncurrencyid")
     enable_document_management(store.catalog, seed.document_tables)  # schema: at every start, like custom schema
     if store.count("organization"):
         return False
     with store.transaction():  # all or nothing: a half-seeded store would never be completed
+        if seed.currency:
+            store.put_system_record("transactioncurrency", seed.currency)
         store.put_system_record("organization", seed.organization)
         store.put_system_record("businessunit", seed.businessunit)
         for user in seed.systemusers:

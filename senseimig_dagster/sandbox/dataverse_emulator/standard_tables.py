@@ -29,10 +29,9 @@ def _column(table: str, name: str, raw: dict[str, Any]) -> Column:
         update = False
     if (table, name) in _NOT_ON_CREATE:
         create = False
-    if raw["type"] == "State":
-        options = tuple(s["value"] for s in raw.get("states") or ())
-    else:
-        options = tuple(o["value"] for o in raw.get("options") or ())
+    listed = (raw.get("states") if raw["type"] == "State" else raw.get("options")) or ()
+    options = tuple(o["value"] for o in listed)
+    labels = tuple(o.get("label") or str(o["value"]) for o in listed)
     return Column(
         logical_name=name,
         schema_name=raw["schema_name"],
@@ -46,6 +45,8 @@ def _column(table: str, name: str, raw: dict[str, Any]) -> Column:
         datetime_behavior=raw.get("datetime_behavior"),
         min=raw.get("min"),
         max=raw.get("max"),
+        precision=raw.get("precision"),
+        option_labels=labels,
     )
 
 

@@ -2,6 +2,11 @@
 
 Every write is validated against the catalog (``validate_write``) and applied under one lock in one transaction,
 so concurrent requests see Dataverse's all-or-nothing single-record semantics.
+
+Text compares as Dataverse's SQL database compares it under the collation of an English (1033) environment,
+``_CI_AI``: case- and accent-insensitive (https://learn.microsoft.com/power-platform/admin/language-collations).
+That holds for alternate-key values (``ABC``, ``abc`` and ``àbc`` are one key; a second record with any of them is
+a duplicate) and ``eq`` filters. Values are stored and returned as written.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +26,7 @@ from typing import Any
 from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, errors, files
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
-from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
+from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Like
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
@@ -36,6 +42,9 @@ KEY_NOT_FOUND = "0x80060891"  # no record with these key values [community]
 KEY_NOT_DEFINED = "0x80060890"  # not a defined key [doc]
 # ConcurrencyVersionMismatch, code=-2147088254 = 0x80060882 (L/optimistic-concurrency, verified); status 412 [doc].
 VERSION_MISMATCH = "0x80060882"
+
+# The key index holds folded values (:func:`fold`) since version 1; an older file's index is rebuilt on open.
+_INDEX_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -88,8 +97,13 @@ class RecordStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._conn.execute(activity_parties.INDEX_SQL)
+        self._conn.create_function("fold", 1, fold, deterministic=True)
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] < _INDEX_VERSION:
+            self._conn.executescript(f"DELETE FROM key_index; DELETE FROM keys_built; "
+                                     f"PRAGMA user_version = {_INDEX_VERSION};")
         # The systemuser owning records created without an owner (the caller's application user; seed.py sets it).
         self.default_owner: str | None = None
+        self.base_currency: str | None = None  # the organization's transactioncurrency (seed.py sets it)
 
     def close(self) -> None:
         with self._lock:
@@ -138,7 +152,7 @@ class RecordStore:
 
     def find_by_key(self, table: str, pairs: dict[str, Any]) -> StoredRecord | None:
         key = self.key_for(table, list(pairs))
-        value = json.dumps([pairs[a] for a in key.attributes])
+        value = json.dumps([fold(pairs[a]) for a in key.attributes])
         with self._lock:
             self._build_key_index(self.catalog.table(table))
             row = self._conn.execute(
@@ -166,7 +180,7 @@ class RecordStore:
                    "LIMIT ? OFFSET ?")
             with self._lock:
                 self._build_key_index(self.catalog.table(table))
-                rows = self._conn.execute(sql, [table, keyname, *(json.dumps([v]) for v in values),
+                rows = self._conn.execute(sql, [table, keyname, *(json.dumps([fold(v)]) for v in values),
                                                 -1 if limit is None else limit, offset]).fetchall()
             return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
         where, params = self._where(table, filters)
@@ -203,11 +217,18 @@ class RecordStore:
         clauses, params = ["tbl=?"], [table]
         for column, value in filters:
             if isinstance(value, AnyOf):  # c eq a or c eq b ...
-                clauses.append(f"json_extract(data, ?) IN ({', '.join('?' * len(value.values))})")
-                params += [f'$."{column}"', *value.values]
+                clauses.append(f"fold(json_extract(data, ?)) IN ({', '.join('?' * len(value.values))})")
+                params += [f'$."{column}"', *(fold(v) for v in value.values)]
                 continue
-            clauses.append(f"json_extract(data, ?) {'IS' if value is None else '='} ?")
-            params += [f'$."{column}"', value]
+            if isinstance(value, Like):  # case- and accent-insensitive, like equality
+                clauses.append("fold(json_extract(data, ?)) LIKE fold(?) ESCAPE '\\'")
+                params += [f'$."{column}"', value.pattern]
+                continue
+            if isinstance(value, str):
+                clauses.append("fold(json_extract(data, ?)) = ?")
+            else:
+                clauses.append(f"json_extract(data, ?) {'IS' if value is None else '='} ?")
+            params += [f'$."{column}"', fold(value)]
         return " AND ".join(clauses), params
 
     # -- writes --------------------------------------------------------------------------------------------
@@ -356,12 +377,24 @@ class RecordStore:
         """What the platform adds to a validated write: state/status pairs and closed activities (validation.py),
         the default owner on create, the note size limit (files.py)."""
         changes = apply_state_rules(meta, changes, existing)
+        changes = _full_name(meta, changes, existing)
+        changes = self._currency(meta, changes, existing)
         check_location_urls(meta, changes, existing)
         owner = meta.columns.get("ownerid")
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
                 and changes.get("ownerid") is None:
             changes = {**changes, "ownerid": self.default_owner}
         return files.check_document_size(self, meta, changes)
+
+    def _currency(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+        """A record given a money value without a currency gets the organization's base currency, as Dataverse
+        sets ``transactioncurrencyid`` (Microsoft's examples return ``_transactioncurrencyid_value`` with it)."""
+        if self.base_currency is None or "transactioncurrencyid" not in meta.columns or \
+                (existing or {}).get("transactioncurrencyid") or changes.get("transactioncurrencyid"):
+            return changes
+        if not any(meta.columns[c].type == "Money" for c in changes if c in meta.columns):
+            return changes
+        return {**changes, "transactioncurrencyid": self.base_currency}
 
     def put_system_record(self, table: str, values: dict[str, Any]) -> StoredRecord:
         """Insert, unvalidated, a record the platform ships (organization, business unit, users, teams: seed.py);
@@ -455,9 +488,29 @@ class RecordStore:
                 ) from None
 
 
+def _full_name(meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+    """``fullname``, which Dataverse composes from the name parts (read-only to clients) in the organization's
+    full-name format; "First Last", the format Microsoft's examples show (``"fullname": "Yvonne McKay (sample)"``)."""
+    if "fullname" not in meta.columns or not {"firstname", "lastname"} & changes.keys():
+        return changes
+    merged = {**(existing or {}), **changes}
+    parts = [merged.get("firstname"), merged.get("lastname")]
+    return {**changes, "fullname": " ".join(p for p in parts if p) or None}
+
+
+def fold(value: Any) -> Any:
+    """What a value compares as under ``_CI_AI``: text without letter case or accents, anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    if value.isascii():
+        return value.lower()
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
 def _key_value(key: AlternateKey, values: dict[str, Any]) -> str | None:
     parts = [values.get(a) for a in key.attributes]
-    return None if any(p is None for p in parts) else json.dumps(parts)
+    return None if any(p is None for p in parts) else json.dumps([fold(p) for p in parts])
 
 
 class _Transaction:

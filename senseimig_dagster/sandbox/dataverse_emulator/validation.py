@@ -264,6 +264,10 @@ def validate_write(
                 meta, f"Cannot set lookup '{name}' directly; use a navigation property with @odata.bind."
             )
         _check_value(meta, column, value)
+        if column.precision is not None and column.type in ("Double", "Decimal") and isinstance(value, float):
+            # Stored with the column's precision (Microsoft's create example: address1_latitude, Precision 5,
+            # sent 47.639583, read back 47.63958).
+            value = round(value, column.precision)
         values[name] = value
     return NormalizedRecord(meta.logical_name, operation, values, binds)
 

@@ -1,4 +1,5 @@
-"""Frame-level checks: references to parents that are not in the extract, and source ids seen twice. O(n)."""
+"""Frame-level checks: references to parents that are not in the extract, source ids seen twice, and source ids
+that only letter case tells apart. O(n)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,14 @@ def duplicate_ids(frame: pl.DataFrame, id_column: str = PRIMARY_KEY, order_by: s
     keep = (indexed.filter(pl.col("_id").is_not_null()).sort(sort_keys, nulls_last=False)
             .unique("_id", keep="last").get_column("_row"))
     return indexed.select(pl.col("_id").is_not_null() & ~pl.col("_row").is_in(keep.implode())).to_series()
+
+
+def case_colliding_ids(frame: pl.DataFrame, id_column: str = PRIMARY_KEY) -> pl.Series:
+    """True for every row whose source id equals another row's different id but for letter case or accents
+    (``AB-1``, ``ab-1``, ``áb-1``). Dataverse compares alternate-key values under its database collation, ``_CI_AI``
+    for an English environment (https://learn.microsoft.com/power-platform/admin/language-collations), so such ids
+    name one record there: every row of the group is marked, as none can be told to be the right one. Copies of
+    one exact id are :func:`duplicate_ids`' business, not this."""
+    ids = pl.col(id_column).cast(pl.String)
+    folded = ids.str.normalize("NFKD").str.replace_all(r"\p{Mn}", "").str.to_lowercase()
+    return frame.select((ids.is_not_null() & (ids.n_unique().over(folded) > 1)).alias("case_collision")).to_series()

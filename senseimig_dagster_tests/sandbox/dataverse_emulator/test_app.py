@@ -18,6 +18,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.app import DataverseEmulator
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
 from senseimig_dagster.sandbox.tls import serve_wsgi
+from senseimig_dagster_tests.support.constants import ENV_URL
 from senseimig_dagster_tests.support.web_api import create_contact, error_of
 
 
@@ -149,7 +150,7 @@ def test_maxpagesize_is_capped_and_skip_is_rejected(client: httpx.Client) -> Non
     assert r.headers["preference-applied"] == "odata.maxpagesize=5000"
     error_of(client.get("/contacts", params={"$skip": "5"}), 400)
     error_of(client.get("/contacts", params={"$skiptoken": "forged"}), 400)
-    error_of(client.get("/contacts", params={"$filter": "contains(lastname,'x')"}), 400)
+    error_of(client.get("/contacts", params={"$filter": "substringof('x',lastname)"}), 400)  # not OData 4.0
     error_of(client.get("/contacts", params={"$select": "nosuchcolumn"}), 400)
 
 
@@ -165,11 +166,11 @@ def test_count_is_capped_at_5000(emulator: DataverseEmulator, client: httpx.Clie
 def test_bearer_token_required_when_validator_given(emulator: DataverseEmulator) -> None:
     now = [1_000_000.0]
     entra = EntraStandIn(clock=lambda: now[0])
-    emulator.token_validator = entra.token_info
+    emulator.token_validator, emulator.tenant, emulator.audience = entra.token_info, entra.tenant, ENV_URL
     with httpx.Client(transport=httpx.WSGITransport(app=entra), base_url="https://login.test") as login:
         token = login.post(f"/{entra.tenant}/oauth2/v2.0/token", data={
             "grant_type": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret",
-            "scope": "https://org.crm.dynamics.com/.default"}).json()["access_token"]
+            "scope": f"{ENV_URL}/.default"}).json()["access_token"]
     with serve_wsgi(emulator) as url, httpx.Client(base_url=url + "/api/data/v9.2") as c:
         for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic abc"}):
             r = c.get("/contacts", headers=headers)
@@ -233,3 +234,110 @@ def test_filter_or_between_equalities_on_one_column(client) -> None:
     assert sorted(v["name"] for v in r.json()["value"]) == ["O'Neil and co", "a or b"]
     r = client.get("/accounts?$filter=name eq 'plain' or accountnumber eq 'x'")
     assert r.status_code == 400 and r.json()["error"]["code"]
+
+
+# -- text compares as an English environment's database collation, _CI_AI -------------------------------------------
+def test_alternate_keys_match_without_case_or_accents(client: httpx.Client) -> None:
+    rid = create_contact(client, {"lastname": "Ng", "smig_sourceid": "Café-7"})
+    for spelling in ("café-7", "CAFE-7", "cafe-7"):
+        r = client.get(f"/contacts(smig_sourceid='{quote(spelling)}')", params={"$select": "smig_sourceid"})
+        assert r.status_code == 200 and r.json()["smig_sourceid"] == "Café-7", spelling  # stored as written
+    r = client.patch("/contacts(smig_sourceid='CAFE-7')", json={"lastname": "Updated"})
+    assert r.status_code == 204 and r.headers["odata-entityid"].endswith(f"({rid})")  # an update, not a create
+    duplicate = client.post("/contacts", json={"lastname": "Other", "smig_sourceid": "cafe-7"})
+    assert error_of(duplicate, 412)["code"] == "0x80060892"
+    assert client.get("/contacts/$count").text == "1"
+
+
+def test_filter_string_equality_ignores_case(client: httpx.Client) -> None:
+    for last, key in (("Ng", "K-1"), ("NG", "K-2"), ("Nguyen", "K-3")):
+        create_contact(client, {"lastname": last, "smig_sourceid": key})
+    def found(filter_text: str) -> list[str]:
+        rows = client.get("/contacts", params={"$filter": filter_text, "$select": "smig_sourceid"}).json()["value"]
+        return sorted(r["smig_sourceid"] for r in rows)
+    assert found("lastname eq 'ng'") == ["K-1", "K-2"]
+    assert found("smig_sourceid eq 'k-3' or smig_sourceid eq 'K-1'") == ["K-1", "K-3"]
+    assert found("smig_sourceid eq 'k-2'") == ["K-2"]
+
+
+def test_a_key_index_written_case_sensitively_is_rebuilt_on_open(tmp_path: Path) -> None:
+    catalog = Catalog.load()
+    catalog.add_column("contact", "smig_SourceId", "String", max_length=100)
+    catalog.add_alternate_key("contact", "smig_sourceid_key", ["smig_sourceid"])
+    catalog.set_key_status("contact", "smig_sourceid_key", "Active")
+    store = RecordStore(tmp_path / "old.sqlite", catalog)
+    store.create("contact", {"lastname": "Ng", "smig_sourceid": "ABC"})
+    with store._lock:  # the file as an emulator before case-insensitive keys left it
+        store._conn.execute("""UPDATE key_index SET keyvalue='["ABC"]'""")
+        store._conn.execute("PRAGMA user_version = 0")
+    store.close()
+    reopened = RecordStore(tmp_path / "old.sqlite", catalog)
+    try:
+        assert reopened.find_by_key("contact", {"smig_sourceid": "abc"}).values["lastname"] == "Ng"
+    finally:
+        reopened.close()
+
+
+def test_string_functions_and_lookup_paths_in_filter(client: httpx.Client) -> None:
+    for last, key in (("Anderson (sample)", "K-1"), ("50%_off", "K-2"), ("Campbell", "K-3")):
+        create_contact(client, {"lastname": last, "smig_sourceid": key})
+    def found(filter_text: str) -> list[str]:
+        r = client.get("/contacts", params={"$filter": filter_text, "$select": "smig_sourceid"})
+        assert r.status_code == 200, r.text
+        return sorted(row["smig_sourceid"] for row in r.json()["value"])
+    assert found("contains(lastname,'SAMPLE')") == ["K-1"]  # case-insensitive, like eq
+    assert found("startswith(lastname,'camp') and smig_sourceid eq 'K-3'") == ["K-3"]
+    assert found("endswith(lastname,'_off')") == ["K-2"]
+    assert found("contains(lastname,'%')") == ["K-2"]  # a wildcard in the text is a literal
+    account = client.post("/accounts", json={"name": "A"}).headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    create_contact(client, {"lastname": "Child", "smig_sourceid": "K-4",
+                            "parentcustomerid_account@odata.bind": f"/accounts({account})"})
+    assert found(f"parentcustomerid_account/accountid eq {account}") == ["K-4"]
+    error_of(client.get("/contacts", params={"$filter": "contains(lastname,'a') or lastname eq 'b'"}), 400)
+
+
+def test_doubles_are_stored_with_the_columns_precision_and_money_with_its_currency(client: httpx.Client) -> None:
+    r = client.post("/accounts", params={"$select": "address1_latitude,revenue"},
+                    json={"name": "A", "address1_latitude": 47.639583, "revenue": 5000000},
+                    headers={"Prefer": "return=representation"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["address1_latitude"] == 47.63958  # Precision 5
+    assert "_transactioncurrencyid_value" in body  # a money value comes with its currency (none seeded here)
+
+
+def test_parameter_aliases_and_dataverse_paging_cookies(client: httpx.Client) -> None:
+    for i in range(5):
+        create_contact(client, {"lastname": "Alias" if i < 4 else "Other", "smig_sourceid": f"P-{i}"})
+    r = client.get("/contacts", params={"$select": "smig_sourceid", "$filter": "lastname eq @p1", "@p1": "'alias'"},
+                   headers={"Prefer": "odata.maxpagesize=3"})
+    assert r.status_code == 200 and len(r.json()["value"]) == 3, r.text
+    first_page = {row["smig_sourceid"] for row in r.json()["value"]}
+    cookie = ('<cookie pagenumber="2" pagingcookie="%3ccookie%20page%3d%221%22%3e%3c%2fcookie%3e" '
+              'istracking="False" />')  # Dataverse's own $skiptoken form, as Microsoft's examples print it
+    r = client.get("/contacts", params={"$select": "smig_sourceid", "$filter": "lastname eq @p1", "@p1": "'alias'",
+                                        "$skiptoken": cookie}, headers={"Prefer": "odata.maxpagesize=3"})
+    second_page = [row["smig_sourceid"] for row in r.json()["value"]]
+    assert second_page == sorted({"P-0", "P-1", "P-2", "P-3"} - first_page) and "@odata.nextLink" not in r.json()
+
+
+def test_formatted_values_and_lookup_annotations_when_asked(client: httpx.Client) -> None:
+    parent = client.post("/accounts", json={"name": "Parent Co"}).headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    r = client.post("/accounts", json={"name": "Child", "numberofemployees": 9500, "donotpostalmail": False,
+                                       "accountratingcode": 1, "parentaccountid@odata.bind": f"/accounts({parent})"})
+    child = r.headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    url = f"/accounts({child})?$select=numberofemployees,donotpostalmail,accountratingcode,_parentaccountid_value"
+    plain = client.get(url)
+    assert not any("@" in k for k in plain.json() if not k.startswith("@odata")) and \
+        "preference-applied" not in plain.headers
+    r = client.get(url, headers={"Prefer": 'odata.include-annotations="*"'})
+    body = r.json()
+    assert r.headers["preference-applied"] == 'odata.include-annotations="*"'
+    assert body["numberofemployees@OData.Community.Display.V1.FormattedValue"] == "9,500"
+    assert body["donotpostalmail@OData.Community.Display.V1.FormattedValue"] == "Allow"
+    assert body["accountratingcode@OData.Community.Display.V1.FormattedValue"] == "Default Value"
+    assert body["_parentaccountid_value@OData.Community.Display.V1.FormattedValue"] == "Parent Co"
+    assert body["_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "account"
+    assert body["_parentaccountid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"] == "parentaccountid"
+    only = client.get(url, headers={"Prefer": 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"'})
+    assert not any(k.endswith("lookuplogicalname") for k in only.json())

@@ -18,6 +18,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.limits import ServiceProtectio
 from senseimig_dagster.sandbox.dataverse_emulator.store import RecordStore
 from senseimig_dagster.sandbox.entra import EntraStandIn
 from senseimig_dagster_tests.support.constants import EMULATOR_BASE as BASE
+from senseimig_dagster_tests.support.constants import ENV_URL
 from senseimig_dagster_tests.support.web_api import boundary_of, changeset, parts_of, post_batch, request
 
 
@@ -194,11 +195,11 @@ def test_batch_is_one_admitted_request_carrying_its_inner_requests(tmp_path: Pat
 
 def test_inner_requests_carry_the_outer_authorization(emulator: DataverseEmulator, client: httpx.Client) -> None:
     entra = EntraStandIn()
-    emulator.token_validator = entra.token_info
+    emulator.token_validator, emulator.tenant, emulator.audience = entra.token_info, entra.tenant, ENV_URL
     with httpx.Client(transport=httpx.WSGITransport(app=entra), base_url="https://login.test") as login:
         token = login.post(f"/{entra.tenant}/oauth2/v2.0/token", data={
             "grant_type": "client_credentials", "client_id": "sandbox-client", "client_secret": "sandbox-secret",
-            "scope": "https://org.crm.dynamics.com/.default"}).json()["access_token"]
+            "scope": f"{ENV_URL}/.default"}).json()["access_token"]
     assert post_batch(client, request("GET", "/api/data/v9.2/contacts")).status_code == 401
     client.headers["Authorization"] = f"Bearer {token}"
     r = post_batch(client, request("POST", "/api/data/v9.2/contacts", {"lastname": "A"}),

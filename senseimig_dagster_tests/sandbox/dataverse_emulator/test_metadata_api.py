@@ -239,6 +239,68 @@ def test_picklist_options_through_the_cast(client: httpx.Client, solution: str) 
     assert error_of(client.get(f"{url}(LogicalName='smig_status')?$expand=OptionSet"), 400)
 
 
+def test_choice_columns_of_a_table_with_nested_expand_select(client: httpx.Client, solution: str) -> None:
+    create_table(client)
+    url = "/EntityDefinitions(LogicalName='smig_treatment')/Attributes"
+    body = {**COLUMN_BODIES["smig_Status"], "SchemaName": "smig_Status"}
+    assert client.post(url, json=body, headers=SOLUTION).status_code == 204
+    # The collection cast with OptionSet($select=Options), as Microsoft's Python SDK reads choice labels.
+    r = client.get(f"{url}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+                   params={"$select": "LogicalName", "$expand": "OptionSet($select=Options)"})
+    assert r.status_code == 200, r.text
+    [row] = r.json()["value"]
+    assert row["LogicalName"] == "smig_status" and set(row["OptionSet"]) == {"MetadataId", "Options"}
+    assert all({"Value", "Label", "IsManaged", "Description"} <= set(o) for o in row["OptionSet"]["Options"])
+    for bad in ("OptionSet($select=Nope)", "OptionSet($select=Options", "OptionSet(Options)"):
+        assert error_of(client.get(f"{url}/Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+                                   params={"$expand": bad}), 400)
+
+
+def complex_types(definition: object) -> object:
+    """A definition as the ``CreateEntities`` action takes it: ``Complex*Metadata`` types."""
+    if isinstance(definition, list):
+        return [complex_types(d) for d in definition]
+    if not isinstance(definition, dict):
+        return definition
+    out = {k: complex_types(v) for k, v in definition.items()}
+    kind = out.get("@odata.type", "")
+    if kind.endswith("Metadata"):
+        out["@odata.type"] = kind.replace("Microsoft.Dynamics.CRM.", "Microsoft.Dynamics.CRM.Complex")
+    return out
+
+
+def test_create_entities_action_creates_tables_with_their_columns(client: httpx.Client, solution: str) -> None:
+    entity = table_body("smig_Visit")
+    entity["Attributes"].append(string_body("smig_Room", 20))
+    r = client.post("/CreateEntities", params={"SolutionUniqueName": solution},
+                    json={"Entities": [complex_types(entity)]})
+    assert r.status_code == 200, r.text
+    [entity_id] = r.json()["EntityIds"]
+    got = client.get(f"/EntityDefinitions({entity_id})", params={"$select": "LogicalName,EntitySetName"}).json()
+    assert (got["LogicalName"], got["EntitySetName"]) == ("smig_visit", "smig_visits")
+    assert client.post("/smig_visits", json={"smig_name": "V", "smig_room": "x" * 21}).status_code == 400
+    assert error_of(client.post("/CreateEntities", json={"Entities": []}), 400)
+    assert error_of(client.post("/CreateEntities", json={"Entities": [complex_types(table_body("smig_Visit"))]},
+                                params={"SolutionUniqueName": solution}), 400)  # exists
+
+
+def test_bulk_delete_runs_its_query_set_at_once(client: httpx.Client) -> None:
+    ids = [re.search(rf"\(({GUID})\)", client.post("/accounts", json={"name": f"A{i}"}).headers["odata-entityid"])[1]
+           for i in range(4)]
+    query = {"@odata.type": "Microsoft.Dynamics.CRM.QueryExpression", "EntityName": "account",
+             "ColumnSet": {"AllColumns": False, "Columns": []},
+             "Criteria": {"FilterOperator": "And", "Conditions": [
+                 {"AttributeName": "accountid", "Operator": "In",
+                  "Values": [{"Value": i, "Type": "System.Guid"} for i in ids[:3]]}]}}
+    r = client.post("/BulkDelete", json={"JobName": "x", "SendEmailNotification": False, "ToRecipients": [],
+                                         "CCRecipients": [], "RecurrencePattern": "", "QuerySet": [query]})
+    assert r.status_code == 200 and re.fullmatch(GUID, r.json()["JobId"]), r.text
+    assert [client.get(f"/accounts({i})").status_code for i in ids] == [404, 404, 404, 200]
+    everything = {**query, "Criteria": {"FilterOperator": "And", "Conditions": []}}
+    assert error_of(client.post("/BulkDelete", json={"QuerySet": [everything]}), 400)
+    assert client.get(f"/accounts({ids[3]})").status_code == 200
+
+
 def test_a_new_column_reaches_data_calls_only_after_the_propagation_delay(tmp_path: Path) -> None:
     app = make_emulator(tmp_path / "dv.sqlite", column_delay=0.8)
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:

@@ -111,6 +111,7 @@ def test_every_response_carries_the_dop_hint(app: DataverseEmulator) -> None:
 def test_limits_are_per_user_the_token_client_id(tmp_path: Path, clock: FakeClock) -> None:
     entra = EntraStandIn(apps={"app-a": "sa", "app-b": "sb"})
     app = make_app(tmp_path, clock, servers=1, token_validator=entra.token_info)
+    app.tenant = entra.tenant
 
     def token(client_id: str, secret: str) -> str:
         with httpx.Client(transport=httpx.WSGITransport(app=entra)) as login:

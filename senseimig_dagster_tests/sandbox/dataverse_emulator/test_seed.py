@@ -96,7 +96,8 @@ def test_a_custom_yaml_seed_sets_credentials_limit_and_owner(tmp_path: Path) -> 
     catalog = Catalog.load()
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     apply_seed(store, seed)
-    app = single_port_app(entra, DataverseEmulator(catalog, store, token_validator=entra.token_info))
+    app = single_port_app(entra, DataverseEmulator(catalog, store, token_validator=entra.token_info,
+                                                     tenant=entra.tenant))
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=ENV) as c:
         form = {"grant_type": "client_credentials", "scope": f"{ENV}/.default"}
         refused = c.post(f"/{seed.tenant}/oauth2/v2.0/token",
@@ -152,7 +153,8 @@ def test_one_port_issues_tokens_that_expire(tmp_path: Path) -> None:
     catalog = Catalog.load()
     store = RecordStore(tmp_path / "dv.sqlite", catalog)
     apply_seed(store, SEED)
-    app = single_port_app(entra, DataverseEmulator(catalog, store, token_validator=entra.token_info))
+    app = single_port_app(entra, DataverseEmulator(catalog, store, token_validator=entra.token_info,
+                                                     tenant=entra.tenant))
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=ENV) as c:
         discovery = c.get(f"/{SEED.tenant}/v2.0/.well-known/openid-configuration").json()
         assert discovery["token_endpoint"] == f"{ENV}/{SEED.tenant}/oauth2/v2.0/token"
