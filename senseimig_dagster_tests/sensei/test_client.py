@@ -226,6 +226,26 @@ def test_injected_bad_records_become_named_rejects_or_extras(tenant):
     assert sum(b.received for b in batches) == 241 and sorted(set(ids(batches))) == stored_ids(tenant)
 
 
+@pytest.mark.parametrize("kind", ["lone_surrogate", "invalid_utf8"])
+def test_a_record_that_does_not_parse_is_rejected_and_the_rest_of_its_page_lands(tenant, kind, caplog):
+    faults = Faults([Fault("patient", 2, kind, row=5, times=None)])
+    with server(tenant, faults=faults) as (_, url), client(url, page_size=40) as c:
+        sleeps: list[float] = []
+        c._sleep = sleeps.append
+        batches = list(c.iter_batches(PATIENT, None, None))
+    (reject,) = [r for b in batches for r in b.rejects if r.reason == "invalid_encoding"]
+    assert reject.source_ref == "page 2 row 6"
+    assert sleeps == [] and faults.fired(faults.rules[0]) == 1  # no retry: the same bytes would come back
+    received = ids(batches)
+    assert sum(b.received for b in batches) == len(stored_ids(tenant))
+    if kind == "lone_surrogate":  # the record's id itself was readable
+        assert sorted(received) == stored_ids(tenant)
+    else:
+        assert received.count(None) == 1 and set(received) - {None} < set(stored_ids(tenant))
+    assert "\\ud800" in reject.raw if kind == "lone_surrogate" else "\\xc3(" in reject.raw
+    assert "page 2" in caplog.text
+
+
 def test_document_content_streams_the_bytes(tenant):
     seed = orjson.loads((tenant[0] / "manifest.json").read_bytes())["seed"]
     with server(tenant) as (_, url), client(url) as c:
