@@ -8,8 +8,9 @@ be landed to a :class:`Reject` with a named reason instead of failing the run or
   never the value: values may be PHI);
 - ``missing_primary_key`` / ``missing_modified_at``: a row without ``id`` or ``updated_at`` cannot be keyed or
   partitioned;
-- ``duplicate_primary_key``: a second copy of an id in the same batch; the copy with the latest ``updated_at``
-  lands (the last one read wins a tie), the others are rejected so that received = landed + rejected;
+- ``duplicate_primary_key`` / ``duplicate_identical``: a second copy of an id in the same batch; the copy with the
+  latest ``updated_at`` lands (the last one received wins a tie); a copy identical to it collapses into it
+  (``duplicate_identical``, counted), one with other values is rejected, so that received = landed + rejected;
 - ``malformed_record`` / ``malformed_row`` (raised by the readers): a JSON record that is not an object, a CSV
   record with the wrong number of fields or cut short.
 """
@@ -34,6 +35,10 @@ RAW = "_raw"  # the row as received; only ever stored in the local reject table
 # What every landed raw row carries besides the source's fields, and its DuckDB type.
 LINEAGE_COLUMNS = {EXTRA: "JSON", SOURCE_REF: "VARCHAR", "_source": "VARCHAR", "_extracted_at": "TIMESTAMPTZ",
                    "_run_id": "VARCHAR", "_ordinal": "BIGINT"}
+
+DUPLICATE_PRIMARY_KEY = "duplicate_primary_key"  # a conflicting copy of an id: the newest was kept
+DUPLICATE_IDENTICAL = "duplicate_identical"  # an identical copy of an id: collapsed, nothing to review
+DUPLICATE_REASONS = (DUPLICATE_PRIMARY_KEY, DUPLICATE_IDENTICAL)
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "object": pl.String(), "source_id": pl.String(), "source_ref": pl.String(), "reason": pl.String(),
@@ -137,12 +142,8 @@ def cast_batch(obj: SenseiObject, text: pl.DataFrame, flavor: Flavor) -> Batch:
     clean = frame.filter(pl.col("problem").is_null()).drop("problem")
     rejects = [_reject(obj, row) for row in bad.iter_rows(named=True)]
     if clean.get_column(PRIMARY_KEY).is_duplicated().any():
-        # Keep the latest version of each id; earlier copies are rejected, never silently merged away.
-        order = clean.select(PRIMARY_KEY, MODIFIED_AT).with_row_index("_order")
-        keep = order.sort([MODIFIED_AT, "_order"]).unique(PRIMARY_KEY, keep="last").get_column("_order").sort()
-        dropped = pl.Series([True] * clean.height).scatter(keep, False)
-        rejects += [_duplicate(obj, row) for row in clean.filter(dropped).iter_rows(named=True)]
-        clean = clean.filter(~dropped)
+        clean, copies = _collapse_duplicates(obj, clean)
+        rejects += copies
     return Batch(obj.name, clean.select([*obj.field_names, EXTRA, SOURCE_REF]), rejects)
 
 
@@ -157,11 +158,34 @@ def _reject(obj: SenseiObject, row: dict) -> Reject:
                   reason, field_name, message, row[RAW], row[MODIFIED_AT])
 
 
-def _duplicate(obj: SenseiObject, row: dict) -> Reject:
-    message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} appears again in the same batch with an "
-               f"equal or later {MODIFIED_AT}; the later copy was kept")
-    return Reject(obj.name, row[PRIMARY_KEY], row[SOURCE_REF], "duplicate_primary_key", PRIMARY_KEY, message,
-                  row[RAW], row[MODIFIED_AT])
+def _collapse_duplicates(obj: SenseiObject, clean: pl.DataFrame) -> tuple[pl.DataFrame, list[Reject]]:
+    """One row per id: the newest by ``updated_at``, the copy received last on a tie. The others are accounted for:
+    a copy identical to the kept one (every field and ``_extra``) collapses into it (``duplicate_identical``),
+    a conflicting one is rejected (``duplicate_primary_key``): never silently merged away."""
+    content = [*obj.field_names, EXTRA]
+    order = clean.select(PRIMARY_KEY, MODIFIED_AT, pl.struct(content).hash().alias("_content")).with_row_index(
+        "_order")
+    kept = order.sort([MODIFIED_AT, "_order"]).unique(PRIMARY_KEY, keep="last")
+    dropped = order.filter(~pl.col("_order").is_in(kept.get_column("_order").implode()))
+    identical = dropped.join(kept.select(PRIMARY_KEY, "_content"), on=[PRIMARY_KEY, "_content"], how="semi")
+    same = set(identical.get_column("_order").to_list())
+    rows = clean.with_row_index("_order").filter(pl.col("_order").is_in(dropped.get_column("_order").implode()))
+    copies = [_duplicate(obj, row, row["_order"] in same) for row in rows.iter_rows(named=True)]
+    keep = pl.Series([False] * clean.height).scatter(kept.get_column("_order"), True)
+    return clean.filter(keep), copies
+
+
+def _duplicate(obj: SenseiObject, row: dict, identical: bool) -> Reject:
+    if identical:
+        message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} is an identical copy of a record "
+                   "received in the same batch; collapsed into it")
+        reason = DUPLICATE_IDENTICAL
+    else:
+        message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} appears again in the same batch with an "
+                   f"equal or later {MODIFIED_AT} and other values; the later copy was kept")
+        reason = DUPLICATE_PRIMARY_KEY
+    return Reject(obj.name, row[PRIMARY_KEY], row[SOURCE_REF], reason, PRIMARY_KEY, message, row[RAW],
+                  row[MODIFIED_AT])
 
 
 @dataclass

@@ -215,7 +215,7 @@ def test_injected_bad_records_become_named_rejects_or_extras(tenant):
     with server(tenant, faults=faults) as (_, url), client(url, page_size=40) as c:
         batches = list(c.iter_batches(PATIENT, None, None))
     rejects = {r.reason: r for b in batches for r in b.rejects}
-    assert rejects["duplicate_primary_key"].source_ref.startswith("page 1 row ")
+    assert rejects["duplicate_identical"].source_ref.startswith("page 1 row ")  # an exact copy: collapsed
     wrong = rejects["wrong_type"]
     assert wrong.field == "sms_opt_out" and wrong.source_ref == "page 2 row 1"
     assert orjson.loads(wrong.raw)["sms_opt_out"] == "not-a-bool"

@@ -3,9 +3,8 @@
 A rule names an object (registry name), a 1-based page number of a listing and what goes wrong there. Transport
 faults (``http_500``, ``malformed_json``, ``slow``, ``reset``) model a flaky service: they fire ``times`` times and
 then the page is served normally, so a retrying client recovers. Data faults (``duplicate_record``,
-``unknown_field``, ``wrong_type``, ``lone_surrogate``, ``invalid_utf8``) model a source that really holds that record;
-give them ``times=None`` (every
-time) when the page may be fetched more than once.
+``unknown_field``, ``wrong_type``, ``lone_surrogate``, ``invalid_utf8``) model a source that really holds that
+record; give them ``times=None`` (every time) when the page may be fetched more than once.
 
     Faults([Fault("patient", page=2, kind="http_500", times=3), Fault("patient", 1, "unknown_field", times=None)])
 """
