@@ -92,7 +92,8 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
         connection.execute(raw_table_ddl(spec, landing, replace=True))
         connection.execute(f"CREATE OR REPLACE TABLE {landing_rejects} ({REJECT_COLUMNS})")
         try:
-            landed, unknown_fields = self._land(connection, spec, obj, landing, landing_rejects, stamp, start, end)
+            landed, unknown_fields, variants = self._land(connection, spec, obj, landing, landing_rejects, stamp,
+                                                          start, end)
             in_window = f"{partition_expr} >= '{start}' AND {partition_expr} < '{end}'" if partition_expr else "true"
             landed -= _move_to_rejects(connection, spec, landing, landing_rejects, f"NOT ({in_window})",
                                        "modified_outside_window", start, end,
@@ -154,15 +155,19 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             "source_count": obj.source_count if obj.source_count is not None else MetadataValue.null(),
             "rejects_by_reason": MetadataValue.md(_reason_table(reasons)),
             "unknown_fields_kept_in__extra": MetadataValue.json(sorted(unknown_fields)),
+            # values read from a rendering other than the wire's own (``$1,234.56``, ``TRUE``, an offset), by
+            # field and variant: read exactly, counted so nothing is changed unseen
+            "parsed_variants": MetadataValue.json(dict(sorted(variants.items()))),
             "source": obj.source,
         }
 
     def _land(self, connection: duckdb.DuckDBPyConnection, spec: SenseiObject, obj: Extraction, landing: str,
               landing_rejects: str, stamp: dict[str, Any], start: dt.datetime,
-              end: dt.datetime) -> tuple[int, set[str]]:
+              end: dt.datetime) -> tuple[int, set[str], Counter[str]]:
         """Every batch into the landing table, one commit per batch (bounded memory)."""
-        landed, ordinal, unknown_fields = 0, 0, set[str]()
+        landed, ordinal, unknown_fields, variants = 0, 0, set[str](), Counter[str]()
         for batch in obj.batches:
+            variants.update(batch.variants)
             frame = batch.frame.with_columns(
                 pl.lit(stamp["_source"]).alias("_source"), pl.lit(stamp["_extracted_at"]).alias("_extracted_at"),
                 pl.lit(stamp["_run_id"]).alias("_run_id"),
@@ -174,7 +179,7 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             landed += frame.height
             if batch.rejects:
                 _insert(connection, landing_rejects, _reject_rows(batch.rejects, stamp, start, end))
-        return landed, unknown_fields
+        return landed, unknown_fields, variants
 
     def load_input(self, context: InputContext, table_slice: TableSlice,
                    connection: duckdb.DuckDBPyConnection) -> Extraction:

@@ -136,16 +136,19 @@ def test_us_dates_yes_no_and_decimals(tmp_path: Path) -> None:
     names = list(PATIENT.field_names)
     rows = []
     for i, (dob, opt) in enumerate([("05/06/2025", "Yes"), ("12/31/1999", "no"), ("2025-05-06", "Yes"),
-                                    ("13/01/2020", "No"), ("05/06/2025", "true")]):
+                                    ("13/01/2020", "No"), ("05/06/2025", "true"), ("05/06/2025", "maybe")]):
         row = dict.fromkeys(names, "") | {"id": f"p-{i}", "date_of_birth": dob, "sms_opt_out": opt,
                                           "created_at": TS, "updated_at": TS, "is_deleted": "No"}
         rows.append([row[n] for n in names])
-    frame, rejects = accounted(PATIENT, write(tmp_path, PATIENT, csv_text([names, *rows])))
+    batches = list(read_export(PATIENT, write(tmp_path, PATIENT, csv_text([names, *rows])), None, None))
+    frame, rejects = accounted(PATIENT, tmp_path)
+    # the export's own forms, and the renderings a person reads without doubt (counted per field and variant)
     assert frame.select("id", "date_of_birth", "sms_opt_out").rows() == [
-        ("p-0", dt.date(2025, 5, 6), True), ("p-1", dt.date(1999, 12, 31), False)]
+        ("p-0", dt.date(2025, 5, 6), True), ("p-1", dt.date(1999, 12, 31), False),
+        ("p-2", dt.date(2025, 5, 6), True), ("p-4", dt.date(2025, 5, 6), True)]
     assert [(r.source_id, r.reason, r.field) for r in rejects] == [
-        ("p-2", "wrong_type", "date_of_birth"), ("p-3", "wrong_type", "date_of_birth"),
-        ("p-4", "wrong_type", "sms_opt_out")]
+        ("p-3", "wrong_type", "date_of_birth"), ("p-5", "wrong_type", "sms_opt_out")]
+    assert batches[0].variants == {"date_of_birth: iso_date": 1, "sms_opt_out: other_rendering": 2}
     plan = get("insurance_plan")
     names = list(plan.field_names)
     row = dict.fromkeys(names, "") | {"id": "i-1", "annual_maximum": "1500.00", "deductible_individual": "-80.00",
