@@ -119,6 +119,10 @@ class StagingResource(ConfigurableResource):
     fallback_provider_id: str | None = ConfigField(
         default_factory=settings.fallback_provider_id,
         description="Sensei provider id given to rows whose free-text provider is unknown or ambiguous")
+    corrections_path: str = ConfigField(
+        default_factory=settings.corrections_path,
+        description="corrections to quarantined or rejected records (YAML or CSV: object, record_id, field, value, "
+                    "by, why), applied on every staging run")
 
 
 class ApplicationUser(Config):
