@@ -27,7 +27,6 @@ from senseimig_dagster.resources import SenseiSource, StoreResource
 from senseimig_dagster.sensei.records import DUPLICATE_REASONS
 from senseimig_dagster.store import Store, quoted
 
-
 _COPIES = "('" + "', '".join(DUPLICATE_REASONS) + "')"
 
 

@@ -45,14 +45,14 @@ from dagster import (
 from senseimig_dagster.assets.keys import MERGE_MAP, PROVIDER_RESOLUTION, QUARANTINE, raw_key, staging_key
 from senseimig_dagster.assets.metadata import KeyLike, markdown_table
 from senseimig_dagster.assets.partitions import run_window
+from senseimig_dagster.assets.release import record_outcomes
+from senseimig_dagster.audit.corrections import record_corrections
 from senseimig_dagster.dataverse.schema import SchemaPlan
 from senseimig_dagster.mapping import default_map
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.scope import accounted_by, written_objects
 from senseimig_dagster.objects import OBJECTS, PATIENT, REGISTRY, get
-from senseimig_dagster.assets.release import record_outcomes
-from senseimig_dagster.audit.corrections import record_corrections
 from senseimig_dagster.resources import AuditStore, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.corrections import apply_corrections, load_corrections
