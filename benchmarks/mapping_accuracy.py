@@ -154,7 +154,7 @@ def load_frames(tenant: Path) -> dict[str, pl.DataFrame]:
         frame = read_object(tenant, name)
         nested = [c for c, t in frame.schema.items() if isinstance(t, pl.List | pl.Struct)]
         money = [f.name for f in OBJECTS[name].fields if f.type == "decimal" and f.name in frame.columns]
-        frame = frame.with_columns(pl.col(c).cast(pl.Decimal(12, 2), strict=False) for c in money)  # as raw types it
+        frame = frame.with_columns(pl.col(c).cast(pl.Decimal(18, 6), strict=False) for c in money)  # as raw types it
         frames[name] = frame.with_columns(
             pl.col(c).map_elements(lambda v: orjson.dumps(v.to_list() if isinstance(v, pl.Series) else v).decode(),
                                    return_dtype=pl.String) for c in nested)

@@ -64,7 +64,7 @@ def child_bare(tenant: Path, out: Path) -> dict:
 
 def read_raw(tenant: Path, name: str):
     """One object's rows typed as the raw layer types them: ``support.tenants.read_object`` (dates, datetimes) plus
-    decimals as Decimal(12,2), as ``sensei/records.py`` casts them (``DECIMAL(12,2)`` in DuckDB)."""
+    decimals exact, as ``sensei/records.py`` casts them (``wire.EXACT_DECIMAL``, ``DECIMAL(18,6)`` in DuckDB)."""
     import polars as pl
 
     from senseimig_dagster.objects import get
@@ -73,7 +73,7 @@ def read_raw(tenant: Path, name: str):
 
     frame = read_object(tenant, name)
     decimals = [f.name for f in get(name).fields if f.type == "decimal" and f.name in frame.columns]
-    return frame.with_columns(pl.col(decimals).cast(pl.String).str.strip_chars().cast(wire.MONEY, strict=False))
+    return frame.with_columns(pl.col(decimals).cast(pl.String).str.strip_chars().cast(wire.EXACT_DECIMAL, strict=False))
 
 
 def _validate(result, fmap, plan) -> dict[str, int]:

@@ -33,6 +33,9 @@ from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
 from senseimig_dagster.sensei import wire
 from senseimig_dagster.sensei.errors import SenseiError
 from senseimig_dagster.sensei.records import (
+    DUPLICATE_IDENTICAL,
+    DUPLICATE_PRIMARY_KEY,
+    DUPLICATE_REASONS,
     EXTRA,
     LINEAGE_COLUMNS,
     SOURCE_REF,
@@ -89,7 +92,8 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
         connection.execute(raw_table_ddl(spec, landing, replace=True))
         connection.execute(f"CREATE OR REPLACE TABLE {landing_rejects} ({REJECT_COLUMNS})")
         try:
-            landed, unknown_fields = self._land(connection, spec, obj, landing, landing_rejects, stamp, start, end)
+            landed, unknown_fields, variants = self._land(connection, spec, obj, landing, landing_rejects, stamp,
+                                                          start, end)
             in_window = f"{partition_expr} >= '{start}' AND {partition_expr} < '{end}'" if partition_expr else "true"
             landed -= _move_to_rejects(connection, spec, landing, landing_rejects, f"NOT ({in_window})",
                                        "modified_outside_window", start, end,
@@ -98,9 +102,12 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             (repeated,) = connection.execute(
                 f"SELECT count(*) - count(DISTINCT {PRIMARY_KEY}) FROM {landing}").fetchone()
             if repeated:  # the ranking below sorts the whole table: only when some id really came twice
-                landed -= _move_to_rejects(connection, spec, landing, landing_rejects, _SUPERSEDED,
-                                           "duplicate_primary_key", start, end, "was received again later in the "
-                                           "same extraction; the latest copy was kept")
+                landed -= _move_to_rejects(connection, spec, landing, landing_rejects, _superseded(spec, True),
+                                           DUPLICATE_IDENTICAL, start, end, "was received again in the same "
+                                           "extraction, identical: collapsed into the kept copy")
+                landed -= _move_to_rejects(connection, spec, landing, landing_rejects, _superseded(spec, False),
+                                           DUPLICATE_PRIMARY_KEY, start, end, "was received again in the same "
+                                           "extraction with other values; the latest copy was kept")
             # The swap: the window's old rows and rejects out, the new ones in, all or nothing.
             (existing,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
             connection.execute("BEGIN TRANSACTION")
@@ -131,29 +138,36 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             connection.execute(f"DROP TABLE IF EXISTS {landing}")
             connection.execute(f"DROP TABLE IF EXISTS {landing_rejects}")
         received = landed + sum(reasons.values())
+        collapsed = reasons.pop(DUPLICATE_IDENTICAL, 0)
         if obj.source_count is not None and obj.source_count != received:
             # The source changed while we paged (or miscounts): visible here; the inventory check decides.
             context.log.warning(f"{spec.name}: the source reported {obj.source_count} rows for the window but "
                                 f"{received} were received")
-        context.log.info(f"{spec.name}: received {received}, landed {landed}, rejected {sum(reasons.values())}"
-                         f" ({dict(reasons) or 'none'}), window {start:%Y-%m-%d}..{end:%Y-%m-%d}")
+        context.log.info(f"{spec.name}: received {received}, landed {landed}, identical copies collapsed "
+                         f"{collapsed}, rejected {sum(reasons.values())} ({dict(reasons) or 'none'}), window "
+                         f"{start:%Y-%m-%d}..{end:%Y-%m-%d}")
         return {
             "dagster/row_count": landed,
             "received": received,
             "landed": landed,
+            "identical_copies_collapsed": collapsed,
             "rejected": sum(reasons.values()),
             "source_count": obj.source_count if obj.source_count is not None else MetadataValue.null(),
             "rejects_by_reason": MetadataValue.md(_reason_table(reasons)),
             "unknown_fields_kept_in__extra": MetadataValue.json(sorted(unknown_fields)),
+            # values read from a rendering other than the wire's own (``$1,234.56``, ``TRUE``, an offset), by
+            # field and variant: read exactly, counted so nothing is changed unseen
+            "parsed_variants": MetadataValue.json(dict(sorted(variants.items()))),
             "source": obj.source,
         }
 
     def _land(self, connection: duckdb.DuckDBPyConnection, spec: SenseiObject, obj: Extraction, landing: str,
               landing_rejects: str, stamp: dict[str, Any], start: dt.datetime,
-              end: dt.datetime) -> tuple[int, set[str]]:
+              end: dt.datetime) -> tuple[int, set[str], Counter[str]]:
         """Every batch into the landing table, one commit per batch (bounded memory)."""
-        landed, ordinal, unknown_fields = 0, 0, set[str]()
+        landed, ordinal, unknown_fields, variants = 0, 0, set[str](), Counter[str]()
         for batch in obj.batches:
+            variants.update(batch.variants)
             frame = batch.frame.with_columns(
                 pl.lit(stamp["_source"]).alias("_source"), pl.lit(stamp["_extracted_at"]).alias("_extracted_at"),
                 pl.lit(stamp["_run_id"]).alias("_run_id"),
@@ -165,16 +179,23 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
             landed += frame.height
             if batch.rejects:
                 _insert(connection, landing_rejects, _reject_rows(batch.rejects, stamp, start, end))
-        return landed, unknown_fields
+        return landed, unknown_fields, variants
 
     def load_input(self, context: InputContext, table_slice: TableSlice,
                    connection: duckdb.DuckDBPyConnection) -> Extraction:
         raise TypeError("raw assets load as polars.DataFrame; annotate the input with pl.DataFrame")
 
 
-# An id received twice in one extraction (a source that changed while we paged): all but its latest copy.
-_SUPERSEDED = (f"_ordinal IN (SELECT _ordinal FROM (SELECT _ordinal, row_number() OVER (PARTITION BY {PRIMARY_KEY} "
-               f"ORDER BY {MODIFIED_AT} DESC, _ordinal DESC) AS _rank FROM {{landing}}) WHERE _rank > 1)")
+def _superseded(spec: SenseiObject, identical: bool) -> str:
+    """An id received twice in one extraction (a source that changed while we paged, or holds a row twice): its
+    copies but the latest (the last received on a tie), those identical to the kept one (every field and
+    ``_extra``) or those that differ."""
+    content = ", ".join(f'"{f.name}"' for f in spec.fields) + f", {EXTRA}"
+    same = "=" if identical else "<>"
+    return (f"_ordinal IN (SELECT _ordinal FROM (SELECT _ordinal, _content, row_number() OVER w AS _rank, "
+            f"first_value(_content) OVER w AS _kept FROM (SELECT *, hash({content}) AS _content FROM {{landing}}) "
+            f"WINDOW w AS (PARTITION BY {PRIMARY_KEY} ORDER BY {MODIFIED_AT} DESC, _ordinal DESC)) "
+            f"WHERE _rank > 1 AND _content {same} _kept)")
 
 
 def _move_to_rejects(connection: duckdb.DuckDBPyConnection, spec: SenseiObject, landing: str, landing_rejects: str,
@@ -186,7 +207,7 @@ def _move_to_rejects(connection: duckdb.DuckDBPyConnection, spec: SenseiObject, 
         connection.execute(
             f"""INSERT INTO {landing_rejects} BY NAME
             SELECT '{spec.name}' AS object, t.{PRIMARY_KEY} AS source_id, t.{SOURCE_REF} AS source_ref,
-                   '{reason}' AS reason, '{PRIMARY_KEY if reason == "duplicate_primary_key" else MODIFIED_AT}' AS field,
+                   '{reason}' AS reason, '{PRIMARY_KEY if reason in DUPLICATE_REASONS else MODIFIED_AT}' AS field,
                    '{spec.name} ' || t.{SOURCE_REF} || ': id ' || t.{PRIMARY_KEY} || ' {cause}' AS message,
                    to_json(t)::VARCHAR AS raw, t.{MODIFIED_AT} AS modified_at,
                    least(greatest(timezone('UTC', t.{MODIFIED_AT}), ?::TIMESTAMP), ?::TIMESTAMP) AS partition_at,

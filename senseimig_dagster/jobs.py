@@ -8,6 +8,7 @@ from senseimig_dagster.assets.audit import export_audit, rollback
 from senseimig_dagster.assets.keys import DELETIONS, GO_LIVE, SAMPLE_DIFF, SCHEMA
 from senseimig_dagster.assets.mapping import confirm_mapping
 from senseimig_dagster.assets.partitions import modification_days
+from senseimig_dagster.assets.release import RELEASE_TAG
 from senseimig_dagster.assets.writers import WRITER_KEYS
 
 RAW = AssetSelection.groups("raw")
@@ -73,6 +74,17 @@ go_live_job = define_asset_job(
                 "go_live_ready fails with the Markdown table while it does not reconcile. Run after migrate.",
 )
 
+# Releasing corrected records: staging applies the corrections file, every writer sends exactly the records a
+# correction changed in this run, and the ledger is reconciled again.
+release_job = define_asset_job(
+    "release",
+    selection=AssetSelection.groups("staging") | AssetSelection.assets(*WRITER_KEYS, GO_LIVE),
+    tags={RELEASE_TAG: "corrections"},
+    description="Re-stage with the corrections file applied and send exactly the corrected records (each writer: "
+                "only the records a correction changed in this run), then reconcile the ledger. The corrections' "
+                "outcomes are in staging.corrections, who/why/before/after in the audit store.",
+)
+
 # confirm_mapping (assets/mapping.py): the UI path to `senseimig mapping confirm`, config path and by.
 all_jobs = [extract_job, inventory_job, schema_job, stage_job, sample_migration_job, migrate_job, delta_job, go_live_job,
-            confirm_mapping, export_audit, rollback]  # assets/audit.py: op config path/format; remove_schema/force/run_id
+            release_job, confirm_mapping, export_audit, rollback]  # assets/audit.py: op config path/format; remove_schema/force/run_id

@@ -52,6 +52,8 @@ class SenseiSource(ConfigurableResource):
     base_url: str = f"http://127.0.0.1:{settings.SANDBOX_SENSEI_PORT}"
     api_key: str = ConfigField(default=settings.SANDBOX_API_KEY, description="Csd-Api-Key; use EnvVar for real")
     export_dir: str = "data/export"
+    export_encodings: dict[str, str] = ConfigField(
+        default_factory=dict, description="object name (or '*') -> encoding of a legacy export, e.g. cp1252")
     page_size: int = 5000  # the API maximum: fewer round trips; memory stays bounded (two pages in flight)
     timeout_seconds: float = 30.0
     max_retries: int = 6
@@ -60,9 +62,12 @@ class SenseiSource(ConfigurableResource):
         return SenseiClient(self.base_url, self.api_key, page_size=self.page_size, timeout=self.timeout_seconds,
                             max_retries=self.max_retries)
 
+    def export_encoding(self, obj: SenseiObject) -> str:
+        return self.export_encodings.get(obj.name, self.export_encodings.get("*", "utf-8"))
+
     def extract(self, obj: SenseiObject, since: dt.datetime | None, before: dt.datetime | None) -> Extraction:
         if self.mode == "export":
-            return extract_export(obj, Path(self.export_dir), since, before)
+            return extract_export(obj, Path(self.export_dir), since, before, encoding=self.export_encoding(obj))
         client = self.client()
         try:
             extraction = client.extract(obj, since, before)
@@ -74,7 +79,7 @@ class SenseiSource(ConfigurableResource):
     def count(self, obj: SenseiObject) -> int:
         """What the source says it holds for an object, all history."""
         if self.mode == "export":
-            return export_count(obj, Path(self.export_dir))
+            return export_count(obj, Path(self.export_dir), encoding=self.export_encoding(obj))
         with self.client() as client:
             return client.count(obj)
 
@@ -114,6 +119,10 @@ class StagingResource(ConfigurableResource):
     fallback_provider_id: str | None = ConfigField(
         default_factory=settings.fallback_provider_id,
         description="Sensei provider id given to rows whose free-text provider is unknown or ambiguous")
+    corrections_path: str = ConfigField(
+        default_factory=settings.corrections_path,
+        description="corrections to quarantined or rejected records (YAML or CSV: object, record_id, field, value, "
+                    "by, why), applied on every staging run")
 
 
 class ApplicationUser(Config):
@@ -232,7 +241,8 @@ def _app_registration() -> dict[str, Any]:
 def sensei_source_from_env() -> SenseiSource:
     return SenseiSource(mode=settings.sensei_source(), base_url=settings.sensei_base_url(),  # type: ignore[arg-type]
                         api_key=_secret("SENSEI_API_KEY", settings.SANDBOX_API_KEY),
-                        export_dir=settings.sensei_export_dir())
+                        export_dir=settings.sensei_export_dir(),
+                        export_encodings=settings.sensei_export_encodings())
 
 
 def dataverse_from_env() -> DataverseResource:

@@ -42,6 +42,23 @@ def sensei_export_dir() -> str:
     return os.environ.get("SENSEI_EXPORT_DIR", str(Path("data") / "export"))
 
 
+def corrections_path() -> str:
+    """The corrections file staging applies (``staging/corrections.py``); absent: none."""
+    return os.environ.get("SENSEIMIG_CORRECTIONS", "corrections.yaml")
+
+
+def sensei_export_encodings() -> dict[str, str]:
+    """``SENSEI_EXPORT_ENCODING``: the encoding of legacy exports, ``cp1252`` for every file or
+    ``ledger_transaction=cp1252,patient=cp1252`` per object (``*=`` the others); UTF-8 when unset."""
+    value = os.environ.get("SENSEI_EXPORT_ENCODING", "").strip()
+    if not value:
+        return {}
+    if "=" not in value:
+        return {"*": value}
+    pairs = (item.split("=", 1) for item in value.split(",") if item.strip())
+    return {name.strip(): encoding.strip() for name, encoding in pairs}
+
+
 SANDBOX_DATAVERSE_PORT = 8766
 SANDBOX_DATAVERSE_DB = str(Path("data") / "dataverse.sqlite")
 

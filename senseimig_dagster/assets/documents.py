@@ -43,6 +43,7 @@ from senseimig_dagster.assets.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.assets.keys import OWNERS, SCHEMA, staging_key, writer_key
 from senseimig_dagster.assets.metadata import IDS_SHOWN
 from senseimig_dagster.assets.partitions import in_run_window
+from senseimig_dagster.assets.release import release_rows
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.load.document_journal import (
     NOTES_TABLE,
@@ -155,8 +156,10 @@ def build_document_asset(name: str, fmap: FieldMapFile) -> AssetsDefinition:
             staged, owners = db.staged(name), db.owner_map()
             manifest, previous = _manifest(db, name), previous_documents(db.conn, name)
             failed_before = failed_documents(db.conn)
+            staged, release_meta = release_rows(context.run.tags, context.run_id, db, name, staged)
         # Delta pickup, as the generic writers do it: documents outside the window are neither fetched nor compared.
         staged, window_meta = in_run_window(context, staged, failed_before)
+        window_meta |= release_meta
         results: list[DocumentResult] = []
         setup_error, drive_configured, started = None, False, time.monotonic()
         if not staged.is_empty():

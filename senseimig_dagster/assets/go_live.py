@@ -26,7 +26,8 @@ from dagster import (
 from senseimig_dagster.assets.keys import GO_LIVE
 from senseimig_dagster.assets.writers import WRITER_KEYS
 from senseimig_dagster.objects import LOCATION, PRIMARY_KEY
-from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
+from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
+from senseimig_dagster.staging.corrections import Correction, apply_corrections, load_corrections
 from senseimig_dagster.store import Store
 from senseimig_dagster.verify.billing import (
     ALL,
@@ -46,8 +47,11 @@ from senseimig_dagster.verify.counts import DataverseIndex
 GO_LIVE_KEY = GO_LIVE
 
 
-def _read_ledger_inputs(db: Store, objects: list[str]) -> tuple[LedgerInputs, dict[str, str]]:
+def _read_ledger_inputs(db: Store, objects: list[str], corrections: list[Correction] | None = None
+                        ) -> tuple[LedgerInputs, dict[str, str]]:
     raw = {name: frame for name in objects if (frame := db.raw(name)) is not None}  # a delta's edit: newest copy
+    # Sensei's side is what was received with the corrections staging applied (each in the audit trail).
+    raw = apply_corrections(raw, corrections or []).raw
     staged = {name: db.staged(name) for name in objects if db.exists("staging", name)}
     held = None
     if db.exists("staging", "quarantine"):
@@ -75,11 +79,11 @@ def _metadata(outcome: RepairOutcome, names: Mapping[str, str]) -> dict:
        description="The migration is ready to go live: every Dataverse asset loaded and verified, and the ledger "
                    "reconciles to Dataverse per location (Markdown table in the metadata).")
 def go_live_ready(context: AssetExecutionContext, store: StoreResource, dataverse: DataverseResource,
-                  mapping: MappingResource) -> MaterializeResult:
+                  mapping: MappingResource, staging_rules: StagingResource) -> MaterializeResult:
     fmap = mapping.load()
     objects = sorted({m.object for m in ledger_measures(fmap)})
     with store.open() as db:
-        inputs, names = _read_ledger_inputs(db, objects)
+        inputs, names = _read_ledger_inputs(db, objects, load_corrections(staging_rules.corrections_path))
         owners = db.owner_map()
     with dataverse.session() as session:
         sets = session.entity_sets({ledger_table(fmap), LOCATION_TABLE})

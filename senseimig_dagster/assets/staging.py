@@ -15,6 +15,10 @@ counts the rows in the window, and the writers send only those. Not gated on the
 review stages *before* the map is confirmed; the writers carry the gate. The map is the ``MappingResource``'s file,
 or the shipped default map while that file does not exist (the sandbox).
 
+Corrections (``staging/corrections.py``, the ``StagingResource``'s file) are applied to the newest raw rows first;
+their outcomes go to ``staging.corrections`` (no values), their values to the audit store, their counts per object
+to the metadata (``corrections``).
+
 Checks, both blocking: ``conservation`` (extracted = staged + merged + collapsed + quarantined + not written) and
 ``staged_schema`` (the Pandera model of ``staging/validation.py``). Staged and quarantine rows hold PHI: they stay in
 DuckDB; metadata gets counts and ``quarantine.masked_sample`` only.
@@ -41,14 +45,17 @@ from dagster import (
 from senseimig_dagster.assets.keys import MERGE_MAP, PROVIDER_RESOLUTION, QUARANTINE, raw_key, staging_key
 from senseimig_dagster.assets.metadata import KeyLike, markdown_table
 from senseimig_dagster.assets.partitions import run_window
+from senseimig_dagster.assets.release import record_outcomes
+from senseimig_dagster.audit.corrections import record_corrections
 from senseimig_dagster.dataverse.schema import SchemaPlan
 from senseimig_dagster.mapping import default_map
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.mapping.scope import accounted_by, written_objects
 from senseimig_dagster.objects import OBJECTS, PATIENT, REGISTRY, get
-from senseimig_dagster.resources import MappingResource, StagingResource, StoreResource
+from senseimig_dagster.resources import AuditStore, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.staging import quarantine as q
+from senseimig_dagster.staging.corrections import apply_corrections, load_corrections
 from senseimig_dagster.staging.pipeline import StagingResult, stage_tenant
 from senseimig_dagster.staging.providers import FREE_TEXT_OBJECTS, PROVIDERS, decision_summary
 from senseimig_dagster.staging.validation import CHECK_NAME, validate_object
@@ -168,11 +175,18 @@ def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
                  description="Stage the whole tenant: clean, deduplicate, resolve providers, collapse chart "
                              "duplicates, shape into Dataverse columns.")
     def _staging(context: AssetExecutionContext, store: StoreResource, mapping: MappingResource,
-                 staging_rules: StagingResource) -> Iterator:
+                 staging_rules: StagingResource, audit: AuditStore) -> Iterator:
         fmap_now = mapping.load()
         plan = default_plan(fmap_now.prefix)
-        result = stage_tenant(read_raw(store), fmap_now, plan=plan,
+        corrected = apply_corrections(read_raw(store), load_corrections(staging_rules.corrections_path))
+        if corrected.outcomes.height:  # who, why and the values before and after: the encrypted audit store
+            with audit.connect() as conn:
+                record_corrections(conn, context.run_id, corrected.values)
+        with store.open() as db:
+            record_outcomes(db, context.run_id, corrected.outcomes)
+        result = stage_tenant(corrected.raw, fmap_now, plan=plan,
                               fallback_provider_id=staging_rules.fallback_provider_id)
+        corrections = corrected.per_object()
         context.log.info("staged " + ", ".join(f"{k} {v.height}" for k, v in result.staged.items()))
         parents = {k: v.get_column("_source_id") for k, v in result.staged.items()}
         window = run_window(context.run.tags)
@@ -183,12 +197,14 @@ def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
             key, accounted = staging_key(name), accounted_by(fmap, name)
             in_window = {"window": window.describe(), "rows_in_window": frame.filter(window.contains()).height} \
                 if window else {}
+            applied = {o: corrections[o] for o in accounted if o in corrections}
             yield Output(_ready_for_duckdb(frame), output_name=name,
-                         metadata={"rows": frame.height, **in_window, **_object_metadata(result, accounted)})
+                         metadata={"rows": frame.height, **in_window, **_object_metadata(result, accounted),
+                                   "corrections": MetadataValue.json(applied)})
             yield _conservation_check(key, result.counts.filter(pl.col("object").is_in(accounted)))
             yield pandera_check_result(key, name, frame, fmap_now, plan, parents)
         yield Output(_ready_for_duckdb(result.quarantine), output_name=QUARANTINE.path[-1],
-                     metadata={"findings": result.quarantine.height,
+                     metadata={"findings": result.quarantine.height, "corrections": MetadataValue.json(corrections),
                                "reasons": MetadataValue.md(markdown_table(q.reason_counts(result.quarantine)))})
         yield Output(_ready_for_duckdb(result.merge_map), output_name=MERGE_MAP.path[-1],
                      metadata={"merged": result.merge_map.height, **dict(result.stats)})

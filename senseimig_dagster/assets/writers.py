@@ -33,6 +33,7 @@ from senseimig_dagster.assets.gate import enforce_gate, gate_check_spec
 from senseimig_dagster.assets.keys import DELETIONS, OWNERS, SCHEMA, staging_key, writer_key
 from senseimig_dagster.assets.metadata import IDS_SHOWN
 from senseimig_dagster.assets.partitions import in_run_window, run_window
+from senseimig_dagster.assets.release import release_rows
 from senseimig_dagster.assets.verification import checks_for
 from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.load.closing import closing_state, status_source
@@ -101,8 +102,10 @@ def build_writer(name: str, fmap: FieldMapFile | None = None) -> AssetsDefinitio
             staged, owners = db.staged(name), db.owner_map()
             previous = previous_entries(db.conn, name)
             staged = closing_state(name, staged, om.tables, _closing_status(db, name, staged, fmap_now))
+            staged, release_meta = release_rows(context.run.tags, context.run_id, db, name, staged)
         # The journal comparison below still skips unchanged bodies in the window.
         staged, window_meta = in_run_window(context, staged, {sid for (_, sid), e in previous.items() if e.failed})
+        window_meta |= release_meta
         rows: list[RecordOutcome] = []
         if not staged.is_empty():
             with dataverse.session() as session, audit.connect() as audit_conn:

@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--threshold", type=float, default=0.6, help="proposals below it stay unmapped")
     prop.set_defaults(command_name="mapping_propose")
 
+    rev = sub.add_parser("review", help="the quarantined and rejected records to review (ids, reasons, fields; no "
+                                        "values) as CSV")
+    rev.add_argument("--out", default="review.csv")
+    rev.add_argument("--values-out", default=None,
+                     help="also write the offending values (PHI) to this file, readable by its owner only (0600)")
+    rev.add_argument("--duckdb", default=None, help="DuckDB file of the migration (default: $SENSEIMIG_DUCKDB)")
+    rev.set_defaults(command_name="review")
+    rel = sub.add_parser("release", help="re-stage with the corrections file applied and send exactly the corrected "
+                                         "records, then reconcile the ledger (the release job)")
+    rel.set_defaults(command_name="release")
+
     back = sub.add_parser("rollback", help="return Dynamics to its pre-migration state from the audit log")
     back.add_argument("--remove-schema", action="store_true", help="also remove the schema the migration created")
     back.add_argument("--force", action="store_true", help="also undo records people changed since the migration")

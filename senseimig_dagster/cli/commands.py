@@ -1,4 +1,4 @@
-"""The ``senseimig`` commands that run the migration's own code (extract, demo, mapping, rollback); the package's
+"""The ``senseimig`` commands that run the migration's own code (extract, demo, mapping, review, release, rollback); the package's
 ``__init__`` parses, this module acts. Every command runs the same assets and jobs as the UI, in the same Dagster instance."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import duckdb
 from dagster import BetaWarning, PreviewWarning
 
 from senseimig_dagster import mapping, settings
+from senseimig_dagster.assets.release import RELEASE_TAG
 from senseimig_dagster.cli import demo, runs
+from senseimig_dagster.cli import review as cli_review
 from senseimig_dagster.definitions import defs
 from senseimig_dagster.mapping import candidates
 from senseimig_dagster.mapping.propose import propose_file
@@ -82,6 +84,22 @@ def mapping_file(args: argparse.Namespace) -> int:
     for p in problems:
         print(f"  {p}")
     return 0 if not problems else 2
+
+
+def review(args: argparse.Namespace) -> int:
+    listed = cli_review.write_review(args.duckdb or settings.duckdb_path(), Path(args.out),
+                                     Path(args.values_out) if args.values_out else None)
+    counts = listed.group_by("kind", "object").len().sort("kind", "object")
+    for kind, obj, n in counts.iter_rows():
+        print(f"{kind:<12} {obj:<24} {n}")
+    print(f"{listed.height} record(s) to review in {args.out}" + (f"; values (0600) in {args.values_out}"
+                                                                   if args.values_out else ""))
+    return 0
+
+
+def release(args: argparse.Namespace) -> int:
+    """The ``release`` job in this Dagster instance (the corrections file: ``$SENSEIMIG_CORRECTIONS``)."""
+    return 0 if runs.execute(defs, "release", tags={RELEASE_TAG: "corrections"}).success else 1
 
 
 def rollback(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 resume from the same page token.
 
 Failure policy, per request: 429 waits for ``Retry-After``; 5xx, timeouts, connection resets and malformed JSON
-are retried with exponential backoff and full jitter; 401/403 raise :class:`SenseiAuthError` at once; 400/404
+are retried with exponential backoff and full jitter, except a complete page of which some records do not parse
+(a lone ``\ud800`` escape, bytes that are not UTF-8): it is split down to the record (``json_split``), the others
+land and those are rejected with their page and position; 401/403 raise :class:`SenseiAuthError` at once; 400/404
 raise :class:`SenseiPageError` at once; so does running out of retries. Messages name object, page and cause and
 never carry the API key or a record value (records may be PHI): of an error response only ``HTTP <status> <code>``
 is kept, the server's free-text message goes to DEBUG logging only.
@@ -28,6 +30,7 @@ import polars as pl
 from senseimig_dagster.objects import SenseiObject
 from senseimig_dagster.sensei import records
 from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
+from senseimig_dagster.sensei.json_split import Unparsed, split_page
 from senseimig_dagster.sensei.records import EXTRA, RAW, SOURCE_REF, Batch, Extraction, Reject
 from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
 
@@ -194,7 +197,17 @@ class SenseiClient:
             token, number = page.next_token, number + 1
 
     def _page(self, response: httpx.Response, number: int) -> _Page:
-        body = self._json(response)
+        try:
+            body = self._json(response)
+        except _Retryable:
+            # A complete page with a record that does not parse: split it down to the record, no retry (the
+            # same bytes would come back). A body cut short in transit has no complete envelope: retried.
+            split = split_page(response.content)
+            if split is None:
+                raise
+            log.warning("page %d: %d record(s) did not parse; the rest of the page is kept", number,
+                        sum(isinstance(r, Unparsed) for r in split.records))
+            return _Page(number, split.records, split.total_count, split.next_token)
         if (not isinstance(body, dict) or not isinstance(body.get("data"), list)
                 or not isinstance(body.get("next_page_token"), (str, type(None)))):
             raise _Retryable("page is not a {data, next_page_token} object")
@@ -288,6 +301,10 @@ def to_batch(obj: SenseiObject, page_number: int, page_records: list[Any]) -> Ba
     bad: list[Reject] = []
     for i, rec in enumerate(page_records, 1):
         ref = f"page {page_number} row {i}"
+        if isinstance(rec, Unparsed):
+            bad.append(Reject(obj.name, rec.source_id, ref, rec.reason, None, f"{obj.name} {ref}: {rec.cause}",
+                              rec.raw))
+            continue
         raw = orjson.dumps(rec)
         if not isinstance(rec, dict):
             bad.append(Reject(obj.name, None, ref, "malformed_record", None,

@@ -7,15 +7,21 @@ word, so each block is verified before use, on a zero-copy UInt8 view of its byt
 rows x (fields - 1) plus the commas inside values (a blank or short row leaves them short; a long row makes Polars
 fail) and its ``\\n`` bytes rows plus the line breaks inside values, which also give every row its physical line.
 
-Exact path: from the first block that fails (Polars error, invalid UTF-8, a ragged or blank row, bad quoting) the
-rest of the file is read record by record with the ``csv`` module, which names the line of every malformed record
-and the byte offset of invalid UTF-8. A well-formed file never takes it.
+Exact path (``csv_exact``): a block that fails (Polars error, a byte that does not decode, a ragged or blank row,
+bad quoting) is read record by record with the ``csv`` module, which names the line of every malformed record and
+the byte offset of an undecodable one. When the block's only faults are undecodable records and blank lines, the
+fast path resumes after it; a structural fault (a record that may run past the block) sends the rest of the file
+to the exact reader. A well-formed file never takes it.
+
+Encoding: UTF-8 (with or without BOM) unless the export is declared in another ASCII-compatible encoding (a legacy
+``cp1252``), whose blocks are transcoded to UTF-8 for Polars.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import sys
+import io
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -27,12 +33,13 @@ import pyarrow as pa
 
 from senseimig_dagster import objects
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY
+from senseimig_dagster.sensei.csv_exact import INVALID_ENCODING, Malformed, encoding_label, read_exact
 from senseimig_dagster.sensei.errors import SenseiExportError
 
 BOM = b"\xef\xbb\xbf"
 HEADER_MAX = 1 << 20
 MIN_BLOCK, MAX_BLOCK = 1 << 16, 1 << 28
-NL, COMMA, QUOTE = 10, 44, 34
+NL, CR, COMMA, QUOTE = 10, 13, 44, 34
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,7 @@ class Header:
     names: tuple[str, ...]
     data_start: int  # byte offset of the first data record
     first_data_line: int  # physical line number (1-based) of the first data record
-
-
-@dataclass(frozen=True)
-class Malformed:
-    line: int
-    cause: str  # names counts and positions, never a value
-    raw: str
+    encoding: str = "utf-8"  # the file's declared encoding (an ASCII-compatible one)
 
 
 @dataclass
@@ -59,7 +60,8 @@ class Chunk:
     malformed: list[Malformed] = field(default_factory=list)
 
 
-def read_header(name: str, path: Path) -> Header:
+def read_header(name: str, path: Path, encoding: str = "utf-8") -> Header:
+    encoding = _checked_encoding(name, encoding)
     with path.open("rb") as f:
         probe = f.read(HEADER_MAX)
     start = len(BOM) if probe.startswith(BOM) else 0
@@ -71,9 +73,9 @@ def read_header(name: str, path: Path) -> Header:
             raise SenseiExportError(name, "header", f"no end of the header row in the first {HEADER_MAX} bytes")
         end = len(probe)
     try:
-        text = probe[start:end].decode("utf-8")
+        text = probe[start:end].decode(encoding)
     except UnicodeDecodeError as e:
-        raise SenseiExportError(name, "header", f"not UTF-8 (byte offset {start + e.start})") from None
+        raise SenseiExportError(name, "header", f"not {encoding_label(encoding)} (byte offset {start + e.start})") from None
     names = next(csv.reader([text.rstrip("\r\n")]), [])
     if not any(n.strip() for n in names):
         raise SenseiExportError(name, "header", "the header row is empty")
@@ -91,7 +93,19 @@ def read_header(name: str, path: Path) -> Header:
         others = len(twice) - len(quoted)
         listed = quoted + ([f"{others} other name(s) not in the registry"] if others else [])
         raise SenseiExportError(name, "header", f"column names repeated: {', '.join(listed)}")
-    return Header(tuple(names), end, text.count("\n") + 1)
+    return Header(tuple(names), end, text.count("\n") + 1, encoding)
+
+
+def _checked_encoding(name: str, encoding: str) -> str:
+    """The codec's canonical name; only encodings that write line breaks, commas and quotes as ASCII bytes (and
+    never inside another character) can be cut into records by byte."""
+    try:
+        codec = codecs.lookup(encoding)
+    except LookupError:
+        raise SenseiExportError(name, "header", f"unknown encoding {encoding!r}") from None
+    if codec.name.startswith(("utf-16", "utf-32")) or '\n,"'.encode(codec.name) != b'\n,"':
+        raise SenseiExportError(name, "header", f"encoding {encoding!r} is not ASCII-compatible")
+    return codec.name
 
 
 def _first_boundary(buf: bytes, start: int) -> int:
@@ -121,27 +135,66 @@ def _u8(buf: bytes) -> pl.Series:
 
 
 def count_records(path: Path, header: Header, block: int = 1 << 26) -> int:
-    """Data records in the file by RFC 4180 quote parity: record terminators outside quotes, plus a last record
-    without one. Counted apart from the reader (Polars' SIMD row count, ~2 GB/s), so it can check what the
-    reader delivered; they differ only for a stray quote inside an unquoted field, which RFC 4180 forbids."""
+    """Data records in the file, counted apart from the reader so it can check what the reader delivered: by
+    RFC 4180 quote parity (Polars' SIMD row count, ~2 GB/s), less the blank lines outside quotes (not records).
+    A file whose quotes do not pair up as RFC 4180 places them (an unclosed or a stray quote) has no parity count
+    to trust: its records are what the reader's resynchronisation makes of it, so the reader counts them."""
     if path.stat().st_size <= header.data_start:
         return 0
     rows = pl.scan_csv(path, infer_schema=False, quote_char='"').select(pl.len()).collect().item()
-    quotes, last = 0, b""
+    quotes, blanks, misplaced, prev = 0, 0, False, b"\n"
     with path.open("rb") as f:
         f.seek(header.data_start)
         while buf := f.read(block):
-            quotes += int((_u8(buf) == QUOTE).sum())
-            last = buf[-1:]
-    # Polars does not count a last record that opens a quote and ends with a line break inside it.
-    return rows + (1 if quotes % 2 and last == b"\n" else 0)
+            u8 = _u8(buf)
+            at = (u8 == QUOTE).arg_true()
+            misplaced = misplaced or _misplaced_quotes(u8, at, quotes % 2, prev)
+            blanks += _blank_lines(buf, at, quotes, prev)
+            quotes += at.len()
+            prev = buf[-1:]
+    if misplaced or quotes % 2:
+        return sum(c.frame.height + len(c.malformed) for c in iter_chunks(path.stem, path, header, 100_000))
+    return rows - blanks
+
+
+_OPENS_AFTER = pl.Series([COMMA, NL, QUOTE], dtype=pl.UInt8)  # a quoted field starts after these
+_CLOSES_BEFORE = pl.Series([COMMA, CR, NL, QUOTE], dtype=pl.UInt8)  # and ends before these
+
+
+def _misplaced_quotes(u8: pl.Series, at: pl.Series, parity: int, prev: bytes) -> bool:
+    """Whether a quote of the block is not where RFC 4180 puts one: an opening quote not at a field's start, a
+    closing one not at its end (the quote count before the block gives which is which)."""
+    if at.is_empty():
+        return False
+    n = len(u8)
+    before = u8.gather((at.cast(pl.Int64) - 1).clip(0))
+    if at[0] == 0:
+        before = before.scatter(0, prev[0] if prev else NL)
+    after = u8.gather((at.cast(pl.Int64) + 1).clip(upper_bound=n - 1))
+    opening = (pl.int_range(at.len(), eager=True) + parity) % 2 == 0
+    bad = (opening & ~before.is_in(_OPENS_AFTER)) | (~opening & ~after.is_in(_CLOSES_BEFORE) & (at != n - 1))
+    return bool(bad.any())
+
+
+def _blank_lines(buf: bytes, at: pl.Series, quotes_before: int, prev: bytes) -> int:
+    """Empty lines (``\n`` or ``\r\n`` right after a line break) outside quotes in the block."""
+    starts = [-1] if prev == b"\n" and (buf.startswith(b"\n") or buf.startswith(b"\r\n")) else []
+    for pattern in (b"\n\n", b"\n\r\n"):
+        pos = buf.find(pattern)
+        while pos >= 0:
+            starts.append(pos)
+            pos = buf.find(pattern, pos + 1)
+    if not starts:
+        return 0
+    before = at.search_sorted(pl.Series(starts, dtype=pl.Int64) + 1) + quotes_before
+    return int((before % 2 == 0).sum())
 
 
 def iter_chunks(name: str, path: Path, header: Header, chunk_rows: int,
                 text_columns: Collection[str] = ()) -> Iterator[Chunk]:
     """Chunks of at most ``chunk_rows`` records, in file order. Line breaks are looked for in ``text_columns``
     first (the only ones that should hold any), in all columns when those do not hold them all."""
-    names = header.names
+    names, encoding = header.names, header.encoding
     text = [i for i, n in enumerate(names) if n in text_columns]
     size = min(max(chunk_rows * 256, MIN_BLOCK), 1 << 26)
     with path.open("rb") as f:
@@ -155,17 +208,45 @@ def iter_chunks(name: str, path: Path, header: Header, chunk_rows: int,
                 carry, size = buf, min(size * 2, MAX_BLOCK)
                 continue
             block, carry = buf[:cut], buf[cut:]
-            parsed = _fast(block, names, line, text)
+            utf8 = _as_utf8(block, encoding)
+            parsed = _fast(utf8, names, line, text) if utf8 is not None else None
+            newlines = block.count(b"\n")
             if parsed is None:
-                yield from _exact(name, f, offset, line, names, chunk_rows)
-                return
-            chunk, newlines = parsed
-            yield from _split(chunk, chunk_rows)
+                local = _exact_block(block, offset, line, names, chunk_rows, encoding)
+                if local is None:  # a structural fault: its record may run past the block, read on exactly
+                    f.seek(offset)
+                    yield from _exact(f, offset, line, names, chunk_rows, encoding)
+                    return
+                yield from local
+            else:
+                chunk, newlines = parsed
+                yield from _split(chunk, chunk_rows)
+                if chunk.frame.height:
+                    size = min(max(int(cut / chunk.frame.height * chunk_rows), MIN_BLOCK), MAX_BLOCK)
             offset, line = offset + cut, line + newlines
-            if chunk.frame.height:
-                size = min(max(int(cut / chunk.frame.height * chunk_rows), MIN_BLOCK), MAX_BLOCK)
         if carry:  # the file ends inside a record: let the exact reader name it
-            yield from _exact(name, f, offset, line, names, chunk_rows)
+            f.seek(offset)
+            yield from _exact(f, offset, line, names, chunk_rows, encoding)
+
+
+def _as_utf8(block: bytes, encoding: str) -> bytes | None:
+    """The block in UTF-8 for Polars; None when some byte does not decode (the exact reader names it)."""
+    if codecs.lookup(encoding).name == "utf-8":
+        return block
+    try:
+        return block.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _exact_block(block: bytes, offset: int, line: int, names: tuple[str, ...], chunk_rows: int,
+                 encoding: str) -> list[Chunk] | None:
+    """One block by the exact reader when its only faults are records that do not decode and blank lines (the
+    fast path resumes after it); None when it holds a structural fault."""
+    chunks = list(_exact(io.BytesIO(block), offset, line, names, chunk_rows, encoding))
+    if any(m.reason != INVALID_ENCODING for c in chunks for m in c.malformed):
+        return None
+    return chunks
 
 
 def _fast(block: bytes, names: tuple[str, ...], first_line: int, text: list[int]) -> tuple[Chunk, int] | None:
@@ -218,59 +299,25 @@ def _split(chunk: Chunk, chunk_rows: int) -> Iterator[Chunk]:
                     lambda i, s=start: chunk.raw(s + i), chunk.malformed if start == 0 else [])
 
 
-def _exact(name: str, f: BinaryIO, offset: int, line: int, names: tuple[str, ...],
-           chunk_rows: int) -> Iterator[Chunk]:
-    """Read the rest of the file from ``offset`` (a record start) with the csv module, record by record."""
-    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))  # long notes are fine
-    f.seek(offset)
-    pending: list[str] = []  # physical lines of the record being read
-    at = [offset, line]  # byte offset and line number of the next physical line
-
-    def physical_lines() -> Iterator[str]:
-        for data in f:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise SenseiExportError(name, f"line {at[1]}", f"not UTF-8 (byte offset {at[0] + e.start})") from None
-            at[0], at[1] = at[0] + len(data), at[1] + 1
-            pending.append(text)
-            yield text
-
-    reader = csv.reader(physical_lines(), strict=True)
+def _exact(f: BinaryIO, offset: int, line: int, names: tuple[str, ...], chunk_rows: int,
+           encoding: str) -> Iterator[Chunk]:
+    """Read the rest of ``f`` (positioned at a record start, byte ``offset`` of the file) exactly, in chunks."""
     rows: list[list[str | None]] = []
     starts: list[int] = []
     raws: list[str] = []
     bad: list[Malformed] = []
-    while True:
-        first = at[1]
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:  # the message names the syntax problem, not the data
-            bad.append(Malformed(first, f"not valid CSV: {e}", _chomp("".join(pending))))
-            pending.clear()
-            continue
-        raw = "".join(pending)
-        pending.clear()
-        if not raw.endswith("\n"):
-            bad.append(Malformed(first, "the file ends inside this record (no line terminator): truncated", raw))
-        elif len(record) != len(names):
-            bad.append(Malformed(first, f"{len(record)} fields where the header has {len(names)}", _chomp(raw)))
+    for item in read_exact(f, offset, line, names, encoding):
+        if isinstance(item, Malformed):
+            bad.append(item)
         else:
-            rows.append([v or None for v in record])
-            starts.append(first)
-            raws.append(_chomp(raw))
+            rows.append(item[0])
+            starts.append(item[1])
+            raws.append(item[2])
         if len(rows) + len(bad) >= chunk_rows:
             yield _exact_chunk(names, rows, starts, raws, bad)
             rows, starts, raws, bad = [], [], [], []
     if rows or bad:
         yield _exact_chunk(names, rows, starts, raws, bad)
-
-
-def _chomp(record: str) -> str:
-    """The record without its line terminator."""
-    return record.removesuffix("\n").removesuffix("\r")
 
 
 def _exact_chunk(names: tuple[str, ...], rows: list, starts: list[int], raws: list[str],

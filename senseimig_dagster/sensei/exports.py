@@ -9,13 +9,14 @@
 - a rejected row's ``raw`` is the record's text as it is in the file.
 
 Windows: a row belongs to ``[modified_since, modified_before)`` by its *typed* ``updated_at``. Rows that have no
-valid ``updated_at`` and records that are not rows at all (too many or too few fields, blank lines, a truncated
-last record: reason ``malformed_row``) belong to no window; they are reported only by the open-ended first window
+valid ``updated_at`` and records that are not rows at all (too many or too few fields, a broken quote, a truncated
+last record: reason ``malformed_row``; a byte the file's encoding cannot decode: ``invalid_encoding``, with line
+and byte offset) belong to no window; blank lines are not records; they are reported only by the open-ended first window
 (``modified_since is None``), so adjacent windows partition the file and every record is counted exactly once.
 
 Whole-file problems raise :class:`SenseiExportError` naming the object and ``"header"`` or ``"line N"``: a missing
-file, an empty file, a header without ``id``/``updated_at`` or with too few of the object's columns, invalid UTF-8
-(with its byte offset). Messages name fields, lines and counts, never values.
+file, an empty file, a header without ``id``/``updated_at`` or with too few of the object's columns, a header that
+does not decode (with its byte offset). A legacy export is read in its declared ``encoding`` (``cp1252``). Messages name fields, lines and counts, never values.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
-from senseimig_dagster.sensei import csv_scan
+from senseimig_dagster.sensei import csv_exact, csv_scan
 from senseimig_dagster.sensei.errors import SenseiExportError
 from senseimig_dagster.sensei.records import (
     EXTRA,
@@ -44,26 +45,28 @@ from senseimig_dagster.sensei.records import (
 
 log = logging.getLogger("senseimig.sensei.exports")
 
-MALFORMED_ROW = "malformed_row"
+MALFORMED_ROW = csv_exact.MALFORMED_ROW
+INVALID_ENCODING = csv_exact.INVALID_ENCODING
 
 
 def export_path(obj: SenseiObject, export_dir: Path) -> Path:
     return Path(export_dir) / obj.export_file
 
 
-def export_count(obj: SenseiObject, export_dir: Path) -> int:
+def export_count(obj: SenseiObject, export_dir: Path, *, encoding: str = "utf-8") -> int:
     """Data records in the object's export file (all history), counted apart from the reader
     (``csv_scan.count_records``): equals landed + rejected over windows that cover all time."""
-    path, header = _open(obj, export_dir)
+    path, header = _open(obj, export_dir, encoding)
     return csv_scan.count_records(path, header)
 
 
 def extract_export(obj: SenseiObject, export_dir: Path, modified_since: dt.datetime | None,
-                   modified_before: dt.datetime | None, *, chunk_rows: int = 100_000) -> Extraction:
+                   modified_before: dt.datetime | None, *, chunk_rows: int = 100_000,
+                   encoding: str = "utf-8") -> Extraction:
     """A lazy extraction of one window. ``source_count`` is known only for an unbounded window (the file's record
     count): the file does not say how many rows a bounded window holds without parsing it all. Header problems
     raise here, at once."""
-    path, header = _open(obj, export_dir)
+    path, header = _open(obj, export_dir, encoding)
     batches = _read(obj, path, header, modified_since, modified_before, chunk_rows)
     unbounded = modified_since is None and modified_before is None
     return Extraction(obj.name, "export", batches,
@@ -71,9 +74,10 @@ def extract_export(obj: SenseiObject, export_dir: Path, modified_since: dt.datet
 
 
 def read_export(obj: SenseiObject, export_dir: Path, modified_since: dt.datetime | None,
-                modified_before: dt.datetime | None, *, chunk_rows: int = 100_000) -> Iterator[Batch]:
+                modified_before: dt.datetime | None, *, chunk_rows: int = 100_000,
+                encoding: str = "utf-8") -> Iterator[Batch]:
     """Typed batches of at most ``chunk_rows`` records of one window; header problems raise at once."""
-    path, header = _open(obj, export_dir)
+    path, header = _open(obj, export_dir, encoding)
     return _read(obj, path, header, modified_since, modified_before, chunk_rows)
 
 
@@ -91,11 +95,11 @@ def _read(obj: SenseiObject, path: Path, header: csv_scan.Header, modified_since
     return (_batch(obj, chunk, unknown, window) for chunk in chunks)
 
 
-def _open(obj: SenseiObject, export_dir: Path) -> tuple[Path, csv_scan.Header]:
+def _open(obj: SenseiObject, export_dir: Path, encoding: str = "utf-8") -> tuple[Path, csv_scan.Header]:
     path = export_path(obj, export_dir)
     if not path.is_file():
         raise SenseiExportError(obj.name, "header", f"export file {obj.export_file} not found in the export folder")
-    header = csv_scan.read_header(obj.name, path)
+    header = csv_scan.read_header(obj.name, path, encoding)
     required = [c for c in (PRIMARY_KEY, MODIFIED_AT) if c not in header.names]
     if required:
         raise SenseiExportError(obj.name, "header", f"required column(s) missing: {', '.join(required)}")
@@ -165,5 +169,5 @@ def _row_index(chunk: csv_scan.Chunk, reject: Reject) -> int:
 
 
 def _malformed(obj: SenseiObject, m: csv_scan.Malformed) -> Reject:
-    return Reject(obj.name, None, f"line {m.line}", MALFORMED_ROW, None, f"{obj.name} line {m.line}: {m.cause}",
+    return Reject(obj.name, m.source_id, f"line {m.line}", m.reason, None, f"{obj.name} line {m.line}: {m.cause}",
                   m.raw)

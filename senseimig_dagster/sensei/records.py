@@ -8,8 +8,9 @@ be landed to a :class:`Reject` with a named reason instead of failing the run or
   never the value: values may be PHI);
 - ``missing_primary_key`` / ``missing_modified_at``: a row without ``id`` or ``updated_at`` cannot be keyed or
   partitioned;
-- ``duplicate_primary_key``: a second copy of an id in the same batch; the copy with the latest ``updated_at``
-  lands (the last one read wins a tie), the others are rejected so that received = landed + rejected;
+- ``duplicate_primary_key`` / ``duplicate_identical``: a second copy of an id in the same batch; the copy with the
+  latest ``updated_at`` lands (the last one received wins a tie); a copy identical to it collapses into it
+  (``duplicate_identical``, counted), one with other values is rejected, so that received = landed + rejected;
 - ``malformed_record`` / ``malformed_row`` (raised by the readers): a JSON record that is not an object, a CSV
   record with the wrong number of fields or cut short.
 """
@@ -24,7 +25,7 @@ from typing import Literal
 import polars as pl
 
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, FieldType, SenseiObject
-from senseimig_dagster.sensei import wire
+from senseimig_dagster.sensei import values
 
 Flavor = Literal["json", "csv"]
 
@@ -34,6 +35,10 @@ RAW = "_raw"  # the row as received; only ever stored in the local reject table
 # What every landed raw row carries besides the source's fields, and its DuckDB type.
 LINEAGE_COLUMNS = {EXTRA: "JSON", SOURCE_REF: "VARCHAR", "_source": "VARCHAR", "_extracted_at": "TIMESTAMPTZ",
                    "_run_id": "VARCHAR", "_ordinal": "BIGINT"}
+
+DUPLICATE_PRIMARY_KEY = "duplicate_primary_key"  # a conflicting copy of an id: the newest was kept
+DUPLICATE_IDENTICAL = "duplicate_identical"  # an identical copy of an id: collapsed, nothing to review
+DUPLICATE_REASONS = (DUPLICATE_PRIMARY_KEY, DUPLICATE_IDENTICAL)
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "object": pl.String(), "source_id": pl.String(), "source_ref": pl.String(), "reason": pl.String(),
@@ -60,6 +65,7 @@ class Batch:
     object: str
     frame: pl.DataFrame
     rejects: list[Reject] = field(default_factory=list)
+    variants: dict[str, int] = field(default_factory=dict)  # "field: variant" -> landed rows read from it
 
     @property
     def received(self) -> int:
@@ -71,38 +77,26 @@ def rejects_frame(rejects: list[Reject]) -> pl.DataFrame:
 
 
 def parse_datetimes(text: pl.Series) -> pl.Series:
-    """ISO 8601 to UTC: the wire's exact format first (about 4x faster), the general ISO parse (fractions,
-    offsets) only for what that did not read."""
-    fast = text.str.to_datetime(wire.DATETIME_FORMAT, time_zone="UTC", strict=False)
-    rest = (fast.is_null() & text.is_not_null()).arg_true()
-    if rest.is_empty():
-        return fast
-    slow = text.gather(rest).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_zone="UTC", strict=False)
-    return fast.scatter(rest, slow)
+    """ISO 8601 (and the other renderings ``values.datetime`` reads) to UTC."""
+    return values.parse("datetime", text, "json")[0]
 
 
 def cast_series(type_: FieldType, text: pl.Series, flavor: Flavor) -> pl.Series:
     """One column of source text as its registry type; a value that does not parse becomes null."""
+    return cast_with_variants(type_, text, flavor)[0]
+
+
+def cast_with_variants(type_: FieldType, text: pl.Series, flavor: Flavor) -> tuple[pl.Series, pl.Series | None]:
+    """One column as its registry type, and how each value was rendered when not in the wire's own form."""
     if type_ in ("uuid", "str", "text"):
-        return text
+        return text, None
     if type_ == "json":
         # Canonical (minified) JSON, so the API and the export land identical values. Registry JSON fields hold
         # arrays or objects; a bare scalar (json_path_match would strip a string's quotes) is a wrong type.
         container = text.str.strip_chars().str.contains(r"^[\[{]")
-        return text.str.json_path_match("$").set(~container.fill_null(False), None)
-    text = text.str.strip_chars()
-    if type_ == "int":
-        return text.cast(pl.Int64, strict=False)
-    if type_ == "decimal":
-        return text.cast(wire.MONEY, strict=False)
-    if type_ == "bool":
-        true, false = (wire.CSV_TRUE, wire.CSV_FALSE) if flavor == "csv" else ("true", "false")
-        return text.str.to_lowercase().replace_strict({true.lower(): True, false.lower(): False}, default=None,
-                                                      return_dtype=pl.Boolean)
-    if type_ == "date":
-        return text.str.to_date(wire.CSV_DATE_FORMAT if flavor == "csv" else "%Y-%m-%d", strict=False)
-    if type_ == "datetime":
-        return parse_datetimes(text)
+        return text.str.json_path_match("$").set(~container.fill_null(False), None), None
+    if type_ in ("int", "decimal", "bool", "date", "datetime"):
+        return values.parse(type_, text.str.strip_chars(), flavor)
     raise ValueError(f"no cast for field type {type_!r}")
 
 
@@ -121,7 +115,8 @@ def cast_batch(obj: SenseiObject, text: pl.DataFrame, flavor: Flavor) -> Batch:
     height = text.height
     source = {f.name: _blank_to_null(f.type, text.get_column(f.name), flavor) if f.name in text.columns
               else pl.Series(f.name, [None] * height, pl.String) for f in obj.fields}
-    typed = {f.name: cast_series(f.type, source[f.name], flavor).alias(f.name) for f in obj.fields}
+    cast = {f.name: cast_with_variants(f.type, source[f.name], flavor) for f in obj.fields}
+    typed = {name: value.alias(name) for name, (value, _) in cast.items()}
     # The first problem of each row, in registry order; null when the row is clean.
     checks = [(source[PRIMARY_KEY].is_null(), f"missing_primary_key:{PRIMARY_KEY}"),
               (source[MODIFIED_AT].is_null(), f"missing_modified_at:{MODIFIED_AT}")]
@@ -131,19 +126,28 @@ def cast_batch(obj: SenseiObject, text: pl.DataFrame, flavor: Flavor) -> Batch:
                                      mask.any()] or [pl.lit(None, pl.String)])).to_series()
     if problem.len() != height:  # no problem at all: a literal null
         problem = pl.Series("problem", [None] * height, pl.String)
+    found = {name: variant for name, (_, variant) in cast.items() if variant is not None}
     frame = pl.DataFrame([*typed.values(), text.get_column(EXTRA), text.get_column(SOURCE_REF),
-                          text.get_column(RAW), problem.alias("problem")])
+                          text.get_column(RAW), problem.alias("problem"),
+                          *(v.alias(f"_variant_{n}") for n, v in found.items())])
     bad = frame.filter(pl.col("problem").is_not_null())
     clean = frame.filter(pl.col("problem").is_null()).drop("problem")
+    variants = _count_variants(clean, found)
     rejects = [_reject(obj, row) for row in bad.iter_rows(named=True)]
     if clean.get_column(PRIMARY_KEY).is_duplicated().any():
-        # Keep the latest version of each id; earlier copies are rejected, never silently merged away.
-        order = clean.select(PRIMARY_KEY, MODIFIED_AT).with_row_index("_order")
-        keep = order.sort([MODIFIED_AT, "_order"]).unique(PRIMARY_KEY, keep="last").get_column("_order").sort()
-        dropped = pl.Series([True] * clean.height).scatter(keep, False)
-        rejects += [_duplicate(obj, row) for row in clean.filter(dropped).iter_rows(named=True)]
-        clean = clean.filter(~dropped)
-    return Batch(obj.name, clean.select([*obj.field_names, EXTRA, SOURCE_REF]), rejects)
+        clean, copies = _collapse_duplicates(obj, clean)
+        rejects += copies
+    return Batch(obj.name, clean.select([*obj.field_names, EXTRA, SOURCE_REF]), rejects, variants)
+
+
+def _count_variants(clean: pl.DataFrame, found: dict[str, pl.Series]) -> dict[str, int]:
+    """``field: variant`` -> rows read from that rendering, over the rows that land."""
+    counts: dict[str, int] = {}
+    for name in found:
+        column = clean.get_column(f"_variant_{name}").drop_nulls()
+        for variant, n in column.value_counts().iter_rows():
+            counts[f"{name}: {variant}"] = n
+    return counts
 
 
 def _reject(obj: SenseiObject, row: dict) -> Reject:
@@ -157,11 +161,34 @@ def _reject(obj: SenseiObject, row: dict) -> Reject:
                   reason, field_name, message, row[RAW], row[MODIFIED_AT])
 
 
-def _duplicate(obj: SenseiObject, row: dict) -> Reject:
-    message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} appears again in the same batch with an "
-               f"equal or later {MODIFIED_AT}; the later copy was kept")
-    return Reject(obj.name, row[PRIMARY_KEY], row[SOURCE_REF], "duplicate_primary_key", PRIMARY_KEY, message,
-                  row[RAW], row[MODIFIED_AT])
+def _collapse_duplicates(obj: SenseiObject, clean: pl.DataFrame) -> tuple[pl.DataFrame, list[Reject]]:
+    """One row per id: the newest by ``updated_at``, the copy received last on a tie. The others are accounted for:
+    a copy identical to the kept one (every field and ``_extra``) collapses into it (``duplicate_identical``),
+    a conflicting one is rejected (``duplicate_primary_key``): never silently merged away."""
+    content = [*obj.field_names, EXTRA]
+    order = clean.select(PRIMARY_KEY, MODIFIED_AT, pl.struct(content).hash().alias("_content")).with_row_index(
+        "_order")
+    kept = order.sort([MODIFIED_AT, "_order"]).unique(PRIMARY_KEY, keep="last")
+    dropped = order.filter(~pl.col("_order").is_in(kept.get_column("_order").implode()))
+    identical = dropped.join(kept.select(PRIMARY_KEY, "_content"), on=[PRIMARY_KEY, "_content"], how="semi")
+    same = set(identical.get_column("_order").to_list())
+    rows = clean.with_row_index("_order").filter(pl.col("_order").is_in(dropped.get_column("_order").implode()))
+    copies = [_duplicate(obj, row, row["_order"] in same) for row in rows.iter_rows(named=True)]
+    keep = pl.Series([False] * clean.height).scatter(kept.get_column("_order"), True)
+    return clean.filter(keep), copies
+
+
+def _duplicate(obj: SenseiObject, row: dict, identical: bool) -> Reject:
+    if identical:
+        message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} is an identical copy of a record "
+                   "received in the same batch; collapsed into it")
+        reason = DUPLICATE_IDENTICAL
+    else:
+        message = (f"{obj.name} {row[SOURCE_REF]}: id {row[PRIMARY_KEY]} appears again in the same batch with an "
+                   f"equal or later {MODIFIED_AT} and other values; the later copy was kept")
+        reason = DUPLICATE_PRIMARY_KEY
+    return Reject(obj.name, row[PRIMARY_KEY], row[SOURCE_REF], reason, PRIMARY_KEY, message, row[RAW],
+                  row[MODIFIED_AT])
 
 
 @dataclass

@@ -7,14 +7,15 @@ paths produce the same typed frames.
 |---------------|-------------------------------|------------------------------|--------------------|---------------|
 | uuid/str/text | string                        | text (RFC 4180 quoted)       | String             | VARCHAR       |
 | int           | number                        | digits                       | Int64              | BIGINT        |
-| decimal       | string "125.00" (exact money) | "125.00", "-80.00"           | Decimal(12, 2)     | DECIMAL(12,2) |
+| decimal       | string "125.00" (exact money) | "125.00", "-80.00"           | Decimal(18, 6)     | DECIMAL(18,6) |
 | bool          | true / false                  | "Yes" / "No" (as the UI)     | Boolean            | BOOLEAN       |
 | date          | "2025-05-06"                  | "05/06/2025" (US, as the UI) | Date               | DATE          |
 | datetime      | "2025-05-06T15:00:00Z" (UTC)  | same ISO 8601 UTC            | Datetime(us, UTC)  | TIMESTAMPTZ   |
 | json          | array / object                | JSON text                    | String (JSON text) | JSON          |
 
 The sandbox generator writes the API's values with :func:`to_json_value`, the export writer turns them into the
-export's with :func:`json_wire_to_csv`; ``records.cast_batch`` types either into the Polars types, and
+export's with :func:`json_wire_to_csv`; ``records.cast_batch`` types either into the Polars types (through
+``values.py``, which also reads the other common renderings of each type), and
 ``DUCKDB_TYPES`` gives the column types of the landed tables.
 
 Null is JSON null in the API and an empty field in the export.
@@ -31,14 +32,16 @@ import polars as pl
 
 from senseimig_dagster.objects import FieldType
 
-MONEY = pl.Decimal(12, 2)
+# Raw decimals hold what was received, exactly: money has two decimals, but a source that sends more is shown as
+# it was (staging holds such an amount back with a named reason) instead of being rounded on the way in.
+EXACT_DECIMAL = pl.Decimal(18, 6)
 
 DUCKDB_TYPES: dict[FieldType, str] = {
     "uuid": "VARCHAR",  # kept as text: a malformed source id must land (and be reported), not fail a cast
     "str": "VARCHAR",
     "text": "VARCHAR",
     "int": "BIGINT",
-    "decimal": "DECIMAL(12,2)",
+    "decimal": "DECIMAL(18,6)",
     "bool": "BOOLEAN",
     "date": "DATE",
     "datetime": "TIMESTAMPTZ",

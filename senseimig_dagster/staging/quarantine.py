@@ -54,6 +54,8 @@ _REASONS = (
            "cannot be converted to UTC", "row"),
     Reason("invalid_amount", "{object} {source_id}: {field} is not an amount that fits decimal(12,2) with at most "
            "2 decimals", "row"),
+    Reason("amount_precision", "{object} {source_id}: {field} has more than 2 decimals; it was received exactly and "
+           "is never rounded: correct it in Sensei or in the corrections file", "row"),
     Reason("negative_charge", "{object} {source_id}: {field} is negative on a debit entry ({detail}); ledger totals "
            "would not reconcile", "row"),
     Reason("positive_credit", "{object} {source_id}: {field} is positive on a credit entry ({detail}); ledger totals "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import polars as pl
 from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -127,7 +128,7 @@ def test_bad_rows_land_in_rejects_with_reasons_and_unknown_fields_are_kept(tenan
         reasons = dict(conn.execute("SELECT object || '/' || reason, count(*) FROM raw._rejects GROUP BY 1"
                                     ).fetchall())
         extras = conn.execute("SELECT _extra FROM raw.patient WHERE _extra IS NOT NULL").fetchall()
-    assert reasons == {"patient/wrong_type": 1, "provider/duplicate_primary_key": 1}
+    assert reasons == {"patient/wrong_type": 1, "provider/duplicate_identical": 1}  # an exact copy: collapsed
     assert extras == [('{"x_sim_unknown_field":"injected by the simulator"}',)]
     manifest = read_manifest(tenant)
     assert len(landed(database, "patient")) == manifest.counts["patient"] - 1
@@ -182,6 +183,36 @@ def test_export_path_lands_the_same_rows_as_the_api(tenant, sensei_url, instance
             api_rows = a.execute(f"SELECT {columns} FROM raw.{obj.name} ORDER BY id").fetchall()
             export_rows = b.execute(f"SELECT {columns} FROM raw.{obj.name} ORDER BY id").fetchall()
         assert api_rows == export_rows, obj.name
+
+
+def test_duplicated_rows_are_accounted_for_and_the_inventory_passes(tenant, instance, tmp_path):
+    """An export holding a row twice (identical) and an id twice with other values: one copy lands, the identical
+    one is collapsed and the conflicting one rejected, and the inventory counts every copy of the file."""
+    from senseimig_dagster.sandbox.export_writer import write_export
+
+    export = tmp_path / "export"
+    write_export(tenant, export)
+    path = export / "patients.csv"
+    rows = pl.read_csv(path, infer_schema=False)
+    conflicting = rows.slice(1, 1).with_columns(pl.lit("Changed").alias("last_name"))
+    pl.concat([rows.head(1), rows, conflicting]).write_csv(path)  # the conflicting copy is read last: it wins
+    database = tmp_path / "db.duckdb"
+    source = {"mode": "export", "export_dir": str(export)}
+    assert extract(database, "http://unused", HISTORY_START.isoformat(), LAST_DAY, instance, **source).success
+    result = materialize([inventory], resources=resources(database, "http://unused", **source), instance=instance,
+                         raise_on_error=False)
+    assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == {
+        "no_object_empty_when_source_has_rows": True, "every_source_record_accounted_for": True,
+        "no_landed_record_has_a_newer_rejected_version": True}
+    with duckdb.connect(str(database), read_only=True) as conn:
+        reasons = conn.execute("SELECT reason, source_id FROM raw._rejects WHERE object = 'patient' AND reason "
+                               "LIKE 'duplicate%' ORDER BY reason").fetchall()
+        kept = conn.execute("SELECT last_name FROM raw.patient WHERE id = ?", [rows["id"][1]]).fetchone()
+        counts = conn.execute("SELECT source_count, records, duplicate_copies, unaccounted FROM "
+                              "inventory.record_counts WHERE object = 'patient'").fetchone()
+    assert reasons == [("duplicate_identical", rows["id"][0]), ("duplicate_primary_key", rows["id"][1])]
+    assert kept == ("Changed",)
+    assert counts[0] == rows.height + 2 and counts[2] == 2 and counts[3] == 0
 
 
 def test_a_failed_rerun_leaves_the_window_as_it_was(tenant, sensei_url, instance, tmp_path):

@@ -215,7 +215,7 @@ def test_injected_bad_records_become_named_rejects_or_extras(tenant):
     with server(tenant, faults=faults) as (_, url), client(url, page_size=40) as c:
         batches = list(c.iter_batches(PATIENT, None, None))
     rejects = {r.reason: r for b in batches for r in b.rejects}
-    assert rejects["duplicate_primary_key"].source_ref.startswith("page 1 row ")
+    assert rejects["duplicate_identical"].source_ref.startswith("page 1 row ")  # an exact copy: collapsed
     wrong = rejects["wrong_type"]
     assert wrong.field == "sms_opt_out" and wrong.source_ref == "page 2 row 1"
     assert orjson.loads(wrong.raw)["sms_opt_out"] == "not-a-bool"
@@ -224,6 +224,26 @@ def test_injected_bad_records_become_named_rejects_or_extras(tenant):
     assert extras.height == 1 and EXTRA_FIELD in orjson.loads(extras.item(0, "_extra"))
     # received = landed + rejected; the duplicate is the only extra row
     assert sum(b.received for b in batches) == 241 and sorted(set(ids(batches))) == stored_ids(tenant)
+
+
+@pytest.mark.parametrize("kind", ["lone_surrogate", "invalid_utf8"])
+def test_a_record_that_does_not_parse_is_rejected_and_the_rest_of_its_page_lands(tenant, kind, caplog):
+    faults = Faults([Fault("patient", 2, kind, row=5, times=None)])
+    with server(tenant, faults=faults) as (_, url), client(url, page_size=40) as c:
+        sleeps: list[float] = []
+        c._sleep = sleeps.append
+        batches = list(c.iter_batches(PATIENT, None, None))
+    (reject,) = [r for b in batches for r in b.rejects if r.reason == "invalid_encoding"]
+    assert reject.source_ref == "page 2 row 6"
+    assert sleeps == [] and faults.fired(faults.rules[0]) == 1  # no retry: the same bytes would come back
+    received = ids(batches)
+    assert sum(b.received for b in batches) == len(stored_ids(tenant))
+    if kind == "lone_surrogate":  # the record's id itself was readable
+        assert sorted(received) == stored_ids(tenant)
+    else:
+        assert received.count(None) == 1 and set(received) - {None} < set(stored_ids(tenant))
+    assert "\\ud800" in reject.raw if kind == "lone_surrogate" else "\\xc3(" in reject.raw
+    assert "page 2" in caplog.text
 
 
 def test_document_content_streams_the_bytes(tenant):

@@ -47,7 +47,10 @@ def test_csv_flavor_reads_us_dates_and_yes_no():
 
 @pytest.mark.parametrize(("values", "reason", "field"), [
     ({"amount": "twelve"}, "wrong_type", "amount"),
-    ({"amount": "123456789012.00"}, "wrong_type", "amount"),  # overflows decimal(12,2)
+    ({"amount": "1234567890123.00"}, "wrong_type", "amount"),  # overflows decimal(18,6)
+    ({"amount": "12.3456789"}, "wrong_type", "amount"),  # more decimals than can be held exactly
+    ({"amount": "1,23"}, "wrong_type", "amount"),  # a decimal comma or a thousands separator: ambiguous
+    ({"amount": "1e3"}, "wrong_type", "amount"),
     ({"service_date": "2026-02-30"}, "wrong_type", "service_date"),
     ({"updated_at": None}, "missing_modified_at", "updated_at"),
 ])
@@ -90,3 +93,40 @@ def test_json_fields_are_canonical_and_invalid_json_is_rejected():
 def test_row_order_is_kept():
     rows = [row(f"t{i}") for i in (3, 1, 2)]
     assert cast_batch(LEDGER, text_frame(rows), "json").frame["id"].to_list() == ["t3", "t1", "t2"]
+
+
+@pytest.mark.parametrize(("text", "exact", "variant"), [
+    ("12.34", "12.34", None),
+    ("12.345", "12.345", "more_than_two_decimals"),  # exact, never rounded: staging holds it back
+    ("12.3400", "12.34", None),
+    ("12", "12", None),
+    ("$1,234.56", "1234.56", "currency_symbol+thousands_separator"),
+    ("(12.00)", "-12.00", "accounting_negative"),
+    ("($1,000.10)", "-1000.10", "accounting_negative+currency_symbol+thousands_separator"),
+    ("+5.00", "5.00", "leading_plus"),
+    (" -80.00 ", "-80.00", None),
+])
+def test_money_is_read_exactly_and_each_rendering_is_counted(text, exact, variant):
+    batch = cast_batch(LEDGER, text_frame([row("t1", amount=text)]), "json")
+    assert batch.rejects == []
+    assert batch.frame["amount"].to_list() == [Decimal(exact)]
+    assert batch.variants == ({f"amount: {variant}": 1} if variant else {})
+
+
+@pytest.mark.parametrize(("field", "text", "value", "variant"), [
+    ("is_alert", "TRUE", True, "other_rendering"),
+    ("is_alert", "yes", True, "other_rendering"),
+    ("is_alert", "0", False, "other_rendering"),
+    ("signed_at", "2026-10-01T12:30:00+02:00", dt.datetime(2026, 10, 1, 10, 30, tzinfo=dt.UTC), "utc_offset"),
+    ("signed_at", "2026-10-01 12:30:00", dt.datetime(2026, 10, 1, 12, 30, tzinfo=dt.UTC),
+     "space_separator+no_time_zone"),
+    ("signed_at", "1790857800", dt.datetime(2026, 10, 1, 12, 30, tzinfo=dt.UTC), "epoch_seconds"),
+    ("signed_at", "1790857800000", dt.datetime(2026, 10, 1, 12, 30, tzinfo=dt.UTC), "epoch_milliseconds"),
+    ("service_date", "10/01/2026", dt.date(2026, 10, 1), "us_date"),
+])
+def test_common_renderings_are_read_and_counted(field, text, value, variant):
+    obj = LEDGER if field == "service_date" else objects.get("clinical_note")
+    batch = cast_batch(obj, text_frame([row("n1", **{field: text})]), "json")
+    assert batch.rejects == []
+    assert batch.frame[field].to_list() == [value]
+    assert batch.variants == {f"{field}: {variant}": 1}

@@ -159,7 +159,7 @@ def test_split_name_and_readable_names_and_typed_teeth():
     assert shaped.schema["smig_tooth"] == pl.Int64 and shaped.get_column("smig_tooth").to_list() == [3]
 
 
-@pytest.mark.parametrize("amount, rule", [("-80.00", "negative_charge"), ("12.345", "invalid_amount")])
+@pytest.mark.parametrize("amount, rule", [("-80.00", "negative_charge"), ("12.345", "amount_precision")])
 def test_ledger_amounts_follow_the_entry_type(amount: str, rule: str):
     ledger = pl.DataFrame({"id": ["l1"], "patient_id": ["p1"], "txn_type": ["Charge"], "amount": [amount],
                            "procedure_code": ["D1110"]})

@@ -100,9 +100,14 @@ def test_aware_datetimes_pass_through_as_utc():
 
 def test_money_parses_text_and_decimals_without_rounding():
     assert run(["$1,250.00", "(80.00)", " 7 ", "0.105"], clean_money) == [
-        (Decimal("1250.00"), None), (Decimal("-80.00"), None), (Decimal("7.00"), None), (None, "invalid_amount")]
+        (Decimal("1250.00"), None), (Decimal("-80.00"), None), (Decimal("7.00"), None), (None, "amount_precision")]
     decimals = pl.Series([Decimal("12.5")], dtype=pl.Decimal(38, 10))
     assert run(decimals.to_list(), clean_money, pl.Decimal(38, 10)) == [(Decimal("12.50"), None)]
+    # the raw layer's exact decimals: more than 2 decimals is held back, never rounded
+    exact = [Decimal("12.345"), Decimal("12.340000"), Decimal("-3")]
+    assert run(exact, clean_money, pl.Decimal(18, 6)) == [(None, "amount_precision"), (Decimal("12.34"), None),
+                                                          (Decimal("-3.00"), None)]
+    assert run(["1,23", "12.3456789", "abc"], clean_money) == [(None, "invalid_amount")] * 3
     assert run(["12345678901.00"], clean_money) == [(None, "invalid_amount")]  # over decimal(12,2)
     assert run(["-0.01"], lambda e: clean_money(e, "debit")) == [(Decimal("-0.01"), "negative_charge")]
     assert run(["0.00"], lambda e: clean_money(e, "credit")) == [(Decimal("0.00"), None)]

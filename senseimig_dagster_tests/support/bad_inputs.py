@@ -243,7 +243,7 @@ CORPUS: tuple[BadInput, ...] = (
                                                         _ledger(txn_type="Payment", amount="40.00")],
              {"positive_credit": 1}, 1),
     BadInput("amount_with_three_decimals", "ledger_transaction", [_ledger(), _ledger(amount="12.345")],
-             {"invalid_amount": 1}, 1),
+             {"amount_precision": 1}, 1),
     BadInput("amount_not_a_number", "ledger_transaction", [_ledger(), _ledger(amount="twelve")],
              {"invalid_amount": 1}, 1),
     BadInput("negative_fee_on_plan_item", "treatment_plan_item", [_item(), _item(fee="-235.00")],

@@ -27,14 +27,18 @@ def migration_resources(database: str | Path, *, mapping: str | Path | None = No
                         sample_dataverse: DataverseResource | None = None, graph: GraphResource | None = None,
                         audit: str | Path | None = None) -> dict[str, Any]:
     """Resources over the DuckDB file ``database``: the map at ``mapping`` (default: the shipped map), staging's
-    rules without a fallback provider, no SharePoint unless ``graph``. ``sensei`` only with ``sensei_url``,
-    ``dataverse`` and ``sample_dataverse`` only with ``dataverse`` (the sample one defaults to it), ``audit`` only
-    with a file: an asset needing a service the test did not start fails for want of its resource."""
+    rules without a fallback provider and with ``corrections.yaml`` beside ``database`` (absent unless the test
+    writes it), the audit store at ``audit`` (default: ``audit.duckdb`` beside ``database``), no SharePoint unless
+    ``graph``. ``sensei`` only with ``sensei_url``, ``dataverse`` and ``sample_dataverse`` only with ``dataverse``
+    (the sample one defaults to it): an asset needing a service the test did not start fails for want of its
+    resource."""
     database = str(database)
     out: dict[str, Any] = {
         IO_MANAGER: SenseimigDuckDBIOManager(database=database), "store": StoreResource(database=database),
         "mapping": MappingResource(path=str(mapping or default_map_path())),
-        "staging_rules": StagingResource(fallback_provider_id=None),
+        "staging_rules": StagingResource(fallback_provider_id=None,
+                                         corrections_path=str(Path(database).parent / "corrections.yaml")),
+        "audit": AuditStore(path=str(audit or Path(database).parent / "audit.duckdb")),
         "graph": graph or GraphResource(site_url=None)}
     if sensei_url is not None:
         out["sensei"] = SenseiSource(base_url=sensei_url)
@@ -43,6 +47,4 @@ def migration_resources(database: str | Path, *, mapping: str | Path | None = No
         out["sample_dataverse"] = sample_dataverse or dataverse
     elif sample_dataverse is not None:
         out["sample_dataverse"] = sample_dataverse
-    if audit is not None:
-        out["audit"] = AuditStore(path=str(audit))
     return out

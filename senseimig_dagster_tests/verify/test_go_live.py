@@ -15,7 +15,7 @@ from senseimig_dagster.assets.metadata import markdown_table
 from senseimig_dagster.assets.verification import checks_for
 from senseimig_dagster.assets.writers import WRITER_KEYS
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
+from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster.store import Store
 from senseimig_dagster.verify.billing import CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
@@ -113,7 +113,8 @@ def test_checks_for_runs_in_dagster_and_blocks_children_when_a_row_is_missing(
 def _go_live(database: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize([go_live_ready], raise_on_error=False, resources={
         "store": StoreResource(database=str(database)), "dataverse": _InProcessDataverse(),
-        "mapping": MappingResource(path=str(database.parent / "absent.yaml"))})
+        "mapping": MappingResource(path=str(database.parent / "absent.yaml")),
+        "staging_rules": StagingResource(corrections_path=str(database.parent / "no_corrections.yaml"))})
 
 
 def test_go_live_ready_passes_with_the_table_and_fails_with_it_when_the_ledger_is_off(
@@ -151,7 +152,8 @@ def test_go_live_ready_reruns_the_ledger_once_under_a_confirmed_map(
     dv.delete("smig_billingledgers", {"smig_sourcesystemid": gone})
     result = dg.materialize([go_live_ready], resources={
         "store": StoreResource(database=str(database)), "dataverse": _InProcessDataverse(),
-        "mapping": MappingResource(path=str(map_path))})
+        "mapping": MappingResource(path=str(map_path)),
+        "staging_rules": StagingResource(corrections_path=str(tmp_path / "no_corrections.yaml"))})
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rerun"].value is True and metadata["reupserted_source_ids"].value == {"ledger_transaction": [gone]}
     assert "| NO |" in metadata["first_reconciliation"].value and "| NO |" not in metadata["reconciliation"].value

@@ -3,8 +3,8 @@
 A rule names an object (registry name), a 1-based page number of a listing and what goes wrong there. Transport
 faults (``http_500``, ``malformed_json``, ``slow``, ``reset``) model a flaky service: they fire ``times`` times and
 then the page is served normally, so a retrying client recovers. Data faults (``duplicate_record``,
-``unknown_field``, ``wrong_type``) model a source that really holds that record; give them ``times=None`` (every
-time) when the page may be fetched more than once.
+``unknown_field``, ``wrong_type``, ``lone_surrogate``, ``invalid_utf8``) model a source that really holds that
+record; give them ``times=None`` (every time) when the page may be fetched more than once.
 
     Faults([Fault("patient", page=2, kind="http_500", times=3), Fault("patient", 1, "unknown_field", times=None)])
 """
@@ -20,8 +20,9 @@ import orjson
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
 
 FaultKind = Literal["http_500", "malformed_json", "slow", "reset",  # transport: fire `times` times, then heal
-                    "duplicate_record", "unknown_field", "wrong_type"]  # data: a record on the page is bad
-DATA_FAULTS = frozenset({"duplicate_record", "unknown_field", "wrong_type"})
+                    "duplicate_record", "unknown_field", "wrong_type",  # data: a record on the page is bad
+                    "lone_surrogate", "invalid_utf8"]  # data: a record the JSON parser refuses (so the page)
+DATA_FAULTS = frozenset({"duplicate_record", "unknown_field", "wrong_type", "lone_surrogate", "invalid_utf8"})
 EXTRA_FIELD = "x_sim_unknown_field"
 
 
@@ -68,6 +69,12 @@ def corrupt(obj: SenseiObject, lines: list[bytes], rule: Fault) -> list[bytes]:
         lines.insert(i + 1, lines[i])
         return lines
     record = orjson.loads(lines[i])
+    text = rule.field or next(f.name for f in obj.fields if f.type in ("str", "text") and f.name != PRIMARY_KEY)
+    if rule.kind in ("lone_surrogate", "invalid_utf8"):
+        record[text] = "MARK"  # replaced in the bytes: orjson writes neither
+        bad = b"\\ud800" if rule.kind == "lone_surrogate" else b"\xc3\x28"
+        lines[i] = orjson.dumps(record).replace(b'"MARK"', b'"a' + bad + b'b"')
+        return lines
     if rule.kind == "unknown_field":
         record[EXTRA_FIELD] = "injected by the simulator"
     else:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
+from senseimig_dagster.sensei import values
 from senseimig_dagster.staging.values import REASON, VALUE, cleaned, first_reason
 
 EARLIEST = dt.date(1900, 1, 1)
@@ -49,8 +50,7 @@ def clean_date(day: pl.Expr, earliest: dt.date | None = None, latest: dt.date | 
         parsed, invalid = day, pl.lit(False)
     else:
         text = day.cast(pl.String).str.strip_chars()
-        parsed = pl.coalesce(text.str.to_date("%Y-%m-%d", strict=False),
-                             text.str.to_date("%m/%d/%Y", strict=False))
+        parsed = values.date(text, "json").struct.field(values.VALUE)  # the extraction's parser
         invalid = text.is_not_null() & (text != "") & parsed.is_null()
     out_of_range = (parsed < low) | (parsed > high)
     reason = first_reason((invalid, "invalid_date"),
