@@ -60,6 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--threshold", type=float, default=0.6, help="proposals below it stay unmapped")
     prop.set_defaults(command_name="mapping_propose")
 
+    export = sub.add_parser("export", help="write PHI the migration keeps in its stores to a file, on request "
+                                           "(owner-only, formula-safe cells)").add_subparsers(
+        dest="export_command", required=True)
+    diffs = export.add_parser("differences", help="values the read-backs found different (verify.differences)")
+    diffs.add_argument("--out", required=True, help="CSV file to write (it holds PHI: keep it somewhere safe)")
+    diffs.add_argument("--run-id", default=None, help="one run's differences (default: every run's)")
+    diffs.add_argument("--kind", choices=["verify", "sample"], default=None,
+                       help="the writers' field checks or the sample migration (default: both)")
+    diffs.add_argument("--object", default=None, help="one Sensei object's differences")
+    diffs.add_argument("--duckdb", default=None, help="the migration's DuckDB file (default: $SENSEIMIG_DUCKDB)")
+    diffs.set_defaults(command_name="export_differences")
+    audit = export.add_parser("audit", help="the audit log (audit.writes, before-images included)")
+    audit.add_argument("--out", required=True, help="file to write (it holds PHI: keep it somewhere safe)")
+    audit.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    audit.set_defaults(command_name="export_audit")
+
     back = sub.add_parser("rollback", help="return Dynamics to its pre-migration state from the audit log")
     back.add_argument("--remove-schema", action="store_true", help="also remove the schema the migration created")
     back.add_argument("--force", action="store_true", help="also undo records people changed since the migration")

@@ -17,7 +17,9 @@ from senseimig_dagster.definitions import defs
 from senseimig_dagster.mapping import candidates
 from senseimig_dagster.mapping.propose import propose_file
 from senseimig_dagster.objects import REGISTRY
+from senseimig_dagster.privacy.export import write_private_csv
 from senseimig_dagster.resources import dataverse_from_env
+from senseimig_dagster.verify.differences import read_differences
 
 warnings.filterwarnings("ignore", category=BetaWarning)  # the single-run backfill policy is beta in Dagster 1.13
 warnings.filterwarnings("ignore", category=PreviewWarning)
@@ -82,6 +84,26 @@ def mapping_file(args: argparse.Namespace) -> int:
     for p in problems:
         print(f"  {p}")
     return 0 if not problems else 2
+
+
+def export_differences(args: argparse.Namespace) -> int:
+    """``verify.differences`` (values: PHI) to an owner-only, formula-safe CSV the person named."""
+    with duckdb.connect(args.duckdb or settings.duckdb_path(), read_only=True) as conn:
+        rows = read_differences(conn, run_id=args.run_id, kind=args.kind, object_name=args.object)
+    path = write_private_csv(rows, args.out)
+    print(f"{path}: {rows.height} differing values (PHI: owner-only file; delete it when done)")
+    return 0
+
+
+def export_audit(args: argparse.Namespace) -> int:
+    """The ``export_audit`` job: the audit log to an owner-only file (CSV cells formula-safe)."""
+    result = runs.execute(defs, "export_audit", run_config={
+        "ops": {"export_audit_op": {"config": {"path": args.out, "format": args.format}}}})
+    if not result.success:
+        print(f"export_audit failed (run {result.run_id}); see the Dagster UI", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {result.output_for_node('export_audit_op')} audit rows (PHI: owner-only file)")
+    return 0
 
 
 def rollback(args: argparse.Namespace) -> int:

@@ -158,6 +158,7 @@ class Phase:
 class DemoRun:
     phases: list[Phase] = field(default_factory=list)
     checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (asset, check, passed)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)  # a failed check's description: counts, ids
     reconciliation: str | None = None
     failures: list[str] = field(default_factory=list)
     # Built once the demo's environment is set (servers' URLs, files): resources read it when they are built.
@@ -193,6 +194,8 @@ def run_job(run: DemoRun, name: str, asset_selection: list | None = None, run_co
                           asset_selection=asset_selection, tags=tags)
     for check in result.get_asset_check_evaluations():
         run.checks.append((check.asset_key.to_user_string(), check.check_name, check.passed))
+        if not check.passed and check.description:
+            run.reasons[check.asset_key.to_user_string(), check.check_name] = check.description
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -335,7 +338,8 @@ def print_summary(run: DemoRun, workdir: Path, limits: str) -> None:
     print(f"\nChecks: {passed} passed, {len(run.checks) - passed} failed")
     for asset, check, ok in run.checks:
         if not ok:
-            print(f"  FAILED {asset} {check}")
+            reason = run.reasons.get((asset, check))
+            print(f"  FAILED {asset} {check}" + (f": {reason}" if reason else ""))
     if run.failures:  # a blocking check that raises (go_live_ready's ledger_reconciliation) fails its phase
         print(f"Failed phases: {', '.join(run.failures)} (see the log above and the run in the UI)")
     if run.reconciliation:

@@ -9,7 +9,7 @@
   (transformed) value and the value read back from Dataverse side by side. Lookups compare the parent's Dataverse
   id: the staged source id resolved through the parent table's read-back.
 
-The diff holds PHI: it goes to a local CSV file only. :func:`diff_markdown` is what the UI shows: column names,
+The diff holds PHI: its differences are kept in the migration's store only. :func:`diff_markdown` is what the UI shows: column names,
 equality and masked values for PHI fields.
 """
 
@@ -178,7 +178,7 @@ def _mask(value: str | None) -> str:
 
 
 def diff_markdown(diff: pl.DataFrame, max_rows: int = 200) -> str:
-    """The UI view: differences first, PHI fields masked (the CSV next to the DuckDB file has the values)."""
+    """The UI view: differences first, PHI fields masked (the store's ``verify.differences`` keeps the differing values)."""
     if diff.is_empty():
         return "No sampled rows."
     lines = [f"{diff['equal'].sum()} of {diff.height} values equal after the round trip.", "",

@@ -3,6 +3,8 @@ Parquet, and the audit store encrypted at rest with DuckDB's own encryption."""
 
 from __future__ import annotations
 
+import csv
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,18 @@ def test_export_writes_every_row_in_order(tmp_path: Path, format: str) -> None:
     assert tuple(rows.columns) == COLUMNS
     seqs = [r[0] for r in rows.fetchall()]
     assert len(seqs) == 5 and seqs == sorted(seqs)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # PHI: owner-only
+
+
+def test_the_csv_export_writes_formula_cells_as_text(tmp_path: Path) -> None:
+    log = AuditLog(duckdb.connect())
+    log.intend("run-1", "dataverse/patient", "contact", "contacts", [("=HYPERLINK(1)", "create"), ("+61", "create")])
+    target = tmp_path / "audit.csv"
+    log.export(target)
+    with target.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["source_id"] for r in rows] == ["'=HYPERLINK(1)", "'+61"]
+    assert [r["operation"] for r in rows] == ["create", "create"]
 
 
 def test_the_store_is_encrypted_at_rest_and_opens_only_with_its_key(tmp_path: Path) -> None:
