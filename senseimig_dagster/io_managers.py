@@ -23,13 +23,14 @@ from typing import Any
 import duckdb
 import orjson
 import polars as pl
-from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema
+from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema, get_dagster_logger
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb.io_manager import DuckDbClient
 
 from senseimig_dagster import objects
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
+from senseimig_dagster.privacy.encryption import STORE_ALIAS, connection, usable_key
 from senseimig_dagster.sensei import wire
 from senseimig_dagster.sensei.errors import SenseiError
 from senseimig_dagster.sensei.records import (
@@ -266,11 +267,13 @@ class SenseimigDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context: Any, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
-        with DuckDbClient.connect(context, table_slice) as conn:
-            try:
-                yield conn
-            finally:
-                conn.close()
+        config = context.resource_config
+        key = usable_key(config.get("key"), required=config.get("require_key", False),
+                         opted_out=config.get("plaintext_opt_out", False), store="migration store",
+                         warn=get_dagster_logger().warning)
+        with connection(config["database"], key, alias=STORE_ALIAS,
+                        allow_unsafe_crypto=config.get("allow_unsafe_crypto", False), what="migration store") as conn:
+            yield conn
 
 
 def _extra_keys(frame: pl.DataFrame) -> set[str]:
@@ -285,7 +288,13 @@ def _reason_table(reasons: Counter[str]) -> str:
 
 
 class SenseimigDuckDBIOManager(DuckDBIOManager):
-    """DuckDB IO manager for every layer; tables are ``<layer>.<object>``."""
+    """DuckDB IO manager for every layer; tables are ``<layer>.<object>``. The store is encrypted with ``key`` when
+    given, as the ``store`` resource opens it (``privacy/encryption.py``)."""
+
+    key: str | None = None  # EnvVar("SENSEIMIG_STORE_KEY")
+    require_key: bool = False
+    plaintext_opt_out: bool = False
+    allow_unsafe_crypto: bool = False
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:

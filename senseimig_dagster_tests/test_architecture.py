@@ -55,7 +55,7 @@ LAYERS: dict[str, set[str]] = {
     "load": {"objects", "sensei", "mapping", "dataverse", "graph", "audit", "privacy"},
     "verify": {"objects", "mapping", "dataverse", "staging", "load"},
     "store": {"objects", "load"},
-    "io_managers": {"objects", "sensei"},
+    "io_managers": {"objects", "privacy", "sensei"},
     "resources": {"objects", "settings", "transport", "privacy", "sensei", "dataverse", "graph", "mapping", "audit",
                   "load", "store"},
     "assets": {"objects", "settings", "privacy", "sensei", "dataverse", "graph", "mapping", "staging", "audit",

@@ -8,7 +8,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import duckdb
 from dagster import BetaWarning, PreviewWarning
 
 from senseimig_dagster import mapping, settings
@@ -47,7 +46,7 @@ def mapping_propose(args: argparse.Namespace) -> int:
     else:
         catalog = candidates.offline()
     try:
-        with duckdb.connect(args.duckdb or settings.duckdb_path(), read_only=True) as conn:
+        with runs.store(args.duckdb).connect(read_only=True) as conn:
             proposal = propose_file(conn, args.out, catalog, threshold=args.threshold)
     except mapping.MapInvalid as e:
         print(e, file=sys.stderr)
@@ -88,7 +87,7 @@ def mapping_file(args: argparse.Namespace) -> int:
 
 def export_differences(args: argparse.Namespace) -> int:
     """``verify.differences`` (values: PHI) to an owner-only, formula-safe CSV the person named."""
-    with duckdb.connect(args.duckdb or settings.duckdb_path(), read_only=True) as conn:
+    with runs.store(args.duckdb).connect(read_only=True) as conn:
         rows = read_differences(conn, run_id=args.run_id, kind=args.kind, object_name=args.object)
     path = write_private_csv(rows, args.out)
     print(f"{path}: {rows.height} differing values (PHI: owner-only file; delete it when done)")

@@ -2,9 +2,11 @@
 outside its encrypted stores.
 
 Values are the registry's PHI fields of a generated tenant (names, e-mails, phones, birth dates, addresses, note and
-message text, document names), as the source serves them. Short values (fewer than ``MIN_LENGTH`` characters: an
-SSN's last four digits, a two-letter state, a nickname) match by chance in any binary file, so they are left out;
-long text is looked for by its first ``TEXT_PREFIX`` characters.
+message text, document names), as the source serves them. Left out, because they match by chance in any file:
+short values (fewer than ``MIN_LENGTH`` characters: an SSN's last four digits, a two-letter state, a nickname),
+bare digit strings (a patient number is a substring of a float in Dagster's event log), and values the tenant also
+holds in fields that are not PHI (a patient's city that is also a practice's city, shown in the inventory). Long
+text is looked for by its first ``TEXT_PREFIX`` characters.
 """
 
 from __future__ import annotations
@@ -21,20 +23,20 @@ _SCANNED_TYPES = frozenset({"str", "text", "date"})
 
 
 def tenant_phi(tenant: Path) -> set[str]:
-    """Every PHI value of the generated ``tenant`` (JSONL per object) long enough to look for."""
-    values: set[str] = set()
+    """Every PHI value of the generated ``tenant`` (JSONL per object) worth looking for (see above)."""
+    phi: set[str] = set()
+    public: set[str] = set()
     for obj in REGISTRY:
-        fields = [f.name for f in obj.fields if f.phi and f.type in _SCANNED_TYPES]
         path = tenant / f"{obj.endpoint}.jsonl"
-        if not fields or not path.exists():
+        if not path.exists():
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            for name in fields:
-                value = row.get(name)
-                if isinstance(value, str) and len(value.strip()) >= MIN_LENGTH:
-                    values.add(value.strip()[:TEXT_PREFIX])
-    return values
+            for f in obj.fields:
+                value = row.get(f.name)
+                if isinstance(value, str):
+                    (phi if f.phi and f.type in _SCANNED_TYPES else public).add(value.strip())
+    return {v[:TEXT_PREFIX] for v in phi - public if len(v) >= MIN_LENGTH and not v.isdigit()}
 
 
 def files_under(*folders: Path, skip: Iterable[Path] = ()) -> list[Path]:
