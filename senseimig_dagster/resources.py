@@ -312,7 +312,7 @@ def audit_store_from_env() -> AuditStore:
     protection = store_protection_from_env()
     if settings.is_set(AUDIT_KEY_ENV):  # a key of its own
         protection["key"] = EnvVar(AUDIT_KEY_ENV)
-    return AuditStore(allow_unsafe_crypto=settings.audit_unsafe_crypto(), **protection)
+    return AuditStore(**protection)
 
 
 def build_resources(database: str | None = None) -> dict[str, Any]:

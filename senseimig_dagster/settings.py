@@ -128,11 +128,6 @@ def azure_client_id(default: str) -> str:
     return os.environ.get("AZURE_CLIENT_ID", default)
 
 
-def audit_unsafe_crypto() -> bool:
-    """Sandbox only: encrypt the audit store with DuckDB's mbedtls fallback when httpfs is missing."""
-    return os.environ.get("SENSEIMIG_AUDIT_UNSAFE_CRYPTO", "") == "1"
-
-
 def dagster_home() -> Path:
     """The Dagster instance the CLI and the demo record runs in (``make ui`` shows them): ``$DAGSTER_HOME``, else
     ``.dagster_home``; set for the process, as Dagster reads it."""
