@@ -1,8 +1,8 @@
 """Typed DuckDB IO manager: asset key ``raw/patient`` is table ``raw.patient``.
 
 We write our own type handlers instead of using ``dagster-duckdb-polars`` (whose 0.29 handler calls
-``DuckDBPyConnection.arrow``, gone in duckdb 2.x) and still pin ``duckdb>=1.5,<2`` in pyproject until
-``dagster-duckdb`` itself is tested on 2.x. It builds on Dagster's ``DbIOManager`` (a private module: dagster is
+``DuckDBPyConnection.arrow``, gone in duckdb 2.x); pyproject pins the DuckDB release whose ``httpfs`` PyPI carries
+(encryption at rest, ``privacy/encryption.py``). It builds on Dagster's ``DbIOManager`` (a private module: dagster is
 pinned to 1.13.x). Two handlers, each replacing its slice atomically:
 
 - :class:`ExtractionHandler` streams an :class:`Extraction` (batches read lazily from the source) into a landing
