@@ -16,7 +16,7 @@ from senseimig_dagster.assets.staging import staging_assets
 from senseimig_dagster.assets.writers import dataverse_assets, writer_checks
 from senseimig_dagster.io_managers import SenseimigDuckDBIOManager
 from senseimig_dagster.jobs import all_jobs
-from senseimig_dagster.resources import build_resources
+from senseimig_dagster.resources import build_resources, store_protection_from_env
 
 
 def build_definitions(database: str | None = None) -> Definitions:
@@ -27,7 +27,7 @@ def build_definitions(database: str | None = None) -> Definitions:
                 staging_owners, sample_diff, *dataverse_assets, go_live_ready],
         asset_checks=writer_checks,  # each writer's counts, fields and conservation (assets/verification.py)
         jobs=all_jobs,
-        resources={**build_resources(database), "duckdb_io_manager": SenseimigDuckDBIOManager(database=database)},
+        resources={**build_resources(database), "duckdb_io_manager": SenseimigDuckDBIOManager(database=database, **store_protection_from_env())},
         # DuckDB allows one writing process per database file: steps run in one process, one after another.
         # Throughput comes from streaming inside a step (and, for Dataverse, parallel requests), not processes.
         executor=in_process_executor,

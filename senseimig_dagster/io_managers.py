@@ -1,8 +1,8 @@
 """Typed DuckDB IO manager: asset key ``raw/patient`` is table ``raw.patient``.
 
 We write our own type handlers instead of using ``dagster-duckdb-polars`` (whose 0.29 handler calls
-``DuckDBPyConnection.arrow``, gone in duckdb 2.x) and still pin ``duckdb>=1.5,<2`` in pyproject until
-``dagster-duckdb`` itself is tested on 2.x. It builds on Dagster's ``DbIOManager`` (a private module: dagster is
+``DuckDBPyConnection.arrow``, gone in duckdb 2.x); pyproject pins the DuckDB release whose ``httpfs`` PyPI carries
+(encryption at rest, ``privacy/encryption.py``). It builds on Dagster's ``DbIOManager`` (a private module: dagster is
 pinned to 1.13.x). Two handlers, each replacing its slice atomically:
 
 - :class:`ExtractionHandler` streams an :class:`Extraction` (batches read lazily from the source) into a landing
@@ -23,13 +23,14 @@ from typing import Any
 import duckdb
 import orjson
 import polars as pl
-from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema
+from dagster import InputContext, MetadataValue, OutputContext, TableColumn, TableSchema, get_dagster_logger
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb.io_manager import DuckDbClient
 
 from senseimig_dagster import objects
 from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, SenseiObject
+from senseimig_dagster.privacy.encryption import STORE_ALIAS, connection, usable_key
 from senseimig_dagster.sensei import wire
 from senseimig_dagster.sensei.errors import SenseiError
 from senseimig_dagster.sensei.records import (
@@ -287,11 +288,13 @@ class SenseimigDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context: Any, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
-        with DuckDbClient.connect(context, table_slice) as conn:
-            try:
-                yield conn
-            finally:
-                conn.close()
+        config = context.resource_config
+        key = usable_key(config.get("key"), required=config.get("require_key", False),
+                         opted_out=config.get("plaintext_opt_out", False), store="migration store",
+                         warn=get_dagster_logger().warning)
+        with connection(config["database"], key, alias=STORE_ALIAS,
+                        allow_unsafe_crypto=config.get("allow_unsafe_crypto", False), what="migration store") as conn:
+            yield conn
 
 
 def _extra_keys(frame: pl.DataFrame) -> set[str]:
@@ -306,7 +309,13 @@ def _reason_table(reasons: Counter[str]) -> str:
 
 
 class SenseimigDuckDBIOManager(DuckDBIOManager):
-    """DuckDB IO manager for every layer; tables are ``<layer>.<object>``."""
+    """DuckDB IO manager for every layer; tables are ``<layer>.<object>``. The store is encrypted with ``key`` when
+    given, as the ``store`` resource opens it (``privacy/encryption.py``)."""
+
+    key: str | None = None  # EnvVar("SENSEIMIG_STORE_KEY")
+    require_key: bool = False
+    plaintext_opt_out: bool = False
+    allow_unsafe_crypto: bool = False
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:

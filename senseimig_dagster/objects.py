@@ -21,6 +21,18 @@ FieldType = Literal["uuid", "str", "text", "int", "decimal", "bool", "date", "da
 PRIMARY_KEY = "id"
 MODIFIED_AT = "updated_at"
 
+# The allow-list of values that may be shown (Dagster metadata, masked samples, the sample diff's view): ids, counts,
+# amounts and flags, and the code-like fields named below, unless flagged PHI. Everything else - names, contacts,
+# free text, record and claim numbers, dates (HIPAA counts service dates as identifiers), and any field added later
+# without being named here - is masked whole.
+MASK = "•••"  # what a masked value shows: nothing of it, not even its first character or length
+SHOWN_TYPES = frozenset({"uuid", "int", "decimal", "bool"})
+CODE_FIELDS = frozenset({
+    "code", "procedure_code", "cdt_codes", "tooth", "surfaces", "site", "txn_type", "payment_type", "status",
+    "item_status", "claim_type", "coverage_order", "role", "type", "note_type", "category", "gender", "time_zone",
+    "payer_code", "taxonomy_code", "npi", "x12_277_category", "result", "channel", "direction", "mime_type",
+})
+
 
 @dataclass(frozen=True)
 class Field:
@@ -32,6 +44,11 @@ class Field:
     required: bool = False  # a reference the row means nothing without: an orphan quarantines the row
     sign_by: str | None = None  # an amount whose sign follows this field's entry type (debits >= 0, credits <= 0)
     tooth_areas: bool = False  # a tooth field that may also name an area (UR, LL, ...) instead of a tooth number
+
+    @property
+    def shown(self) -> bool:
+        """Whether its values may be shown outside the stores (the allow-list above); masked whole otherwise."""
+        return not self.phi and (self.type in SHOWN_TYPES or self.name in CODE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,11 @@ class SenseiObject:
     def phi_fields(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields if f.phi)
 
+    @property
+    def shown_fields(self) -> frozenset[str]:
+        """The fields whose values may be shown (``Field.shown``); every other value is masked whole."""
+        return frozenset(f.name for f in self.fields if f.shown)
+
     def references_to(self, name: str) -> tuple[str, ...]:
         """This object's fields that point at object ``name``."""
         return tuple(f.name for f in self.fields if f.references == name)
@@ -224,7 +246,8 @@ REGISTRY: tuple[SenseiObject, ...] = (
          _f("eligibility_enabled", "bool")),
     _obj("insurance_plan", "insurance_plans", DataverseTarget(_CONTACT, merged=True, note="columns on the patient contact"),
          "An employer/group plan offered by a payer.",
-         _f("payer_id", "uuid", ref="payer"), _f("plan_name"), _f("group_number"), _f("employer_name", inferred=True),
+         _f("payer_id", "uuid", ref="payer"), _f("plan_name"), _f("group_number"),
+         _f("employer_name", phi=True, inferred=True),
          _f("annual_maximum", "decimal", inferred=True), _f("deductible_individual", "decimal", inferred=True),
          _f("deductible_family", "decimal", inferred=True), _f("benefit_year_start_month", "int", inferred=True),
          _f("coverage_pct", "json", inferred=True), _f("ortho_charge_frequency"), _f("cot_claims_required", "bool")),
@@ -235,8 +258,8 @@ REGISTRY: tuple[SenseiObject, ...] = (
                  "Patient", "Doctor", "Website", "Search", "Social Media", "Insurance", "Walk-in", "Event", "Marketing",
                  "Other")))),
          "Where patients come from: a referring doctor, a patient, or marketing.",
-         _f("name"), _f("type", inferred=True), _f("npi"), _f("phone"), _f("email"), _f("preferences", "text"),
-         _f("is_active", "bool")),
+         _f("name", phi=True), _f("type", inferred=True), _f("npi"), _f("phone", phi=True), _f("email", phi=True),
+         _f("preferences", "text", phi=True), _f("is_active", "bool")),
     _obj("patient", "patients", DataverseTarget(_CONTACT, note="parentcustomerid -> practice account", columns=(
         _CONTACT_TYPE, ExtraColumn("ssn_last_four", max_length=4, display="SSN Last Four", secured=True),
         ExtraColumn("patient_number", max_length=50), ExtraColumn("ethnicity", max_length=100),
@@ -244,7 +267,7 @@ REGISTRY: tuple[SenseiObject, ...] = (
         ExtraColumn("ortho_treatment_status", max_length=100), ExtraColumn("model_box_number", max_length=50),
         ExtraColumn("preferred_dentist_id", lookup="contact"), ExtraColumn("preferred_hygienist_id", lookup="contact"))),
          "A patient.",
-         _f("patient_number"), _f("primary_location_id", "uuid", inferred=True, ref="location", required=True),
+         _f("patient_number", phi=True), _f("primary_location_id", "uuid", inferred=True, ref="location", required=True),
          _f("status"),
          _f("first_name", phi=True), _f("last_name", phi=True), _f("nickname", phi=True), _f("title"),
          _f("date_of_birth", "date", phi=True), _f("gender"), _f("ethnicity", phi=True),
@@ -279,14 +302,14 @@ REGISTRY: tuple[SenseiObject, ...] = (
          _f("operatory", inferred=True), _f("appointment_type"), _f("start_at", "datetime", inferred=True),
          _f("duration_min", "int", inferred=True), _f("status"), _f("cdt_codes", "json", inferred=True),
          _f("confirmed_at", "datetime", inferred=True), _f("completed_at", "datetime", inferred=True),
-         _f("cancel_reason", inferred=True), _f("cancelled_short_notice", "bool", inferred=True),
+         _f("cancel_reason", phi=True, inferred=True), _f("cancelled_short_notice", "bool", inferred=True),
          _f("needs_follow_up", "bool"), _f("notes", "text", phi=True),
          location_field="location_id", display_name=DisplayName("Appointment", "start_at", "cdt_codes"),
          free_text_provider=FreeTextProvider(), closing=Closing(closed=_VISIT_ENDED)),
     _obj("treatment_plan", "treatment_plans", DataverseTarget("smig_treatmentplan"),
          "A treatment plan.",
          _f("patient_id", "uuid", ref="patient", required=True), _f("provider_id", "uuid", ref="provider"),
-         _f("location_id", "uuid", inferred=True, ref="location"), _f("name"), _f("status"),
+         _f("location_id", "uuid", inferred=True, ref="location"), _f("name", phi=True), _f("status"),
          _f("presented_at", "datetime", inferred=True), _f("accepted_at", "datetime", inferred=True),
          _f("completed_date", "date", inferred=True), _f("signed", "bool"), _f("total_fee", "decimal"),
          _f("est_insurance", "decimal"), _f("est_patient", "decimal"),
@@ -322,18 +345,18 @@ REGISTRY: tuple[SenseiObject, ...] = (
              "plaque", "mobility", "furcation"))),
     _obj("claim", "claims", DataverseTarget("smig_billingledger", note="claim status on the ledger row"),
          "An insurance claim.",
-         _f("claim_number"), _f("patient_id", "uuid", ref="patient", required=True),
+         _f("claim_number", phi=True), _f("patient_id", "uuid", ref="patient", required=True),
          _f("patient_policy_id", "uuid", ref="patient_policy"), _f("provider_id", "uuid", ref="provider"),
-         _f("location_id", "uuid", ref="location"), _f("claim_type"), _f("status"), _f("status_change_note", "text"),
+         _f("location_id", "uuid", ref="location"), _f("claim_type"), _f("status"), _f("status_change_note", "text", phi=True),
          _f("replaces_claim_id", "uuid", ref="claim"), _f("coverage_order"), _f("billed_amount", "decimal"),
          _f("paid_amount", "decimal"), _f("write_off_amount", "decimal"), _f("submitted_at", "datetime"),
-         _f("paid_at", "datetime", inferred=True), _f("preauth_reference"), _f("x12_277_category", inferred=True),
+         _f("paid_at", "datetime", inferred=True), _f("preauth_reference", phi=True), _f("x12_277_category", inferred=True),
          location_field="location_id", display_name=DisplayName("Claim", "submitted_at", "claim_type")),
     _obj("claim_status_event", "claim_status_events", DataverseTarget("smig_claimstatusevent"),
          "One status change of a claim (the claim's history).",
          _f("claim_id", "uuid", ref="claim", required=True), _f("status"),
          _f("occurred_at", "datetime", inferred=True), _f("x12_277_category", inferred=True),
-         _f("note", "text", inferred=True), _f("changed_by", "uuid", inferred=True, ref="user"),
+         _f("note", "text", phi=True, inferred=True), _f("changed_by", "uuid", inferred=True, ref="user"),
          display_name=DisplayName("Claim status", "occurred_at", "status"),
          time_order=TimeOrder(by="occurred_at", within="claim_id")),
     _obj("ledger_transaction", "ledger_transactions", DataverseTarget("smig_billingledger", columns=(
@@ -345,7 +368,7 @@ REGISTRY: tuple[SenseiObject, ...] = (
          _f("provider_name", inferred=True), _f("txn_type"), _f("payment_type"), _f("amount", "decimal", sign_by="txn_type"),
          _f("service_date", "date"), _f("transaction_date", "date"), _f("procedure_code"),
          _f("claim_id", "uuid", ref="claim"), _f("corrects_transaction_id", "uuid", ref="ledger_transaction"),
-         _f("reference"), _f("comment", "text"),
+         _f("reference", phi=True), _f("comment", "text", phi=True),
          location_field="location_id", display_name=DisplayName("Ledger entry", "transaction_date", "txn_type"),
          free_text_provider=FreeTextProvider()),
     _obj("eligibility_check", "eligibility_checks", DataverseTarget("smig_insuranceeligibility"),

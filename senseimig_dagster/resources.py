@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-from dagster import Config, ConfigurableResource, EnvVar
+from dagster import Config, ConfigurableResource, EnvVar, get_dagster_logger
 from dagster_duckdb import DuckDBResource
 from pydantic import Field as ConfigField
 
 from senseimig_dagster import settings
-from senseimig_dagster.audit.store import KEY_ENV, open_audit
+from senseimig_dagster.audit.store import ALIAS as AUDIT_ALIAS
+from senseimig_dagster.audit.store import KEY_ENV as AUDIT_KEY_ENV
 from senseimig_dagster.dataverse.client import DataverseClient
 from senseimig_dagster.dataverse.schema import SchemaPlan
 from senseimig_dagster.graph.drive import GraphDrive
@@ -33,6 +34,16 @@ from senseimig_dagster.mapping.gate import GateProblem, gate_problems
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.schema_plan import DEFAULT_OPTION_VALUE_PREFIX, DEFAULT_PREFIX, default_plan
 from senseimig_dagster.objects import SenseiObject
+from senseimig_dagster.privacy.encryption import KEY_ENV as STORE_KEY_ENV
+from senseimig_dagster.privacy.encryption import (
+    OPT_OUT_ENV,
+    OPT_OUT_VALUE,
+    STORE_ALIAS,
+    connection,
+    digest_key,
+    usable_key,
+)
+from senseimig_dagster.privacy.logs import install as install_log_redaction
 from senseimig_dagster.sensei.client import SenseiClient
 from senseimig_dagster.sensei.exports import export_count, extract_export
 from senseimig_dagster.sensei.records import Batch, Extraction
@@ -89,13 +100,44 @@ def _closing(batches: Iterator[Batch] | list[Batch], client: SenseiClient) -> It
         yield from batches
 
 
-class StoreResource(DuckDBResource):
-    """The migration's DuckDB file; :meth:`open` gives the reads assets share (``store.Store``)."""
+class _Encrypted:
+    """What the local stores share: an encryption key (EnvVar), and whether they may be opened without one."""
+
+    def _key(self, store: str) -> str | None:
+        return usable_key(self.key, required=self.require_key, opted_out=self.plaintext_opt_out,  # type: ignore
+                          store=store, warn=get_dagster_logger().warning)
+
+
+class StoreResource(DuckDBResource, _Encrypted):
+    """The migration's DuckDB file, encrypted with ``key`` when given (``privacy/encryption.py``); :meth:`open`
+    gives the reads assets share (``store.Store``). ``require_key``: a real environment's store refuses to open
+    without a key unless ``plaintext_opt_out``."""
+
+    key: str | None = ConfigField(default=None, description=f"encryption key; use EnvVar('{STORE_KEY_ENV}')")
+    require_key: bool = False
+    plaintext_opt_out: bool = False
+    allow_unsafe_crypto: bool = ConfigField(default=False, description="tests only: DuckDB's mbedtls fallback")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connection(self.database, self._key("migration store"), alias=STORE_ALIAS,
+                        read_only=read_only, allow_unsafe_crypto=self.allow_unsafe_crypto,
+                        what="migration store") as conn:
+            yield conn
 
     @contextmanager
     def open(self) -> Iterator[Store]:
         with self.get_connection() as conn:
             yield Store(conn)
+
+    def digest_key(self) -> bytes | None:
+        """The HMAC key of the load journal's column digests, kept with the store's key (None: no key)."""
+        return digest_key(self.key) if self.key else None
 
 
 class MappingResource(ConfigurableResource):
@@ -209,22 +251,21 @@ class GraphResource(ConfigurableResource):
             drive.close()
 
 
-class AuditStore(ConfigurableResource):
+class AuditStore(ConfigurableResource, _Encrypted):
     """The audit log's own DuckDB file, encrypted at rest when a key is configured (``audit/store.py``): writers
     and the rollback job open it with :meth:`connect`."""
 
     path: str = ConfigField(default_factory=settings.audit_path, description="DuckDB file of the audit log")
-    key: str | None = ConfigField(default=None, description=f"encryption key; use EnvVar('{KEY_ENV}')")
-    allow_unsafe_crypto: bool = ConfigField(
-        default=False, description="sandbox only: encrypt with DuckDB's mbedtls fallback when httpfs is missing")
+    key: str | None = ConfigField(default=None, description=f"encryption key; use EnvVar('{STORE_KEY_ENV}')")
+    require_key: bool = False
+    plaintext_opt_out: bool = False
+    allow_unsafe_crypto: bool = ConfigField(default=False, description="tests only: DuckDB's mbedtls fallback")
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = open_audit(self.path, self.key, read_only=read_only, allow_unsafe_crypto=self.allow_unsafe_crypto)
-        try:
+        with connection(self.path, self._key("audit store"), alias=AUDIT_ALIAS, read_only=read_only,
+                        allow_unsafe_crypto=self.allow_unsafe_crypto, what="audit store", attach_plain=True) as conn:
             yield conn
-        finally:
-            conn.close()
 
 
 # -- as configured by the environment --------------------------------------------------------------------------------
@@ -266,14 +307,30 @@ def graph_from_env() -> GraphResource:
     return GraphResource(**_app_registration())
 
 
+def store_protection_from_env() -> dict[str, Any]:
+    """The stores' key (``SENSEIMIG_STORE_KEY`` as EnvVar) and whether one is required: a real Dataverse environment
+    needs it, unless the test-tenant opt-out is spelled out."""
+    return {"key": _secret(STORE_KEY_ENV, None), "require_key": not settings.sandbox_dataverse(),
+            "plaintext_opt_out": settings.opted_out(OPT_OUT_ENV, OPT_OUT_VALUE)}
+
+
+def store_from_env(database: str | None = None) -> StoreResource:
+    return StoreResource(database=database or settings.duckdb_path(), **store_protection_from_env())
+
+
 def audit_store_from_env() -> AuditStore:
-    return AuditStore(key=_secret(KEY_ENV, None), allow_unsafe_crypto=settings.audit_unsafe_crypto())
+    protection = store_protection_from_env()
+    if settings.is_set(AUDIT_KEY_ENV):  # a key of its own
+        protection["key"] = EnvVar(AUDIT_KEY_ENV)
+    return AuditStore(**protection)
 
 
 def build_resources(database: str | None = None) -> dict[str, Any]:
-    """Every resource key the assets and jobs use, as the environment configures them."""
-    database = database or settings.duckdb_path()
+    """Every resource key the assets and jobs use, as the environment configures them. Log records of the product
+    and its HTTP stack are redacted from here on (``privacy/logs.py``)."""
+    install_log_redaction()
+    store = store_from_env(database)
     return {"sensei": sensei_source_from_env(), "dataverse": dataverse_from_env(),
             "sample_dataverse": sample_dataverse_from_env(), "graph": graph_from_env(),
-            "mapping": MappingResource(), "staging_rules": StagingResource(),
-            "store": StoreResource(database=database), "audit": audit_store_from_env()}
+            "mapping": MappingResource(), "staging_rules": StagingResource(), "store": store,
+            "audit": audit_store_from_env()}

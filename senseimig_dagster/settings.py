@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SANDBOX_SENSEI_PORT = 8765
 SANDBOX_API_KEY = "sandbox-key"  # the simulator's default key; not a secret
@@ -144,15 +145,22 @@ def azure_client_id(default: str) -> str:
     return os.environ.get("AZURE_CLIENT_ID", default)
 
 
-def audit_unsafe_crypto() -> bool:
-    """Sandbox only: encrypt the audit store with DuckDB's mbedtls fallback when httpfs is missing."""
-    return os.environ.get("SENSEIMIG_AUDIT_UNSAFE_CRYPTO", "") == "1"
-
-
 def dagster_home() -> Path:
     """The Dagster instance the CLI and the demo record runs in (``make ui`` shows them): ``$DAGSTER_HOME``, else
     ``.dagster_home``; set for the process, as Dagster reads it."""
     return Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+
+
+def sandbox_dataverse() -> bool:
+    """Whether the migration writes to a local stand-in (``DATAVERSE_URL`` unset or on this machine), not a real
+    environment: real ones require encrypted local stores."""
+    host = urlsplit(dataverse_url()).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def opted_out(name: str, value: str) -> bool:
+    """Whether ``name`` is set to exactly ``value``: an explicit opt-out is spelled out, never a truthy default."""
+    return os.environ.get(name) == value
 
 
 def is_set(name: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from senseimig_dagster import objects
-from senseimig_dagster.objects import MODIFIED_AT, PRIMARY_KEY, REGISTRY
+from senseimig_dagster.objects import CODE_FIELDS, MODIFIED_AT, PRIMARY_KEY, REGISTRY, get
 
 
 def test_names_endpoints_and_files_are_unique():
@@ -47,3 +47,17 @@ def test_patient_identifiers_are_flagged_phi():
     patient = objects.get("patient")
     assert {"first_name", "last_name", "date_of_birth", "mobile_phone", "email", "ssn_last_four"} <= patient.phi_fields
     assert objects.get("clinical_note").field("body").phi
+
+
+def test_only_allow_listed_fields_are_shown_and_never_a_phi_one() -> None:
+    for obj in REGISTRY:
+        for f in obj.fields:
+            assert not (f.phi and f.shown), (obj.name, f.name)
+            if f.type in ("str", "text", "date", "datetime", "json") and f.name not in CODE_FIELDS:
+                assert not f.shown, (obj.name, f.name)  # free text, names, numbers, dates: masked whole
+    # Free text and identifiers the review flagged as PHI
+    for name, field in (("patient", "patient_number"), ("appointment", "cancel_reason"),
+                        ("claim", "status_change_note"), ("claim_status_event", "note"),
+                        ("ledger_transaction", "comment"), ("referral_source", "email"),
+                        ("referral_source", "phone"), ("referral_source", "name")):
+        assert get(name).field(field).phi, (name, field)

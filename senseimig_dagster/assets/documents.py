@@ -14,7 +14,9 @@ block upload, SharePoint, read-back: see that module). It
 * keeps one row per document per run in the document journal (``load/document_journal.py``) and in the load
   journal. A document already uploaded with the same hash and note columns is not re-sent;
 * checks ``documents_verified`` (every body read back equals the source in size and SHA-256) and
-  ``documents_accounted`` (one outcome per staged document). The generic counts/fields checks don't apply: a
+  ``documents_accounted`` (one outcome per staged document, and no failure but a fault of the source file: a
+  document that failed for a system reason - authentication, configuration, a server error - fails it, with the
+  reasons and counts). The generic counts/fields checks don't apply: a
   document may rightly be a SharePoint file or a named failure instead of a note.
 
 Metadata: counts per outcome and per reason, bytes and MB/s; ids only, never file names.
@@ -48,6 +50,7 @@ from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.load.document_journal import (
     NOTES_TABLE,
     OUTCOMES,
+    SOURCE_FAULTS,
     failed_documents,
     previous_documents,
     record,
@@ -113,9 +116,28 @@ def summary(results: list[DocumentResult], seconds: float) -> dict:
             "failed_ids": MetadataValue.json([r.source_id for r in results if r.outcome == "failed"][:IDS_SHOWN])}
 
 
+def failure_reasons(results: list[DocumentResult]) -> tuple[Counter, Counter]:
+    """Failed documents per reason, split: faults of the source file itself (missing at source, hash mismatch, zero
+    bytes: ``SOURCE_FAULTS``), which the migration accounts for, and system failures (authentication,
+    configuration, a server error after retries...), which it must not pass over."""
+    source, system = Counter(), Counter()
+    for r in results:
+        if r.outcome == "failed":
+            reason = r.reason or "unknown"
+            (source if reason in SOURCE_FAULTS else system)[reason] += 1
+    return source, system
+
+
+def _counted(reasons: Counter) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+
+
 def checks(key: AssetKey, results: list[DocumentResult], staged_ids: list[str]) -> list[AssetCheckResult]:
     unverified = [r.source_id for r in results if r.verified is False]
     missing = sorted(set(staged_ids) - {r.source_id for r in results})
+    source_faults, system = failure_reasons(results)
+    problems = ([f"{len(missing)} without an outcome"] if missing else []) + (
+        [f"{sum(system.values())} failed for a system reason ({_counted(system)})"] if system else [])
     return [
         AssetCheckResult(asset_key=key, check_name=VERIFIED, passed=not unverified,
                          severity=AssetCheckSeverity.ERROR,
@@ -123,12 +145,18 @@ def checks(key: AssetKey, results: list[DocumentResult], staged_ids: list[str]) 
                                    "mismatched_ids": MetadataValue.json(unverified[:IDS_SHOWN])},
                          description="every uploaded body read back equal to the source in size and SHA-256"
                          if not unverified else f"{len(unverified)} read back different: {', '.join(unverified[:10])}"),
-        AssetCheckResult(asset_key=key, check_name=ACCOUNTED, passed=not missing,
+        AssetCheckResult(asset_key=key, check_name=ACCOUNTED, passed=not problems,
                          severity=AssetCheckSeverity.ERROR,
                          metadata={"staged": len(staged_ids), "outcomes": len(results),
-                                   "missing_ids": MetadataValue.json(missing[:IDS_SHOWN])},
-                         description="one outcome (note, note_blocks, sharepoint, unchanged or failed with a "
-                                     "reason) per staged document")]
+                                   "missing_ids": MetadataValue.json(missing[:IDS_SHOWN]),
+                                   "source_faults": MetadataValue.json(dict(sorted(source_faults.items()))),
+                                   "system_failures": MetadataValue.json(dict(sorted(system.items()))),
+                                   "system_failed_ids": MetadataValue.json(
+                                       [r.source_id for r in results if r.outcome == "failed"
+                                        and (r.reason or "unknown") not in SOURCE_FAULTS][:IDS_SHOWN])},
+                         description="; ".join(problems) if problems else
+                         "one outcome per staged document: note, note_blocks, sharepoint, unchanged, or a fault of "
+                         "the source file (" + (_counted(source_faults) or "none") + ")")]
 
 
 # -- the asset -----------------------------------------------------------------------------------------------------
@@ -143,7 +171,8 @@ def build_document_asset(name: str, fmap: FieldMapFile) -> AssetsDefinition:
                         AssetCheckSpec(VERIFIED, asset=key, blocking=True,
                                        description="size and SHA-256 of every body read back equal the source's"),
                         AssetCheckSpec(ACCOUNTED, asset=key, blocking=True,
-                                       description="one outcome row per staged document")],
+                                       description="one outcome per staged document; failures only for faults "
+                                                   "of the source file")],
            description=f"{get(name).description} Bodies as notes (block upload above 4 MB) up to the environment's "
                        "maxuploadfilesize, larger files and imaging in SharePoint; every body read back and hashed; "
                        "value: one outcome row per document.")

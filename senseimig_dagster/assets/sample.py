@@ -13,13 +13,13 @@ confirmed - it is how the map gets confirmed - so it carries no confirmation gat
 ``dataverse`` resource are gated (the writers, ``assets/gate.py``). Its schema changes are not written to
 ``audit.schema_changes``, which records the production environment's.
 
-PHI: the full diff (source, staged and read-back values) goes to ``sample_diff_<run id>.csv`` next to the DuckDB
-file, which stays local; metadata and logs carry counts, ids, column names and the masked Markdown view only.
+PHI: the differing values (source, staged and read-back) are kept in the store's ``verify.differences`` (kind
+``sample``; ``senseimig export differences`` writes them to a file on request); metadata and logs carry counts, ids,
+column names and the masked Markdown view only.
 """
 # No `from __future__ import annotations` here: Dagster reads the context and config annotations at runtime.
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field as ConfigField
@@ -36,6 +36,7 @@ from senseimig_dagster.mapping.scope import tables_of
 from senseimig_dagster.objects import PATIENT, REGISTRY
 from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.staging.pipeline import stage_tenant
+from senseimig_dagster.verify.differences import DIFFERENCES, record_differences
 
 SAMPLE_DIFF_KEY = SAMPLE_DIFF
 
@@ -43,10 +44,6 @@ SAMPLE_DIFF_KEY = SAMPLE_DIFF
 class SampleMigrationConfig(Config):
     patients: int = ConfigField(default=25, ge=1, description="patients to migrate with all their children")
     seed: int = ConfigField(default=0, description="same seed, same patients")
-
-
-def diff_csv_path(store: StoreResource, run_id: str) -> Path:
-    return Path(store.database).resolve().parent / f"sample_diff_{run_id}.csv"
 
 
 def _failures_markdown(results: Mapping[str, LoadResult]) -> str:
@@ -66,7 +63,7 @@ def _failures_markdown(results: Mapping[str, LoadResult]) -> str:
        deps=[raw_key(o.name) for o in REGISTRY],
        description="Sample migration: N patients (config) with all their children staged, loaded into the sample "
                    "Dataverse environment and read back; the field diff (source | staged | Dataverse) is where the "
-                   "map is confirmed. Full values in a local CSV; PHI masked here.")
+                   "map is confirmed. Differing values kept in the store; PHI masked here.")
 def sample_diff(context: AssetExecutionContext, config: SampleMigrationConfig, store: StoreResource,
                 mapping: MappingResource, sample_dataverse: DataverseResource,
                 staging_rules: StagingResource) -> MaterializeResult:
@@ -91,9 +88,8 @@ def sample_diff(context: AssetExecutionContext, config: SampleMigrationConfig, s
         sent = {name: resolve_users(frame, fmap.objects[name].tables, catalog) for name, frame in staged.items()}
         readback = build_readback(session.client, sent, fmap, catalog, sets)
     diff = field_diff(fmap, rows, sent, readback, catalog)
-    path = diff_csv_path(store, context.run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    diff.write_csv(path)
+    with store.open() as db:
+        kept = record_differences(db.conn, "sample", context.run_id, diff)
     loaded = landed_per_table(staged, results, fmap)
     equal = int(diff.get_column("equal").sum()) if diff.height else 0
     failed = sum(len(r.failed) for r in results.values())
@@ -110,7 +106,8 @@ def sample_diff(context: AssetExecutionContext, config: SampleMigrationConfig, s
         "values_equal": equal,
         "values_differing": diff.height - equal,
         "diff": MetadataValue.md(diff_markdown(diff)),
-        "diff_csv": MetadataValue.path(str(path)),
+        "differences_kept_in": f"{DIFFERENCES} (values: `senseimig export differences --kind sample`)",
+        "differences_kept": kept,
         "environment": sample_dataverse.environment_url,
     })
 

@@ -5,14 +5,13 @@ of a < 0.1% defect rate) and ``dataverse_conservation`` (extracted = in Datavers
 + not written). The comparisons themselves are ``verify/`` (no Dagster); this module reads their inputs from the
 store, the run's instance and Dataverse, and turns the outcomes into check results.
 
-Metadata names source ids and columns only; the differing values (PHI) go to ``verify_<object>_<run>.csv`` next to
-the DuckDB file.
+Metadata names source ids and columns only; the differing values (PHI) are kept in the store's
+``verify.differences`` (``verify/differences.py``), never in a file unless a person exports them.
 """
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -36,6 +35,7 @@ from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.resources import DataverseResource, MappingResource, StoreResource
 from senseimig_dagster.verify.counts import DataverseIndex, conservation, count_rows, counts_from_markdown
+from senseimig_dagster.verify.differences import DIFFERENCES, record_differences
 from senseimig_dagster.verify.fields import FULL_LIMIT, compare_fields, sample_size
 
 COUNTS, FIELDS, CONSERVATION = "dataverse_counts", "dataverse_fields", "dataverse_conservation"
@@ -49,7 +49,8 @@ class VerifyInputs:
 
     ``staging_counts``: staging's conservation counts (``object`` + COUNT_COLUMNS), e.g. from
     :func:`staging_counts_from_instance`; without them the conservation check fails, saying so.
-    ``csv_dir``: where the field diff (values: PHI) is written, next to the DuckDB file; None: not written."""
+    ``keep_differences(object, diff)``: keeps the field diff's differing values (PHI) in the store and returns how
+    many; None: not kept."""
 
     client: DataverseClient
     fmap: FieldMapFile
@@ -57,8 +58,7 @@ class VerifyInputs:
     entity_sets: Mapping[str, str]
     owners: OwnerMap | None = None
     staging_counts: pl.DataFrame | None = None
-    csv_dir: Path | None = None
-    run_id: str = "local"
+    keep_differences: Callable[[str, pl.DataFrame], int] | None = None
     full_limit: int = FULL_LIMIT
     seed: int = 0
     index: DataverseIndex = field(init=False)
@@ -105,9 +105,9 @@ def check_results(asset_key: KeyLike, object_name: str, staged: pl.DataFrame, in
                             inputs.index, owners=inputs.owners, full_limit=inputs.full_limit, seed=inputs.seed)
     metadata = {"rows_staged": fields.staged, "rows_compared": fields.compared_rows, "sampled": fields.sampled,
                 "values_compared": fields.diff.height, "differences": fields.differences.height}
-    if inputs.csv_dir is not None and fields.diff.height:
-        path = fields.write_csv(inputs.csv_dir / f"verify_{object_name}_{inputs.run_id}.csv")
-        metadata["diff_csv"] = MetadataValue.path(str(path))
+    if inputs.keep_differences is not None and not fields.passed:
+        metadata["differences_kept"] = inputs.keep_differences(object_name, fields.diff)
+        metadata["differences_kept_in"] = f"{DIFFERENCES} (values: `senseimig export differences`)"
     if not fields.passed:
         listed = fields.differences.head(IDS_SHOWN)
         metadata["differing"] = MetadataValue.md("| source id | column |\n|---|---|\n" + "\n".join(
@@ -158,10 +158,15 @@ def checks_for(object_name: str) -> AssetChecksDefinition:
         with store.open() as db:
             staged, owners = db.staged(object_name), db.owner_map()
             journal = run_outcomes(db.conn, object_name, context.run.run_id)
+
+        def keep(name: str, diff: pl.DataFrame) -> int:
+            with store.open() as db:
+                return record_differences(db.conn, "verify", context.run.run_id, diff)
+
         with dataverse.session() as session:
             inputs = VerifyInputs(session.client, fmap, session.catalog, session.entity_sets_of(fmap), owners=owners,
                                   staging_counts=staging_counts_from_instance(context.instance, object_name),
-                                  csv_dir=Path(store.database).resolve().parent, run_id=context.run.run_id)
+                                  keep_differences=keep)
             yield from check_results(key, object_name, staged, inputs, load_journal=journal)
 
     return _verify

@@ -112,7 +112,8 @@ def build_writer(name: str, fmap: FieldMapFile | None = None) -> AssetsDefinitio
                 log = AuditLog(audit_conn)
                 ctx = WriteContext(session.loader, session.catalog, session.entity_sets_of(fmap_now), log,
                                    context.run_id, key.to_user_string(), previous,
-                                   lambda table: log.source_ids(table, key.to_user_string()))
+                                   lambda table: log.source_ids(table, key.to_user_string()),
+                                   digest_key=store.digest_key())
                 rows = write_object(ctx, om, staged, owners=owners)
         with store.open() as db:
             journal = append_outcomes(db.conn, rows, context.run_id)

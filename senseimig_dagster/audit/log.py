@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+
+from senseimig_dagster.privacy.export import FORMULA_STARTS, PRIVATE_MODE, private_file
 
 Operation = Literal["create", "update", "link", "delete", "state", "schema", "undo_delete", "undo_restore"]
 Outcome = Literal["ok", "failed", "pending"]
@@ -227,14 +230,26 @@ class AuditLog:
 
     # -- export ---------------------------------------------------------------------------------------------------
     def export(self, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> int:
-        """Copy every row, oldest first, to a CSV or Parquet file (PHI: the caller chooses where); the row count."""
+        """Copy every row, oldest first, to a CSV or Parquet file (PHI: the caller chooses where); the row count.
+        The file is created owner-only; CSV text cells are formula-safe (``privacy/export.py``)."""
         if format not in ("csv", "parquet"):
             raise ValueError("format must be csv or parquet")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        target = str(path).replace("'", "''")
+        target = str(private_file(path)).replace("'", "''")
         options = "FORMAT csv, HEADER true" if format == "csv" else "FORMAT parquet"
-        self.conn.execute(f"COPY (SELECT * FROM {TABLE} ORDER BY seq) TO '{target}' ({options})")
+        columns = self.conn.execute(f"SELECT column_name, data_type FROM information_schema.columns "
+                                    f"WHERE table_schema || '.' || table_name = '{TABLE}' ORDER BY ordinal_position"
+                                    ).fetchall()
+        select = ", ".join(_formula_safe_sql(name) if format == "csv" and kind == "VARCHAR" else f'"{name}"'
+                           for name, kind in columns)
+        self.conn.execute(f"COPY (SELECT {select} FROM {TABLE} ORDER BY seq) TO '{target}' ({options})")
+        os.chmod(path, PRIVATE_MODE)  # in case the writer replaced the file
         return self.count()
+
+def _formula_safe_sql(column: str) -> str:
+    """A text column as ``privacy.export.formula_safe`` writes it, in SQL (the export streams through DuckDB)."""
+    starts = ", ".join(f"chr({ord(c)})" for c in FORMULA_STARTS)
+    quoted = f'"{column}"'
+    return f"CASE WHEN left({quoted}, 1) IN ({starts}) THEN chr(39) || {quoted} ELSE {quoted} END AS {quoted}"
 
 
 def insert_columns(conn: duckdb.DuckDBPyConnection, table: str,

@@ -70,6 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     rel = sub.add_parser("release", help="re-stage with the corrections file applied and send exactly the corrected "
                                          "records, then reconcile the ledger (the release job)")
     rel.set_defaults(command_name="release")
+    export = sub.add_parser("export", help="write PHI the migration keeps in its stores to a file, on request "
+                                           "(owner-only, formula-safe cells)").add_subparsers(
+        dest="export_command", required=True)
+    diffs = export.add_parser("differences", help="values the read-backs found different (verify.differences)")
+    diffs.add_argument("--out", required=True, help="CSV file to write (it holds PHI: keep it somewhere safe)")
+    diffs.add_argument("--run-id", default=None, help="one run's differences (default: every run's)")
+    diffs.add_argument("--kind", choices=["verify", "sample"], default=None,
+                       help="the writers' field checks or the sample migration (default: both)")
+    diffs.add_argument("--object", default=None, help="one Sensei object's differences")
+    diffs.add_argument("--duckdb", default=None, help="the migration's DuckDB file (default: $SENSEIMIG_DUCKDB)")
+    diffs.set_defaults(command_name="export_differences")
+    audit = export.add_parser("audit", help="the audit log (audit.writes, before-images included)")
+    audit.add_argument("--out", required=True, help="file to write (it holds PHI: keep it somewhere safe)")
+    audit.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    audit.set_defaults(command_name="export_audit")
 
     back = sub.add_parser("rollback", help="return Dynamics to its pre-migration state from the audit log")
     back.add_argument("--remove-schema", action="store_true", help="also remove the schema the migration created")

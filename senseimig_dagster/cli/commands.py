@@ -8,7 +8,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import duckdb
 from dagster import BetaWarning, PreviewWarning
 
 from senseimig_dagster import mapping, settings
@@ -19,7 +18,9 @@ from senseimig_dagster.definitions import defs
 from senseimig_dagster.mapping import candidates
 from senseimig_dagster.mapping.propose import propose_file
 from senseimig_dagster.objects import REGISTRY
+from senseimig_dagster.privacy.export import write_private_csv
 from senseimig_dagster.resources import dataverse_from_env
+from senseimig_dagster.verify.differences import read_differences
 
 warnings.filterwarnings("ignore", category=BetaWarning)  # the single-run backfill policy is beta in Dagster 1.13
 warnings.filterwarnings("ignore", category=PreviewWarning)
@@ -47,7 +48,7 @@ def mapping_propose(args: argparse.Namespace) -> int:
     else:
         catalog = candidates.offline()
     try:
-        with duckdb.connect(args.duckdb or settings.duckdb_path(), read_only=True) as conn:
+        with runs.store(args.duckdb).connect(read_only=True) as conn:
             proposal = propose_file(conn, args.out, catalog, threshold=args.threshold)
     except mapping.MapInvalid as e:
         print(e, file=sys.stderr)
@@ -87,8 +88,8 @@ def mapping_file(args: argparse.Namespace) -> int:
 
 
 def review(args: argparse.Namespace) -> int:
-    listed = cli_review.write_review(args.duckdb or settings.duckdb_path(), Path(args.out),
-                                     Path(args.values_out) if args.values_out else None)
+    with runs.store(args.duckdb).connect(read_only=True) as conn:
+        listed = cli_review.write_review(conn, Path(args.out), Path(args.values_out) if args.values_out else None)
     counts = listed.group_by("kind", "object").len().sort("kind", "object")
     for kind, obj, n in counts.iter_rows():
         print(f"{kind:<12} {obj:<24} {n}")
@@ -100,6 +101,26 @@ def review(args: argparse.Namespace) -> int:
 def release(args: argparse.Namespace) -> int:
     """The ``release`` job in this Dagster instance (the corrections file: ``$SENSEIMIG_CORRECTIONS``)."""
     return 0 if runs.execute(defs, "release", tags={RELEASE_TAG: "corrections"}).success else 1
+
+
+def export_differences(args: argparse.Namespace) -> int:
+    """``verify.differences`` (values: PHI) to an owner-only, formula-safe CSV the person named."""
+    with runs.store(args.duckdb).connect(read_only=True) as conn:
+        rows = read_differences(conn, run_id=args.run_id, kind=args.kind, object_name=args.object)
+    path = write_private_csv(rows, args.out)
+    print(f"{path}: {rows.height} differing values (PHI: owner-only file; delete it when done)")
+    return 0
+
+
+def export_audit(args: argparse.Namespace) -> int:
+    """The ``export_audit`` job: the audit log to an owner-only file (CSV cells formula-safe)."""
+    result = runs.execute(defs, "export_audit", run_config={
+        "ops": {"export_audit_op": {"config": {"path": args.out, "format": args.format}}}})
+    if not result.success:
+        print(f"export_audit failed (run {result.run_id}); see the Dagster UI", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {result.output_for_node('export_audit_op')} audit rows (PHI: owner-only file)")
+    return 0
 
 
 def rollback(args: argparse.Namespace) -> int:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 from dagster import Definitions
 
@@ -32,6 +31,7 @@ from senseimig_dagster.assets.writers import WRITER_KEYS
 from senseimig_dagster.cli import runs
 from senseimig_dagster.definitions import build_definitions
 from senseimig_dagster.mapping.scope import written_objects
+from senseimig_dagster.privacy.encryption import KEY_ENV, key_beside
 from senseimig_dagster.sandbox.export_writer import write_export
 from senseimig_dagster.sandbox.generator import generate, read_manifest
 from senseimig_dagster.sandbox.generator.day2 import generate_day2
@@ -137,8 +137,9 @@ class Simulator:
 
 def demo_environment(workdir: Path, dataverse_url: str, ca: Path) -> dict[str, str]:
     """Everything the jobs read from the environment, pointing at the demo's files (set before ``definitions`` is
-    imported: resources read it when they are built)."""
-    return {"SENSEIMIG_DUCKDB": str(workdir / "senseimig.duckdb"), "SENSEIMIG_AUDIT_DB": str(workdir / "audit.duckdb"),
+    imported: resources read it when they are built). The stores are encrypted, as a real migration's must be,
+    with a key generated once and kept beside them (``store.key``, owner-only)."""
+    return {KEY_ENV: key_beside(workdir), "SENSEIMIG_DUCKDB": str(workdir / "senseimig.duckdb"), "SENSEIMIG_AUDIT_DB": str(workdir / "audit.duckdb"),
             "SENSEIMIG_MAPPING": str(workdir / "mapping.yaml"), "SENSEIMIG_FALLBACK_OWNER": FALLBACK_OWNER,
             "DATAVERSE_URL": dataverse_url, "DATAVERSE_CA_BUNDLE": str(ca), "AZURE_AUTHORITY_HOST": dataverse_url}
 
@@ -158,6 +159,7 @@ class Phase:
 class DemoRun:
     phases: list[Phase] = field(default_factory=list)
     checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (asset, check, passed)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)  # a failed check's description: counts, ids
     reconciliation: str | None = None
     failures: list[str] = field(default_factory=list)
     # Built once the demo's environment is set (servers' URLs, files): resources read it when they are built.
@@ -193,6 +195,8 @@ def run_job(run: DemoRun, name: str, asset_selection: list | None = None, run_co
                           asset_selection=asset_selection, tags=tags)
     for check in result.get_asset_check_evaluations():
         run.checks.append((check.asset_key.to_user_string(), check.check_name, check.passed))
+        if not check.passed and check.description:
+            run.reasons[check.asset_key.to_user_string(), check.check_name] = check.description
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -204,7 +208,7 @@ def run_job(run: DemoRun, name: str, asset_selection: list | None = None, run_co
 
 
 def _count(database: str, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(database, read_only=True) as conn:
+    with runs.store(database).connect(read_only=True) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -335,7 +339,8 @@ def print_summary(run: DemoRun, workdir: Path, limits: str) -> None:
     print(f"\nChecks: {passed} passed, {len(run.checks) - passed} failed")
     for asset, check, ok in run.checks:
         if not ok:
-            print(f"  FAILED {asset} {check}")
+            reason = run.reasons.get((asset, check))
+            print(f"  FAILED {asset} {check}" + (f": {reason}" if reason else ""))
     if run.failures:  # a blocking check that raises (go_live_ready's ledger_reconciliation) fails its phase
         print(f"Failed phases: {', '.join(run.failures)} (see the log above and the run in the UI)")
     if run.reconciliation:

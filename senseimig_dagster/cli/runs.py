@@ -7,11 +7,11 @@ import datetime as dt
 import sys
 from typing import Any
 
-import duckdb
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
 from senseimig_dagster import settings
 from senseimig_dagster.assets.partitions import range_tags
+from senseimig_dagster.resources import StoreResource, store_from_env
 
 # Dagster's per-event DEBUG lines off: a run's progress in INFO lines, failures in full.
 INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -47,8 +47,13 @@ def run_extract(defs: Definitions, start: dt.date | None, end: dt.date | None) -
     return inventory.success and all(c.passed for c in checks)
 
 
+def store(database: str | None = None) -> StoreResource:
+    """The migration's store as the environment configures it (its key resolved, never printed)."""
+    return store_from_env(database).process_config_and_initialize()
+
+
 def print_inventory(database: str) -> None:
-    with duckdb.connect(database, read_only=True) as conn:
+    with store(database).connect(read_only=True) as conn:
         print(conn.sql("SELECT * FROM inventory.record_counts ORDER BY object"))
         print(conn.sql("PIVOT (SELECT coalesce(location_name, location_id, '(none)') AS location, object, records "
                        "FROM inventory.location_counts) ON location USING sum(records) ORDER BY object"))

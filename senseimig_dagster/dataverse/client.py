@@ -60,6 +60,7 @@ from senseimig_dagster.dataverse.errors import (
     DataverseThrottled,
 )
 from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
+from senseimig_dagster.transport.urls import require_https
 
 log = logging.getLogger("senseimig.dataverse")
 
@@ -159,6 +160,8 @@ class DataverseClient:
         parts = urlsplit(environment_url.rstrip("/"))
         if parts.scheme not in ("https", "http") or not parts.netloc:
             raise ValueError("environment_url must be an absolute http(s) URL, e.g. https://org.crm.dynamics.com")
+        if transport is None:  # a transport given in process (tests) carries nothing over a network
+            require_https(environment_url, "the Dataverse environment URL")
         self.environment_url = f"{parts.scheme}://{parts.netloc}{parts.path}"
         self.base_url = self.environment_url + API_PATH
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)  # 429: exactly Retry-After
@@ -469,10 +472,8 @@ class DataverseClient:
             raw_code, raw_message = err.get("code"), err.get("message")
             if isinstance(raw_code, str) and _ERROR_CODE.fullmatch(raw_code):
                 code = raw_code
-            if raw_message is not None:
+            if raw_message is not None:  # kept on the exception for the caller; never logged (it may quote values)
                 message = str(raw_message)
-                log.debug("dataverse %s %s: HTTP %d %s: %s", entity_set, operation, response.status_code,
-                          code or "-", message[:500])
         status = response.status_code
         cls = {404: DataverseNotFound, 412: DataverseConflict, 429: DataverseThrottled}.get(status, DataverseError)
         return cls(status, code, message, entity_set, operation, request_id=_request_id(response),

@@ -42,6 +42,7 @@ from senseimig_dagster.graph.names import valid_sharepoint_name
 from senseimig_dagster.graph.quickxor import QuickXorHash
 from senseimig_dagster.transport.entra import DEFAULT_AUTHORITY_HOST, BearerAuth, EntraTokenProvider
 from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
+from senseimig_dagster.transport.urls import require_https
 
 log = logging.getLogger("senseimig.graph")
 
@@ -83,7 +84,7 @@ class GraphDrive:
         site = urlsplit(site_url.rstrip("/"))
         if site.scheme != "https" or not site.hostname:
             raise ValueError("site_url must look like https://contoso.sharepoint.com/sites/name")
-        self.graph_url = graph_url.rstrip("/")
+        self.graph_url = require_https(graph_url, "the Microsoft Graph URL").rstrip("/")
         self.site_host, self.site_path = site.hostname, site.path or "/"
         self.library, self.chunk_size = library, chunk_size
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)  # 429/503: exactly Retry-After

@@ -37,7 +37,6 @@ import base64
 import hashlib
 import logging
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -47,6 +46,7 @@ from senseimig_dagster.dataverse.client import record_segment
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseNotFound
 from senseimig_dagster.graph.names import valid_sharepoint_name
 from senseimig_dagster.objects import SenseiObject
+from senseimig_dagster.privacy.spill import EncryptedSpool
 from senseimig_dagster.sensei.errors import SenseiPageError
 
 if TYPE_CHECKING:
@@ -113,10 +113,11 @@ def max_upload_file_size(client: DataverseClient) -> int:
 
 # -- the source ----------------------------------------------------------------------------------------------------
 class SourceFile:
-    """A fetched document: its bytes spooled to a temporary file, with the size and SHA-256 of what arrived."""
+    """A fetched document: its bytes in memory, or above ``SPOOL_BYTES`` in an encrypted temporary file
+    (``privacy/spill.py``), with the size and SHA-256 of what arrived."""
 
     def __init__(self, chunks: Iterable[bytes]):
-        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by close()
+        self._file = EncryptedSpool(SPOOL_BYTES)
         sha, size = hashlib.sha256(), 0
         for chunk in chunks:
             sha.update(chunk)
@@ -125,8 +126,7 @@ class SourceFile:
         self.size, self.sha256 = size, sha.hexdigest()
 
     def read(self, offset: int, length: int) -> bytes:
-        self._file.seek(offset)
-        return self._file.read(length)
+        return self._file.read(offset, length)
 
     def chunks(self, size: int = BLOCK_BYTES) -> Iterator[bytes]:
         for offset in range(0, self.size, size):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -75,10 +76,14 @@ class WriteContext:
     asset: str
     previous: Mapping[tuple[str, str], JournalEntry]
     audited: Any = None  # Callable[[str], set[str]]
+    # The HMAC key of the column digests (privacy.encryption.digest_key, from the stores' key): a short value such
+    # as an SSN's last four or a birth date cannot be recovered from its digest by trying every candidate.
+    digest_key: bytes | None = None
 
 
-def digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def digest(value: Any, key: bytes | None = None) -> str:
+    data = json.dumps(value, sort_keys=True, default=str).encode()
+    return (hmac.new(key, data, hashlib.sha256) if key else hashlib.sha256(data)).hexdigest()[:16]
 
 
 def body_hash(digests: Mapping[str, str]) -> str:
@@ -152,7 +157,8 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame,
     for record in part.iter_rows(named=True):
         desired = builder.body(record, send_nulls=True)
         sid = str(record[SOURCE_ID])
-        rows.append(_Row(sid, desired, {k: digest(v) for k, v in desired.items() if k != SOURCE_KEY}))
+        rows.append(_Row(sid, desired, {k: digest(v, ctx.digest_key) for k, v in desired.items()
+                                         if k != SOURCE_KEY}))
     settled: dict[str, str] = {}
     unknown: list[_Row] = []
     for row in rows:

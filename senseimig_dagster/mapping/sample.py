@@ -9,8 +9,8 @@
   (transformed) value and the value read back from Dataverse side by side. Lookups compare the parent's Dataverse
   id: the staged source id resolved through the parent table's read-back.
 
-The diff holds PHI: it goes to a local CSV file only. :func:`diff_markdown` is what the UI shows: column names,
-equality and masked values for PHI fields.
+The diff holds PHI: its differences are kept in the migration's store only. :func:`diff_markdown` is what the UI
+shows: column names, equality, and values only for the registry's shown fields (the rest masked whole).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import polars as pl
 
 from senseimig_dagster.mapping.model import FieldMapFile
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import OBJECTS, PATIENT, PRIMARY_KEY, load_order
+from senseimig_dagster.objects import MASK, OBJECTS, PATIENT, PRIMARY_KEY, load_order
 
 LOCATION_FIELD = PATIENT.location_field or PRIMARY_KEY
 # Columns Dataverse reads back under another name: overriddencreatedon is stored as createdon.
@@ -171,22 +171,17 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _mask(value: str | None) -> str:
-    if value is None:
-        return "∅"
-    return value[:1] + "•" * min(max(len(value) - 1, 0), 6)
-
-
 def diff_markdown(diff: pl.DataFrame, max_rows: int = 200) -> str:
-    """The UI view: differences first, PHI fields masked (the CSV next to the DuckDB file has the values)."""
+    """The UI view: differences first; only the registry's shown fields (``Field.shown``) show their values, every
+    other value is masked whole (the store's ``verify.differences`` keeps the differing values)."""
     if diff.is_empty():
         return "No sampled rows."
     lines = [f"{diff['equal'].sum()} of {diff.height} values equal after the round trip.", "",
              "| object | source id | field | column | source | staged | dataverse | equal |",
              "|---|---|---|---|---|---|---|---|"]
     for r in diff.sort("equal").head(max_rows).iter_rows(named=True):
-        phi = r["field"] in OBJECTS[r["object"]].phi_fields
-        values = [_mask(r[k]) if phi else (r[k] if r[k] is not None else "∅")
+        shown = r["field"] in OBJECTS[r["object"]].shown_fields
+        values = ["∅" if r[k] is None else r[k] if shown else MASK
                   for k in ("source_value", "staged_value", "dataverse_value")]
         lines.append(f"| {r['object']} | {r['source_id']} | {r['field']} | {r['column']} | "
                      + " | ".join(str(v).replace("|", "\\|") for v in values) + f" | {'yes' if r['equal'] else 'NO'} |")

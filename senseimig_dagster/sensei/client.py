@@ -33,6 +33,7 @@ from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
 from senseimig_dagster.sensei.json_split import Unparsed, split_page
 from senseimig_dagster.sensei.records import EXTRA, RAW, SOURCE_REF, Batch, Extraction, Reject
 from senseimig_dagster.transport.retry import RetryPolicy, parse_retry_after
+from senseimig_dagster.transport.urls import require_https
 
 log = logging.getLogger("senseimig.sensei")
 
@@ -92,8 +93,7 @@ def _error_text(response: httpx.Response, name: str, where: str) -> str:
     code = err.get("code")
     if isinstance(code, str) and _ERROR_CODE.fullmatch(code):  # a code token, never free text
         text += f" {code}"
-    if err.get("message") is not None:
-        log.debug("sensei %s %s: %s: %s", name, where, text, str(err["message"])[:200])
+    # The server's message is never logged, at any level: it may quote the record's values.
     return text
 
 
@@ -101,6 +101,8 @@ class SenseiClient:
     def __init__(self, base_url: str, api_key: str, *, page_size: int = 1000, timeout: float = 30.0,
                  max_retries: int = 6, backoff_base: float = 0.5, backoff_max: float = 30.0,
                  retry_after_max: float = 300.0, transport: httpx.BaseTransport | None = None):
+        if transport is None:  # a transport given in process (tests) carries nothing over a network
+            require_https(base_url, "the Sensei API base URL")
         self.base_url, self.page_size = base_url.rstrip("/"), page_size
         # A Retry-After beyond retry_after_max (a misconfigured gateway asking for hours) is clamped.
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_max, retry_after_max)

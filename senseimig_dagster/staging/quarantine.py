@@ -24,7 +24,7 @@ from typing import Literal
 
 import polars as pl
 
-from senseimig_dagster.objects import OBJECTS
+from senseimig_dagster.objects import MASK, OBJECTS
 
 Severity = Literal["warning", "field", "row"]
 SEVERITY_RANK: dict[str, int] = {"warning": 0, "field": 1, "row": 2}
@@ -160,21 +160,9 @@ def reason_counts(quarantine: pl.DataFrame) -> pl.DataFrame:
             .sort(["object", "rows", "rule"], descending=[False, True, False]))
 
 
-MASK = "•••"
-# Raw values are shown only for fields that cannot identify a person: ids, counts and amounts the registry does not
-# flag as PHI, and the code-like columns below. Names, contacts, free text, record numbers and dates (HIPAA counts
-# service dates as identifiers) are masked, as is anything the registry does not know.
-_SAFE_TYPES = frozenset({"uuid", "int", "decimal", "bool"})
-CODE_FIELDS = frozenset({
-    "code", "procedure_code", "cdt_codes", "tooth", "surfaces", "site", "txn_type", "payment_type", "status",
-    "item_status", "claim_type", "coverage_order", "role", "type", "note_type", "category", "gender", "time_zone",
-    "payer_code", "taxonomy_code", "npi", "x12_277_category", "result", "channel", "direction", "mime_type",
-})
-
-
 def _shown_fields() -> pl.DataFrame:
-    rows = [(o.name, f.name) for o in OBJECTS.values() for f in o.fields
-            if not f.phi and (f.type in _SAFE_TYPES or f.name in CODE_FIELDS)]
+    """The registry's allow-list (``Field.shown``): every other raw value is masked whole."""
+    rows = [(o.name, name) for o in OBJECTS.values() for name in sorted(o.shown_fields)]
     return pl.DataFrame(rows, schema={"object": pl.String, "field": pl.String}, orient="row")
 
 

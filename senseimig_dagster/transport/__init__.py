@@ -1,2 +1,2 @@
 """What the three service clients (Sensei, Dataverse, Microsoft Graph) share: Microsoft Entra ID tokens
-(:mod:`.entra`) and one retry policy (:mod:`.retry`). Imports nothing else of the project."""
+(:mod:`.entra`), one retry policy (:mod:`.retry`) and the https rule for endpoints (:mod:`.urls`). Imports nothing else of the project."""

@@ -9,7 +9,8 @@ their wire format, lookups as the parent's Dataverse id resolved through the par
 :class:`~.counts.DataverseIndex`). The staged frame is first shaped as the load sent it (``resolve_users``: lookups to
 users as GUIDs); an owner left empty was not sent (Dataverse's default owner applies), so it is not compared.
 
-The diff holds values (PHI): it goes to a local CSV only; results carry source ids and column names.
+The diff holds values (PHI): its differences are kept in the store (``verify/differences.py``); results carry
+source ids and column names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -72,17 +72,12 @@ class FieldResult:
     staged: int
     compared_rows: int
     sampled: bool
-    diff: pl.DataFrame  # field_diff's rows (PHI: values), local CSV only
+    diff: pl.DataFrame  # field_diff's rows (PHI: values): only their differences are kept, in the store
     differences: pl.DataFrame  # source_id, column: no values
 
     @property
     def passed(self) -> bool:
         return self.differences.is_empty()
-
-    def write_csv(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.diff.write_csv(path)
-        return path
 
 
 def _user_columns(tables: Sequence[str], columns: Sequence[str], catalog: TargetCatalog) -> set[str]:

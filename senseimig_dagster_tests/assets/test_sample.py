@@ -1,6 +1,6 @@
 """The sample migration end to end: a generated tenant extracted through the raw assets (simulator over HTTP),
 then ``mapping/sample_diff`` against the emulator over HTTPS with tokens from the Entra stand-in: every sampled
-patient and its children land, every compared value is equal after the round trip, the CSV holds the full diff,
+patient and its children land, every compared value is equal after the round trip, nothing differing is kept and no file is written,
 and no sampled patient's PHI reaches the Dagster event log."""
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from dagster._serdes import serialize_value
 
 from senseimig_dagster.assets.partitions import range_tags
 from senseimig_dagster.assets.raw import raw_assets
-from senseimig_dagster.assets.sample import SAMPLE_DIFF_KEY, diff_csv_path, sample_diff
+from senseimig_dagster.assets.sample import SAMPLE_DIFF_KEY, sample_diff
 from senseimig_dagster.assets.staging import read_raw
 from senseimig_dagster.load.read_back import read_back
 from senseimig_dagster.mapping import default_map_path, load_valid
 from senseimig_dagster.mapping.sample import sample_patient_ids, sample_rows
 from senseimig_dagster.staging.pipeline import stage_tenant
+from senseimig_dagster.verify.differences import read_differences
 from senseimig_dagster_tests.support.environments import sandbox
 
 PATIENTS, SEED = 6, 2
@@ -80,15 +81,13 @@ def test_every_sampled_patient_and_child_lands_and_reads_back_equal(run) -> None
             assert set(found) == expected[table], table
 
 
-def test_the_full_diff_is_a_local_csv(run) -> None:
+def test_only_differences_are_kept_in_the_store_and_no_file_is_written(run) -> None:
     result, resources, _ = run
-    path = diff_csv_path(resources["store"], result.run_id)
-    assert Path(_metadata(result)["diff_csv"]) == path and path.parent == Path(resources["store"].database).parent
-    diff = pl.read_csv(path, infer_schema=False)
-    assert diff.height == _metadata(result)["values_compared"]
-    assert set(diff.get_column("equal").unique()) == {"true"}
-    lastnames = diff.filter((pl.col("object") == "patient") & (pl.col("column") == "lastname"))
-    assert lastnames.height == PATIENTS and lastnames.get_column("dataverse_value").null_count() == 0
+    assert _metadata(result)["differences_kept"] == 0  # every value equal: nothing kept
+    with resources["store"].open() as db:
+        assert read_differences(db.conn, run_id=result.run_id).is_empty()
+    folder = Path(resources["store"].database).parent
+    assert not [p.name for p in folder.iterdir() if p.suffix == ".csv"]
 
 
 def test_no_sampled_patient_phi_in_the_event_log(run, instance: DagsterInstance) -> None:

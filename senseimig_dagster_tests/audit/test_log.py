@@ -3,6 +3,8 @@ Parquet, and the audit store encrypted at rest with DuckDB's own encryption."""
 
 from __future__ import annotations
 
+import csv
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from senseimig_dagster.audit.log import COLUMNS, AuditLog, AuditOutcome, before_image
 from senseimig_dagster.audit.store import AuditStoreError, open_audit
+from senseimig_dagster.privacy import encryption
 from senseimig_dagster.resources import AuditStore
 
 PHI = "Zebediah-Quillfeather"  # a before-image value that must never be readable from the file without the key
@@ -92,11 +95,23 @@ def test_export_writes_every_row_in_order(tmp_path: Path, format: str) -> None:
     assert tuple(rows.columns) == COLUMNS
     seqs = [r[0] for r in rows.fetchall()]
     assert len(seqs) == 5 and seqs == sorted(seqs)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # PHI: owner-only
+
+
+def test_the_csv_export_writes_formula_cells_as_text(tmp_path: Path) -> None:
+    log = AuditLog(duckdb.connect())
+    log.intend("run-1", "dataverse/patient", "contact", "contacts", [("=HYPERLINK(1)", "create"), ("+61", "create")])
+    target = tmp_path / "audit.csv"
+    log.export(target)
+    with target.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["source_id"] for r in rows] == ["'=HYPERLINK(1)", "'+61"]
+    assert [r["operation"] for r in rows] == ["create", "create"]
 
 
 def test_the_store_is_encrypted_at_rest_and_opens_only_with_its_key(tmp_path: Path) -> None:
     path = tmp_path / "audit.duckdb"
-    store = AuditStore(path=str(path), key="k'3y-Value~not-logged", allow_unsafe_crypto=True)
+    store = AuditStore(path=str(path), key="k'3y-Value~not-logged")  # OpenSSL from the httpfs package
     with store.connect() as conn:
         _fill(AuditLog(conn))
         conn.execute("CHECKPOINT")
@@ -111,14 +126,16 @@ def test_the_store_is_encrypted_at_rest_and_opens_only_with_its_key(tmp_path: Pa
         assert AuditLog(conn).writes()[-1].before == {"lastname": PHI}
 
 
-def test_an_unencrypted_store_is_plain_duckdb_and_an_encrypted_write_needs_strong_crypto(tmp_path: Path) -> None:
+def test_an_unencrypted_store_is_plain_duckdb_and_an_encrypted_write_needs_strong_crypto(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with AuditStore(path=str(tmp_path / "plain.duckdb")).connect() as conn:
         _fill(AuditLog(conn))
     assert duckdb.connect(str(tmp_path / "plain.duckdb")).sql("SELECT count(*) FROM audit.writes").fetchone() == (5,)
+    monkeypatch.setattr(encryption, "httpfs_extension", lambda: None)  # as without the duckdb-ext-httpfs package
     try:
         duckdb.connect().execute("LOAD httpfs")
     except duckdb.Error:
         with pytest.raises(AuditStoreError, match="httpfs"):
             open_audit(tmp_path / "enc.duckdb", "a-key")
     else:
-        pytest.skip("httpfs is installed here: encrypted writes use OpenSSL")
+        pytest.skip("httpfs is installed in DuckDB's own folder here: encrypted writes use OpenSSL")

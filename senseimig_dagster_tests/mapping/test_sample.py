@@ -10,6 +10,7 @@ import pytest
 
 from senseimig_dagster import mapping
 from senseimig_dagster.mapping.sample import (
+    DIFF_COLUMNS,
     Readback,
     diff_markdown,
     field_diff,
@@ -17,7 +18,7 @@ from senseimig_dagster.mapping.sample import (
     sample_rows,
 )
 from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import REGISTRY
+from senseimig_dagster.objects import MASK, REGISTRY
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster_tests.support.tenants import read_object
 
@@ -75,3 +76,13 @@ def test_field_diff_compares_values_and_lookups_through_the_parents_dataverse_id
     assert diff["equal"].to_list() == [False, False]
     view = diff_markdown(diff)
     assert "0 of 2 values equal" in view and "Okafor" not in view  # last_name is PHI: masked in the UI view
+    assert "O•" not in view and MASK in view  # masked whole: not even the first character
+
+
+def test_the_view_shows_only_allow_listed_fields_and_masks_unflagged_free_text() -> None:
+    diff = pl.DataFrame([("appointment", "a1", field, "c", value, value, value, False) for field, value in (
+        ("status", "Cancelled"), ("cancel_reason", "wife sick, call Tue"), ("operatory", "OP-3 Ames wing"))],
+        schema=list(DIFF_COLUMNS), orient="row")
+    view = diff_markdown(diff)
+    assert "Cancelled" in view  # a code-like field: shown
+    assert "wife sick" not in view and "Ames wing" not in view  # free text and fields not allow-listed: masked

@@ -45,7 +45,7 @@ def test_the_values_go_only_to_an_owner_only_file(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE staging.quarantine AS SELECT * FROM q")
         conn.execute("CREATE TABLE raw._rejects AS SELECT * FROM r")
         conn.execute("CREATE TABLE raw.patient AS SELECT 'p1' AS id")
-    listed = write_review(str(database), tmp_path / "review.csv", tmp_path / "values.csv")
+        listed = write_review(conn, tmp_path / "review.csv", tmp_path / "values.csv")
     assert listed.height == 4 and "555-SECRET" not in (tmp_path / "review.csv").read_text()
     assert os.stat(tmp_path / "values.csv").st_mode & 0o777 == 0o600
     assert "555-SECRET" in (tmp_path / "values.csv").read_text()

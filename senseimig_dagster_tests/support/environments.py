@@ -179,11 +179,13 @@ class Sandbox:
 @contextmanager
 def sandbox(work: Path, *, tenant: Path | None = None, graph: bool = False, app: DataverseEmulator | None = None,
             tls: TLSFiles | None = None, fallback_owner: str | None = None, reads: tuple[str, ...] = (),
-            keep: bool = False, **emulator_options: Any) -> Iterator[Sandbox]:
+            keep: bool = False, sensei_keys: tuple[str, ...] = ("sandbox-key",),
+            **emulator_options: Any) -> Iterator[Sandbox]:
     """Entra ID and the Dataverse emulator over HTTPS, the Sensei simulator serving ``tenant`` (when given) over
     HTTP, the Graph stand-in (``graph``) over HTTPS. ``app``: serve this emulator (the caller owns its store), else
     one over ``work/dv.sqlite`` built by :func:`open_emulator` with ``emulator_options``. ``reads``/``keep``: the
-    :class:`~.wire.Wire`'s. ``fallback_owner``: the Dataverse resource's."""
+    :class:`~.wire.Wire`'s. ``fallback_owner``: the Dataverse resource's. ``sensei_keys``: the API keys the simulator
+    accepts."""
     tls = tls or make_local_ca(work / "tls")
     entra = EntraStandIn()
     with ExitStack() as stack:
@@ -191,7 +193,8 @@ def sandbox(work: Path, *, tenant: Path | None = None, graph: bool = False, app:
             store, app = open_emulator(work / "dv.sqlite", **emulator_options)
             stack.callback(store.close)
         wire = Wire(app, reads=reads, keep=keep)
-        sensei_url = stack.enter_context(serve(SenseiSimulator(tenant, rate_limit=None))) if tenant else None
+        sensei_url = stack.enter_context(serve(SenseiSimulator(tenant, api_keys=sensei_keys,
+                                                                        rate_limit=None))) if tenant else None
         authority = stack.enter_context(serve_entra(entra, tls=tls))
         url = stack.enter_context(serve_wsgi(wire, tls=tls))
         stand_in, graph_url = None, None

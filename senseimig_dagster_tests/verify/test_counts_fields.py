@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-import polars as pl
+import duckdb
 import pytest
 from dagster import AssetKey
 
@@ -20,6 +20,7 @@ from senseimig_dagster.assets.verification import (
 )
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.verify.counts import DataverseIndex, conservation, count_rows, counts_from_markdown
+from senseimig_dagster.verify.differences import read_differences, record_differences
 from senseimig_dagster.verify.fields import compare_fields, rows_to_compare, sample_size
 from senseimig_dagster_tests.support.loaded_tenant import CATALOG, FMAP, Loaded
 
@@ -34,9 +35,10 @@ def _results(dv: DataverseClient, loaded: Loaded, name: str, **kw) -> dict:
     return {r.check_name: r for r in out}
 
 
-def test_every_object_passes_counts_fields_and_conservation_on_a_clean_load(dv: DataverseClient, loaded: Loaded,
-                                                                            tmp_path) -> None:
-    inputs = _inputs(dv, loaded, csv_dir=tmp_path, run_id="r1")
+def test_every_object_passes_counts_fields_and_conservation_on_a_clean_load(dv: DataverseClient,
+                                                                            loaded: Loaded) -> None:
+    kept: list[str] = []
+    inputs = _inputs(dv, loaded, keep_differences=lambda name, diff: kept.append(name) or 0)
     compared = 0
     for name, frame in loaded.staging.staged.items():
         results = {r.check_name: r for r in check_results(AssetKey(["dataverse", name]), name, frame, inputs)}
@@ -46,8 +48,7 @@ def test_every_object_passes_counts_fields_and_conservation_on_a_clean_load(dv: 
         assert results[FIELDS].metadata["rows_compared"].value == frame.height  # small objects: every row
         compared += results[FIELDS].metadata["values_compared"].value
     assert compared > 5000
-    diff = pl.read_csv(tmp_path / "verify_patient_r1.csv")  # the values stay in a local file
-    assert {"source_value", "staged_value", "dataverse_value"} <= set(diff.columns) and diff["equal"].all()
+    assert kept == []  # nothing differs: nothing kept, no file written
 
 
 def test_a_deleted_record_fails_the_count_and_conservation_naming_its_id(dv: DataverseClient, loaded: Loaded) -> None:
@@ -61,15 +62,22 @@ def test_a_deleted_record_fails_the_count_and_conservation_naming_its_id(dv: Dat
     assert not results[FIELDS].passed  # the row reads back empty
 
 
-def test_a_tampered_field_fails_naming_the_id_and_column(dv: DataverseClient, loaded: Loaded) -> None:
+def test_a_tampered_field_fails_naming_the_id_and_column(dv: DataverseClient, loaded: Loaded, tmp_path) -> None:
     sid = loaded.staging.staged["patient"].get_column("_source_id").sort()[0]
     dv.update("contacts", {"smig_sourcesystemid": sid}, {"lastname": "Tampered"})
-    results = _results(dv, loaded, "patient")
+    store = duckdb.connect(str(tmp_path / "store.duckdb"))
+    results = _results(dv, loaded, "patient",
+                       keep_differences=lambda name, diff: record_differences(store, "verify", "r1", diff))
     assert results[COUNTS].passed and results[CONSERVATION].passed
     assert not results[FIELDS].passed
     assert results[FIELDS].metadata["differences"].value == 1
     assert results[FIELDS].description.endswith(f"{sid}.lastname")
     assert "Tampered" not in str(results[FIELDS].metadata) + results[FIELDS].description  # no values in metadata
+    kept = read_differences(store, run_id="r1")  # the values stay in the store: only what differs
+    assert kept.select("object", "source_id", "column", "dataverse_value").rows() == [
+        ("patient", sid, "lastname", "Tampered")]
+    assert results[FIELDS].metadata["differences_kept"].value == 1
+    assert not list(tmp_path.glob("*.csv"))  # no file of values beside the store
 
 
 def test_a_tampered_lookup_fails_naming_the_id_and_lookup(dv: DataverseClient, loaded: Loaded) -> None:
