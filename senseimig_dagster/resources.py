@@ -114,6 +114,10 @@ class StagingResource(ConfigurableResource):
     fallback_provider_id: str | None = ConfigField(
         default_factory=settings.fallback_provider_id,
         description="Sensei provider id given to rows whose free-text provider is unknown or ambiguous")
+    match_overrides: str = ConfigField(
+        default_factory=settings.match_overrides_path,
+        description="CSV of a person's decisions on patient pairs (id_a,id_b,action merge|never): they win on "
+                    "every run")
 
 
 class ApplicationUser(Config):
