@@ -143,7 +143,7 @@ def child_dedup(tenant: Path, target: int) -> dict:
     seconds = time.perf_counter() - started
     e = dedup.evaluate_dedup(result.merge_map, truth)
     return {"patients": patients.height, "copies": copies, "seconds": seconds,
-            "candidate_pairs": result.stats["candidate_pairs"], "merged": result.stats["merged"],
+            "candidate_pairs": result.stats["scored_pairs"], "merged": result.stats["merged"],
             "precision": e.precision, "recall": e.recall, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -225,7 +225,7 @@ def main() -> None:
 
     runs = [run_child("dedup", "--path", str(tenant), "--out", size) for size in args.sizes.split(",")]
     for r in runs:
-        print(f"dedup {r['patients']:,} patients ({r['copies']} copies): {r['candidate_pairs']:,} candidate pairs, "
+        print(f"dedup {r['patients']:,} patients ({r['copies']} copies): {r['candidate_pairs']:,} pairs scored, "
               f"{r['merged']:,} merged in {r['seconds']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB; "
               f"precision {r['precision']:.4f}, recall {r['recall']:.4f}")
     small, big = runs[0], runs[-1]

@@ -165,6 +165,10 @@ class StagingResource(ConfigurableResource):
         default_factory=settings.corrections_path,
         description="corrections to quarantined or rejected records (YAML or CSV: object, record_id, field, value, "
                     "by, why), applied on every staging run")
+    match_overrides: str = ConfigField(
+        default_factory=settings.match_overrides_path,
+        description="CSV of a person's decisions on patient pairs (id_a,id_b,action merge|never): they win on "
+                    "every run")
 
 
 class ApplicationUser(Config):

@@ -127,6 +127,11 @@ def fallback_owner() -> str | None:
     return os.environ.get("SENSEIMIG_FALLBACK_OWNER") or None
 
 
+def match_overrides_path() -> str:
+    """A person's decisions on patient pairs (merge, never): CSV ``id_a,id_b,action[,note]``; absent = none."""
+    return os.environ.get("SENSEIMIG_MATCH_OVERRIDES", "match_overrides.csv")
+
+
 def fallback_provider_id() -> str | None:
     """The Sensei provider id given to rows whose free-text provider matches no provider or several."""
     return os.environ.get("SENSEIMIG_FALLBACK_PROVIDER_ID") or None

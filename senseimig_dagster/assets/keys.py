@@ -26,8 +26,8 @@ LOCATION_COUNTS = AssetKey(["inventory", "location_counts"])
 MAP_PROPOSED = AssetKey(["mapping", "proposed"])
 MAP_CONFIRMED = AssetKey(["mapping", "confirmed"])
 SAMPLE_DIFF = AssetKey(["mapping", "sample_diff"])
-QUARANTINE, MERGE_MAP, PROVIDER_RESOLUTION = (staging_key(n) for n in ("quarantine", "merge_map",
-                                                                        "provider_resolution"))
+QUARANTINE, MERGE_MAP, MATCH_REVIEW, PROVIDER_RESOLUTION = (
+    staging_key(n) for n in ("quarantine", "merge_map", "match_review", "provider_resolution"))
 OWNERS = staging_key("owners")
 SCHEMA = writer_key("schema")
 DELETIONS = writer_key("deletions_report")

@@ -1,6 +1,7 @@
 """``staging/<object>``: every written Sensei object cleaned, deduplicated, resolved and shaped into Dataverse
-columns (``staging/pipeline.py``), plus ``staging/quarantine``, ``staging/merge_map`` and
-``staging/provider_resolution``.
+columns (``staging/pipeline.py``), plus ``staging/quarantine``, ``staging/merge_map`` (each merge with its match
+probability and deciding comparison levels), ``staging/match_review`` (patient pairs a person should decide in the
+override file) and ``staging/provider_resolution``.
 
 One multi-asset, one step: patient deduplication needs every patient and re-points every child, provider
 resolution and chart-duplicate collapse need the re-pointed children, so the tenant is staged as a whole; each
@@ -26,6 +27,7 @@ DuckDB; metadata gets counts and ``quarantine.masked_sample`` only.
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -42,7 +44,14 @@ from dagster import (
     multi_asset,
 )
 
-from senseimig_dagster.assets.keys import MERGE_MAP, PROVIDER_RESOLUTION, QUARANTINE, raw_key, staging_key
+from senseimig_dagster.assets.keys import (
+    MATCH_REVIEW,
+    MERGE_MAP,
+    PROVIDER_RESOLUTION,
+    QUARANTINE,
+    raw_key,
+    staging_key,
+)
 from senseimig_dagster.assets.metadata import KeyLike, markdown_table
 from senseimig_dagster.assets.partitions import run_window
 from senseimig_dagster.assets.release import record_outcomes
@@ -56,6 +65,8 @@ from senseimig_dagster.objects import OBJECTS, PATIENT, REGISTRY, get
 from senseimig_dagster.resources import AuditStore, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.corrections import apply_corrections, load_corrections
+from senseimig_dagster.staging.dedup import load_overrides
+from senseimig_dagster.staging.matching.linkage import match_weights_html, match_weights_table
 from senseimig_dagster.staging.pipeline import StagingResult, stage_tenant
 from senseimig_dagster.staging.providers import FREE_TEXT_OBJECTS, PROVIDERS, decision_summary
 from senseimig_dagster.staging.validation import CHECK_NAME, validate_object
@@ -136,6 +147,18 @@ def _object_metadata(result: StagingResult, names: list[str]) -> dict[str, Any]:
             "quarantined_rows": int(counts.get_column("quarantined").sum())}
 
 
+def _match_chart(store: StoreResource, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The linkage model's match weights: a table in the UI and Splink's chart beside the store (parameters only,
+    no patient data)."""
+    if not parameters or store.database == ":memory:":
+        return {}
+    chart = Path(store.database).with_name("match_weights.html")
+    chart.write_text(match_weights_html(parameters), encoding="utf-8")
+    table = match_weights_table(parameters).with_columns(pl.col("m", "u", "match_weight").round(4))
+    return {"match_weights": MetadataValue.md(markdown_table(table)), "match_weights_chart": MetadataValue.path(
+        str(chart))}
+
+
 # -- the multi-asset -------------------------------------------------------------------------------------------------
 def _out(key: AssetKey, description: str) -> AssetOut:
     return AssetOut(key=key, io_manager_key="duckdb_io_manager", group_name="staging", kinds={"polars", "duckdb"},
@@ -153,13 +176,17 @@ def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
             for name in names}
     extras = {QUARANTINE: "Every finding: object, source id, field, rule, severity, message, raw value (PHI: stays "
                           "in DuckDB).",
-              MERGE_MAP: "Patient deduplication decisions: ids and scores only.",
+              MERGE_MAP: "Merged patients: duplicate -> survivor, match probability and the comparison levels that "
+                         "decided it (ids and level names only).",
+              MATCH_REVIEW: "Patient pairs in the uncertain band: decide them in the override file (merge or "
+                            "never); the decision wins on every run.",
               PROVIDER_RESOLUTION: "Free-text provider resolutions: ids, method, score, action."}
     outs |= {key.path[-1]: _out(key, text) for key, text in extras.items()}
     everything = {raw_key(o.name) for o in REGISTRY}
     internal = {name: raw_needs(name, fmap) for name in names}
     internal[QUARANTINE.path[-1]] = everything
     internal[MERGE_MAP.path[-1]] = {raw_key(PATIENT.name)}
+    internal[MATCH_REVIEW.path[-1]] = {raw_key(PATIENT.name)}
     internal[PROVIDER_RESOLUTION.path[-1]] = {raw_key(n) for n in (PROVIDERS, *FREE_TEXT_OBJECTS)} | {
         raw_key(get(o).field(via).references)  # the rows a free text's location is read through
         for o in FREE_TEXT_OBJECTS if (via := get(o).free_text_provider.location_via)}  # type: ignore[union-attr]
@@ -185,7 +212,8 @@ def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
         with store.open() as db:
             record_outcomes(db, context.run_id, corrected.outcomes)
         result = stage_tenant(corrected.raw, fmap_now, plan=plan,
-                              fallback_provider_id=staging_rules.fallback_provider_id)
+                              fallback_provider_id=staging_rules.fallback_provider_id,
+                              overrides=load_overrides(staging_rules.match_overrides, missing_ok=True))
         corrections = corrected.per_object()
         context.log.info("staged " + ", ".join(f"{k} {v.height}" for k, v in result.staged.items()))
         parents = {k: v.get_column("_source_id") for k, v in result.staged.items()}
@@ -207,7 +235,11 @@ def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
                      metadata={"findings": result.quarantine.height, "corrections": MetadataValue.json(corrections),
                                "reasons": MetadataValue.md(markdown_table(q.reason_counts(result.quarantine)))})
         yield Output(_ready_for_duckdb(result.merge_map), output_name=MERGE_MAP.path[-1],
-                     metadata={"merged": result.merge_map.height, **dict(result.stats)})
+                     metadata={"merged": result.merge_map.height, **dict(result.stats),
+                               **_match_chart(store, result.match_parameters)})
+        yield Output(_ready_for_duckdb(result.match_review), output_name=MATCH_REVIEW.path[-1],
+                     metadata={"pairs_to_review": result.match_review.height,
+                               "override_file": staging_rules.match_overrides})
         yield Output(_ready_for_duckdb(result.provider_decisions), output_name=PROVIDER_RESOLUTION.path[-1],
                      metadata={"decisions": MetadataValue.md(markdown_table(decision_summary(
                          result.provider_decisions)))})

@@ -41,7 +41,14 @@ from senseimig_dagster.mapping.scope import merge_root, merged_objects, written_
 from senseimig_dagster.objects import LOCATION, PATIENT, PRIMARY_KEY, get, load_order
 from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.chart_duplicates import LOG_SCHEMA, collapse_chart_duplicates
-from senseimig_dagster.staging.dedup import DedupResult, Overrides, deduplicate, repoint_children
+from senseimig_dagster.staging.dedup import (
+    MERGE_MAP_SCHEMA,
+    REVIEW_SCHEMA,
+    DedupResult,
+    Overrides,
+    deduplicate,
+    repoint_children,
+)
 from senseimig_dagster.staging.delta import stamp_modified
 from senseimig_dagster.staging.providers import (
     DECISION_SCHEMA,
@@ -60,8 +67,6 @@ from senseimig_dagster.staging.shape import (
 from senseimig_dagster.staging.values.check import Staged, run_checks
 
 COUNT_COLUMNS = ("extracted", "staged", "merged", "collapsed", "quarantined", "not_written")
-MERGE_MAP_SCHEMA = {"duplicate_id": pl.String, "survivor_id": pl.String, "score": pl.Float64, "rule": pl.String,
-                    "reason": pl.String}
 NOT_WRITTEN_SCHEMA = {"object": pl.String, "source_id": pl.String, "cause": pl.String}
 
 
@@ -71,7 +76,9 @@ class StagingResult:
     counts: pl.DataFrame  # one row per registry object: COUNT_COLUMNS + conserved
     quarantine: pl.DataFrame  # every finding (quarantine.QUARANTINE_SCHEMA)
     merge_map: pl.DataFrame  # duplicate_id, survivor_id, score, rule, reason
-    dedup_decisions: pl.DataFrame  # ids and scores only
+    dedup_decisions: pl.DataFrame  # ids, probabilities and level names only
+    match_review: pl.DataFrame  # patient pairs in the uncertain band, for a person to decide (dedup.REVIEW_SCHEMA)
+    match_parameters: dict  # the linkage model used (m and u per comparison level; no data)
     provider_decisions: pl.DataFrame  # providers.DECISION_SCHEMA
     chart_log: pl.DataFrame  # chart_duplicates.LOG_SCHEMA
     not_written: pl.DataFrame  # object, source_id, cause
@@ -197,8 +204,10 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
     return StagingResult(
         staged=out, counts=counted.frame(order), quarantine=quarantine,
         merge_map=dedup.merge_map if dedup else pl.DataFrame(schema=MERGE_MAP_SCHEMA),
-        dedup_decisions=dedup.decisions if dedup else pl.DataFrame(), provider_decisions=decisions, chart_log=chart.log if chart.log.height else
-        pl.DataFrame(schema=LOG_SCHEMA),
+        dedup_decisions=dedup.decisions if dedup else pl.DataFrame(),
+        match_review=dedup.review if dedup else pl.DataFrame(schema=REVIEW_SCHEMA),
+        match_parameters=dedup.parameters if dedup else {}, provider_decisions=decisions,
+        chart_log=chart.log if chart.log.height else pl.DataFrame(schema=LOG_SCHEMA),
         not_written=pl.concat([pl.DataFrame(schema=NOT_WRITTEN_SCHEMA), *counted.not_written]),
         stats=dedup.stats if dedup else {})
 

@@ -26,6 +26,7 @@ from senseimig_dagster.sandbox.generator import (
     read_manifest,
 )
 from senseimig_dagster.sandbox.generator.codes import CDT
+from senseimig_dagster.sandbox.generator.defects import HARSH_VARIANTS
 
 N = 300
 KINDS = (
@@ -246,7 +247,12 @@ def test_duplicate_patients(rows, by_id, defects) -> None:
     for d in dups:
         dup, original = by_id["patient"][d["id"]], by_id["patient"][d["of"]]
         assert order[d["id"]] > order[d["of"]]
-        assert dup["date_of_birth"] == original["date_of_birth"]
+        variants = set(d["detail"].split(","))
+        if not variants & {"dob_transposed", "dob_typo", "missing_fields"}:
+            assert dup["date_of_birth"] == original["date_of_birth"]
+        if "name_swap" in variants:
+            assert (dup["first_name"].lower(), dup["last_name"].lower()) != (
+                original["first_name"].lower(), original["last_name"].lower())
         assert dup["patient_number"] != original["patient_number"]
         if d["detail"] != "exact":
             keys = (
@@ -260,6 +266,29 @@ def test_duplicate_patients(rows, by_id, defects) -> None:
                 "primary_location_id",
             )
             assert any(dup[k] != original[k] for k in keys)
+
+
+def test_harsh_duplicates_and_lookalike_households(rows, by_id, defects) -> None:
+    dups = _declared(defects, "duplicate_patient")
+    harsh = {v for d in dups for v in d["detail"].split(",")} & set(HARSH_VARIANTS)
+    assert len(harsh) >= 3  # several kinds of harsh error even in a small tenant
+    for d in dups:
+        dup, original = by_id["patient"][d["id"]], by_id["patient"][d["of"]]
+        if "dob_transposed" in d["detail"] and dup["date_of_birth"]:
+            y, m, day = original["date_of_birth"].split("-")
+            assert dup["date_of_birth"] == f"{y}-{day}-{m}"
+    lookalikes = _declared(defects, "lookalike_household")
+    assert {d["detail"] for d in lookalikes} == {"twins", "parent_child"}
+    renamed = {d["id"] for d in defects if d["kind"] in ("long_name", "non_ascii_name")}  # names changed after
+    for d in (d for d in lookalikes if not {d["id"], d["of"]} & renamed):
+        member, other = by_id["patient"][d["id"]], by_id["patient"][d["of"]]
+        assert member["last_name"] == other["last_name"]
+        if d["detail"] == "twins":
+            assert member["date_of_birth"] == other["date_of_birth"]
+            assert member["first_name"] != other["first_name"]
+        else:
+            assert member["first_name"] == other["first_name"]
+            assert member["date_of_birth"] != other["date_of_birth"]
 
 
 def test_names_and_contacts(rows, by_id, defects) -> None:

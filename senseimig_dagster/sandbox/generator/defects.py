@@ -7,6 +7,8 @@ context's quotas so that even a small tenant carries each of them.
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 from collections import Counter
 from typing import Any
 
@@ -140,6 +142,11 @@ def _still_defective(kind: str, value: Any, original: Any) -> bool:
 
 
 DUPLICATE_VARIANTS = ("nickname", "case", "typo", "phone_format", "no_email", "address", "new_location")
+# Of the duplicates, the share also entered with the errors real conversions make (public record-linkage sets
+# have them): these draw from their own RNG, seeded by the duplicate's id, so every other row stays as it was.
+HARSH_SHARE = 0.5
+HARSH_VARIANTS = ("name_swap", "typos", "dob_transposed", "dob_typo", "missing_fields", "moved")
+MISSABLE = ("email", "mobile_phone", "home_phone", "work_phone", "address_line1", "ssn_last_four", "date_of_birth")
 
 
 def duplicate_of(
@@ -157,6 +164,11 @@ def duplicate_of(
     for variant in rng.sample(DUPLICATE_VARIANTS, rng.randint(1, 3)):
         if _vary(ctx, ref, row, variant, phone_format):
             applied.append(variant)
+    harsh = random.Random(f"{ctx.seed}:{row['id']}")
+    if harsh.random() < HARSH_SHARE:
+        for variant in harsh.sample(HARSH_VARIANTS, harsh.randint(1, 2)):
+            if _harsh(harsh, row, variant, phone_format, ctx.as_of.date()):
+                applied.append(variant)
     if not applied:  # nothing applicable: an exact re-entry, which is a duplicate too
         applied.append("exact")
     row["status"] = "Inactive" if rng.random() < 0.5 else "Active"
@@ -213,6 +225,48 @@ def _vary(ctx: Ctx, ref: Reference, row: dict[str, Any], variant: str, phone_for
         return False
     others = [loc for loc in ref.locations if loc.id != row["primary_location_id"]]
     row["primary_location_id"] = rng.choice(others).id  # registered again at another practice of the group
+    return True
+
+
+def _harsh(rng: random.Random, row: dict[str, Any], variant: str, phone_format: Any, latest: dt.date) -> bool:
+    """A harsher error on a duplicate: names swapped, several typos, a birth date transposed or mistyped,
+    fields left empty, or the person moved (new address and phone, no e-mail)."""
+    dob: dt.date | None = row["date_of_birth"]
+    if variant == "name_swap":
+        row["first_name"], row["last_name"] = row["last_name"], row["first_name"]
+        return True
+    if variant == "typos":
+        for field in rng.sample(("first_name", "last_name", "last_name"), 2):
+            row[field] = names.typo(rng, row[field])
+        return True
+    if variant == "dob_transposed":
+        if dob is None or dob.day > 12 or dob.day == dob.month:
+            return False
+        row["date_of_birth"] = dob.replace(month=dob.day, day=dob.month)
+        return True
+    if variant == "dob_typo":
+        for _ in range(10):  # one digit keyed wrong, still a valid date
+            text = (dob or dt.date(1980, 1, 1)).strftime("%Y%m%d")
+            i = rng.choice((2, 3, 5, 7))
+            try:
+                changed = dt.datetime.strptime(text[:i] + str(rng.randrange(10)) + text[i + 1:], "%Y%m%d").date()
+            except ValueError:
+                continue
+            if dob is not None and changed != dob and changed < latest:
+                row["date_of_birth"] = changed
+                return True
+        return False
+    if variant == "missing_fields":
+        present = [f for f in MISSABLE if row[f] is not None]
+        for field in rng.sample(present, min(len(present), rng.randint(1, 3))):
+            row[field] = None
+        return bool(present)
+    street, suffix = rng.choice(names.STREETS), rng.choice(names.SUFFIXES)
+    row["address_line1"] = f"{rng.randint(100, 19999)} {street} {suffix[0]}"
+    row["postal_code"] = (row["postal_code"] or "80202")[:3] + f"{rng.randrange(100):02d}"
+    row["mobile_phone"] = names.format_phone(f"{rng.randint(201, 989)}555{rng.randrange(10000):04d}",
+                                             phone_format.pick(rng))
+    row["home_phone"] = row["email"] = None
     return True
 
 

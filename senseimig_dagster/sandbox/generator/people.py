@@ -5,6 +5,7 @@ duplicates.
 from __future__ import annotations
 
 import datetime as dt
+import random
 from typing import Any
 
 from senseimig_dagster.sandbox.generator import names
@@ -28,6 +29,17 @@ ORTHO = (
 )
 # fmt: on
 INSURED_FAMILIES = 0.7
+# Households whose members look alike (a son named after his father; twins with similar first names): what a
+# matcher must keep apart. Drawn from an RNG of their own (seeded by the household), so other rows stay as they were.
+LOOKALIKE_SHARE = 0.3
+LOOKALIKE_NAMES = (  # (first name, gender) of each twin
+    (("Mary", "Female"), ("Maria", "Female")), (("Michael", "Male"), ("Mitchell", "Male")),
+    (("Daniel", "Male"), ("Danielle", "Female")), (("Alexander", "Male"), ("Alexandra", "Female")),
+    (("Christian", "Male"), ("Christina", "Female")), (("Jordan", "Male"), ("Jordyn", "Female")),
+    (("Ethan", "Male"), ("Evan", "Male")), (("Olivia", "Female"), ("Oliver", "Male")),
+    (("Isaac", "Male"), ("Isaiah", "Male")), (("Julian", "Male"), ("Julia", "Female")),
+    (("Gabriel", "Male"), ("Gabriella", "Female")), (("Aiden", "Male"), ("Aaron", "Male")),
+)
 
 
 def _adult_age(ctx: Ctx) -> int:
@@ -73,6 +85,7 @@ def family(ctx: Ctx, ref: Reference, slots_left: int) -> list[Person]:
         age = rng.randint(2, 17) if head_age < 58 else rng.randint(18, 30)
         members.append(_person(ctx, location, joined, last, rng.choice(("Male", "Female")), age, head.id))
     _household(ctx, members)
+    _lookalikes(ctx, members)
     _insure(ctx, ref, members)
     return members
 
@@ -148,6 +161,27 @@ def _household(ctx: Ctx, members: list[Person]) -> None:
             "model_box_number": f"B-{rng.randint(1, 400)}" if ortho else None,
             "medical_alerts": rng.sample(ALERTS, rng.choice((0, 0, 0, 0, 0, 0, 0, 1, 1, 2))),
         }
+
+
+def _lookalikes(ctx: Ctx, members: list[Person]) -> None:
+    """Make some households hard to deduplicate: a junior (a son with his father's first name) or twins (same
+    birth date, look-alike first names). Recorded as ``lookalike_household`` defects, ``of`` the look-alike."""
+    rng = random.Random(f"{ctx.seed}:household:{members[0].id}")
+    children = [m for m in members if m.is_child]
+    if not children or rng.random() >= LOOKALIKE_SHARE:
+        return
+    head = members[0]
+    sons = [c for c in children if c.gender == "Male"]
+    if head.gender == "Male" and sons and (len(children) < 2 or rng.random() < 0.5):
+        son = rng.choice(sons)
+        son.row.update(first_name=head.row["first_name"], nickname=None)
+        ctx.defect("lookalike_household", "patient", son.id, field="first_name", detail="parent_child", of=head.id)
+    elif len(children) >= 2:
+        one, two = rng.sample(children, 2)
+        (first_one, gender_one), (first_two, gender_two) = rng.choice(LOOKALIKE_NAMES)
+        one.row.update(first_name=first_one, gender=gender_one, nickname=None)
+        two.row.update(first_name=first_two, gender=gender_two, nickname=None, date_of_birth=one.row["date_of_birth"])
+        ctx.defect("lookalike_household", "patient", two.id, field="date_of_birth", detail="twins", of=one.id)
 
 
 def _pick_plan(ctx: Ctx, ref: Reference) -> Plan:
