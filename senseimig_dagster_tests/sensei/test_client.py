@@ -21,6 +21,7 @@ from senseimig_dagster.objects import OBJECTS
 from senseimig_dagster.sandbox import documents
 from senseimig_dagster.sandbox.sensei_sim import Fault, Faults, RateLimit, SenseiSimulator, serve
 from senseimig_dagster.sandbox.sensei_sim.faults import EXTRA_FIELD
+from senseimig_dagster.sandbox.sensei_sim.ratelimit import RateLimiter
 from senseimig_dagster.sensei.client import SenseiClient, to_batch
 from senseimig_dagster.sensei.errors import SenseiAuthError, SenseiPageError
 from senseimig_dagster.sensei.records import Batch
@@ -142,8 +143,15 @@ def test_bad_or_revoked_key_is_an_auth_error_without_the_key(tenant, caplog):
 def test_429_honoursparse_retry_after(tenant):
     waits: list[float] = []
     limit = RateLimit(requests_per_second=20, burst=2)
-    with server(tenant, rate_limit=limit) as (_, url), client(url, page_size=20) as c:
-        c._sleep = lambda s: (waits.append(s), time.sleep(0.05))  # record the wait asked for, wait briefly
+    now = [0.0]  # the limiter's clock moves only when the client waits: throttled however slow the machine is
+    with server(tenant, rate_limit=limit) as (sim, url), client(url, page_size=20) as c:
+        sim.limiter = RateLimiter(limit, clock=lambda: now[0])
+
+        def wait(seconds: float) -> None:  # record the wait asked for; let that much time pass on the clock
+            waits.append(seconds)
+            now[0] += seconds
+
+        c._sleep = wait
         batches = list(c.iter_batches(PATIENT, None, None))
     assert sorted(ids(batches)) == stored_ids(tenant)
     assert waits and all(w == 1.0 for w in waits)  # Retry-After: 1, not the (tiny) backoff
