@@ -74,7 +74,7 @@ def test_a_corrected_quarantined_ledger_entry_is_released_into_dataverse(generat
     path.write_bytes(b"\n".join(orjson.dumps(r | {"patient_id": MISTYPED} if r["id"] == entry["id"] else r)
                                 for r in lines) + b"\n")
     database, work = tmp_path / "db.duckdb", tmp_path
-    with sandbox(work, tenant=tenant, fallback_owner=TEAM) as served, DagsterInstance.ephemeral() as instance:
+    with sandbox(work, tenant=tenant, graph=True, fallback_owner=TEAM) as served, DagsterInstance.ephemeral() as instance:
         resources = served.resources(database, mapping=confirmed_map(work / "mapping.yaml"))
         assert materialize(raw_assets, resources=resources, instance=instance, tags=range_tags()).success
         first = materialize(EVERYTHING, resources=resources, instance=instance)
