@@ -18,7 +18,7 @@ from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster.store import Store
-from senseimig_dagster.verify.billing import CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
+from senseimig_dagster.verify.billing import AMOUNT, CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
 from senseimig_dagster_tests.support.environments import in_process_client
 from senseimig_dagster_tests.support.loaded_tenant import FMAP, PLAN, Loaded
 
@@ -56,7 +56,7 @@ def test_ledger_inputs_come_from_the_raw_staging_and_quarantine_tables(loaded: L
     staged_ids = {k: v.get_column("_source_id").to_list() for k, v in inputs.staged.items()}
     rows = sensei_rows(inputs.raw, staged_ids, ledger_measures(FMAP), entry_type_labels(PLAN, FMAP),
                        inputs.quarantined_ids)
-    assert rows.filter(pl.col("quarantined")).height > 0 and rows.get_column("cents").null_count() == 0
+    assert rows.filter(pl.col("quarantined")).height > 0 and rows.get_column(AMOUNT).null_count() == 0
 
 
 # -- checks_for through Dagster: resources, the staging metadata, blocking -------------------------------------------
