@@ -18,7 +18,13 @@ from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster.store import Store
-from senseimig_dagster.verify.billing import AMOUNT, CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
+from senseimig_dagster.verify.billing import (
+    AMOUNT,
+    CHECK_NAME,
+    entry_type_labels,
+    ledger_measures,
+    sensei_rows,
+)
 from senseimig_dagster_tests.support.environments import in_process_client
 from senseimig_dagster_tests.support.loaded_tenant import FMAP, PLAN, Loaded
 
