@@ -19,8 +19,10 @@ decimals (quarantined as ``amount_precision``) counts at the value received, and
   until a person decides: shown, and taken out of the comparison).
 
 The Pandera schema's check: ``|dataverse - deleted_kept - sensei_staged| <= 0.01% x |sensei_staged|`` on every row. The quarantine
-explains ``sensei_all - sensei_staged``; it never widens the tolerance. :func:`reconcile_and_repair` re-upserts the
-staged ledger rows that Dataverse lacks or holds differently (``load/upsert.py``) and reconciles again, once.
+explains ``sensei_all - sensei_staged``; it never widens the tolerance. :func:`reconcile_and_repair` rewrites the
+staged ledger rows that Dataverse lacks or holds differently through the writers' audited load (``load/writer.py``:
+an audit intent before each write, before-images of updates, so rollback undoes a repair like any other write) and
+reconciles again, once.
 
 Totals are aggregates and location names are practices', not patients': they may go to metadata. Row-level
 values never leave this module except as source ids.
@@ -29,7 +31,7 @@ values never leave this module except as source ids.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -38,16 +40,15 @@ import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 
 from senseimig_dagster.load.frames import SOURCE_ID
+from senseimig_dagster.load.journal import RecordOutcome
 from senseimig_dagster.load.owners import OwnerMap
 from senseimig_dagster.load.payload import SOURCE_KEY
-from senseimig_dagster.load.upsert import load_staged
+from senseimig_dagster.load.writer import WriteContext, write_object
 from senseimig_dagster.mapping.model import FieldMapFile
-from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import LOCATION, OBJECTS, PRIMARY_KEY
+from senseimig_dagster.objects import LOCATION, OBJECTS, PRIMARY_KEY, load_order
 from senseimig_dagster.staging.values.money import EXACT_DECIMAL, exact_amount
 
 if TYPE_CHECKING:
-    from senseimig_dagster.dataverse.bulk import BulkLoader
     from senseimig_dagster.dataverse.client import DataverseClient
     from senseimig_dagster.dataverse.schema import SchemaPlan
     from senseimig_dagster.verify.counts import DataverseIndex
@@ -345,8 +346,13 @@ def rows_to_repair(inputs: LedgerInputs, dataverse: pl.DataFrame, fmap: FieldMap
 class RepairOutcome:
     first: Reconciliation
     final: Reconciliation
-    repaired: dict[str, list[str]]  # object -> source ids re-upserted (empty when the first pass passed)
-    failed_rows: int  # re-upserts Dataverse refused
+    repaired: dict[str, list[str]]  # object -> source ids rewritten (empty when the first pass passed)
+    written: list[RecordOutcome]  # the repair's outcomes, for the load journal
+
+    @property
+    def failed_rows(self) -> int:
+        """Rewrites Dataverse refused."""
+        return sum(r.outcome == "failed" for r in self.written)
 
     @property
     def passed(self) -> bool:
@@ -357,25 +363,38 @@ class RepairOutcome:
         return not self.first.passed
 
 
-def reconcile_and_repair(loader: BulkLoader | None, inputs: LedgerInputs, fmap: FieldMapFile, plan: SchemaPlan,
-                         catalog: TargetCatalog, entity_sets: Mapping[str, str], index: DataverseIndex, *,
+def reconcile_and_repair(writer: WriteContext | None, inputs: LedgerInputs, fmap: FieldMapFile, plan: SchemaPlan,
+                         entity_sets: Mapping[str, str], index: DataverseIndex, *,
                          owners: OwnerMap | None = None) -> RepairOutcome:
-    """Reconcile; on failure re-upsert the differing staged ledger rows once (``loader`` None: no re-run, as when
-    the map's gate is closed) and reconcile again."""
+    """Reconcile; on failure rewrite the differing staged ledger rows once with ``writer`` (None: no re-run, as
+    when the map's gate is closed) and reconcile again."""
     client = index.client
     first, target = reconcile(client, inputs, fmap, plan, entity_sets, index)
-    if first.passed or loader is None:
-        return RepairOutcome(first, first, {}, 0)
+    if first.passed or writer is None:
+        return RepairOutcome(first, first, {}, [])
     repair = rows_to_repair(inputs, target, fmap, plan)
-    subset = {name: inputs.staged[name].filter(pl.col(SOURCE_ID).cast(pl.String).is_in(ids))
-              for name, ids in repair.items()}
-    results = load_staged(loader, subset, fmap, catalog, entity_sets, owners=owners) if subset else {}
+    written = repair_rows(writer, inputs, repair, fmap, owners)
     index.forget(ledger_table(fmap))
     final, _ = reconcile(client, inputs, fmap, plan, entity_sets, index)
-    return RepairOutcome(first, final, repair, sum(len(r.failed) for r in results.values()))
+    return RepairOutcome(first, final, repair, written)
+
+
+def repair_rows(writer: WriteContext, inputs: LedgerInputs, repair: Mapping[str, Sequence[str]],
+                fmap: FieldMapFile, owners: OwnerMap | None = None) -> list[RecordOutcome]:
+    """Rewrite the ``repair`` rows (object -> source ids), parents first, audited. The journal is not consulted:
+    Dataverse was just found to differ from what it says was sent, so each row is looked up by key and written
+    whole (an update with its before-image, or a create when the row is gone)."""
+    ids = {sid for sids in repair.values() for sid in sids}
+    ctx = replace(writer, previous={}, audited=lambda _table: ids)
+    out: list[RecordOutcome] = []
+    for obj in load_order():
+        if obj.name in repair:
+            rows = inputs.staged[obj.name].filter(pl.col(SOURCE_ID).cast(pl.String).is_in(list(repair[obj.name])))
+            out += write_object(ctx, fmap.objects[obj.name], rows, owners=owners)
+    return out
 
 
 __all__ = ["ALL", "AMOUNT", "AMOUNTS", "CHECK_NAME", "UNIT", "LedgerInputs", "Measure", "Reconciliation", "RepairOutcome", "check_totals",
            "dataverse_rows", "entry_type_labels", "ledger_measures", "ledger_table", "money", "reconcile",
-           "reconcile_and_repair", "reconciliation_markdown", "reconciliation_schema", "rows_to_repair",
+           "reconcile_and_repair", "reconciliation_markdown", "reconciliation_schema", "repair_rows", "rows_to_repair",
            "sensei_rows", "to_units", "totals"]

@@ -1,17 +1,22 @@
 """Ledger reconciliation against the emulator loaded with a generated tenant: Pandera-checked totals per location
 and entry type pass on a clean load, fail just above 0.01% and pass just under it, show the quarantine, and one
-automatic re-run repairs a missing ledger row. Amounts are exact (millionths): a quarantined sub-cent amount shows
+automatic re-run repairs a missing and a changed ledger row through the audited writer, which rollback undoes. Amounts are exact (millionths): a quarantined sub-cent amount shows
 at its value."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import duckdb
 import polars as pl
 import pytest
 
+from senseimig_dagster.audit.log import AuditLog
+from senseimig_dagster.audit.rollback import Rollback
 from senseimig_dagster.dataverse import DataverseClient
 from senseimig_dagster.dataverse.bulk import BulkLoader
+from senseimig_dagster.dataverse.errors import DataverseNotFound
+from senseimig_dagster.load.writer import WriteContext
 from senseimig_dagster.verify.billing import (
     ALL,
     AMOUNT,
@@ -149,19 +154,46 @@ def test_a_quarantined_sub_cent_amount_counts_at_its_value_and_the_totals_balanc
     assert result.quarantined_by_location() == {"a": "12.345", ALL: "12.345"}
 
 
-def test_one_automatic_rerun_restores_a_missing_ledger_row(dv: DataverseClient, loaded: Loaded) -> None:
+def _writer(dv: DataverseClient, loaded: Loaded, log: AuditLog) -> WriteContext:
+    return WriteContext(BulkLoader([dv]), CATALOG, loaded.entity_sets, log, "run-go-live", "go_live_ready", {})
+
+
+def test_one_automatic_rerun_restores_the_ledger_audited_and_rollback_undoes_it(dv: DataverseClient,
+                                                                                  loaded: Loaded) -> None:
     _, _, row = _largest_charge(loaded, _reconcile(dv, loaded)[0].table)
-    dv.delete(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]})
+    other = loaded.staging.staged["ledger_transaction"].filter(
+        (pl.col("_source_id") != row["_source_id"]) & pl.col("smig_amount").is_not_null()).sort("_source_id").row(
+        0, named=True)
+    ledger = loaded.entity_sets[LEDGER_SET]
+    dv.delete(ledger, {"smig_sourcesystemid": row["_source_id"]})
+    tampered = float(Decimal(to_units(other["smig_amount"]) + 500 * UNIT) / UNIT)
+    dv.update(ledger, {"smig_sourcesystemid": other["_source_id"]}, {"smig_amount": tampered})
     index = DataverseIndex(dv, loaded.entity_sets)
-    without = reconcile_and_repair(None, _inputs(loaded), FMAP, PLAN, CATALOG, loaded.entity_sets, index)
-    assert not without.passed and not without.repaired  # no loader (the gate closed): nothing re-sent
-    outcome = reconcile_and_repair(BulkLoader([dv]), _inputs(loaded), FMAP, PLAN, CATALOG, loaded.entity_sets,
-                                   DataverseIndex(dv, loaded.entity_sets))
-    assert outcome.rerun and not outcome.first.passed
-    assert outcome.repaired == {"ledger_transaction": [row["_source_id"]]}
-    assert outcome.passed and outcome.failed_rows == 0
-    back = dv.retrieve(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]}, ["smig_amount"])
-    assert to_units(back["smig_amount"]) == to_units(row["smig_amount"])
+    without = reconcile_and_repair(None, _inputs(loaded), FMAP, PLAN, loaded.entity_sets, index)
+    assert not without.passed and not without.repaired  # no writer (the gate closed): nothing re-sent
+    with duckdb.connect() as audit_conn:
+        log = AuditLog(audit_conn)
+        outcome = reconcile_and_repair(_writer(dv, loaded, log), _inputs(loaded), FMAP, PLAN, loaded.entity_sets,
+                                       DataverseIndex(dv, loaded.entity_sets))
+        assert outcome.rerun and not outcome.first.passed
+        assert outcome.repaired == {"ledger_transaction": sorted([row["_source_id"], other["_source_id"]])}
+        assert outcome.passed and outcome.failed_rows == 0
+        assert {(r.source_id, r.outcome) for r in outcome.written} == {(row["_source_id"], "created"),
+                                                                       (other["_source_id"], "updated")}
+        for sid, wanted in ((row["_source_id"], row), (other["_source_id"], other)):
+            back = dv.retrieve(ledger, {"smig_sourcesystemid": sid}, ["smig_amount"])
+            assert to_units(back["smig_amount"]) == to_units(wanted["smig_amount"])
+        # every repair write is in the audit log: intent and outcome, the update with its before-image
+        writes = {(w.source_id, w.operation): w for w in log.writes() if w.asset == "go_live_ready"}
+        assert {(row["_source_id"], "create"), (other["_source_id"], "update")} <= set(writes)
+        assert all(w.outcome == "ok" and w.run_id == "run-go-live" for w in writes.values())
+        assert to_units(writes[(other["_source_id"], "update")].before["smig_amount"]) == to_units(tampered)
+        report = Rollback(dv, log, "run-rollback", table_order=[LEDGER_SET]).run()
+    assert report.deleted and report.restored and not report.failed
+    with pytest.raises(DataverseNotFound):
+        dv.retrieve(ledger, {"smig_sourcesystemid": row["_source_id"]}, ["smig_amount"])
+    back = dv.retrieve(ledger, {"smig_sourcesystemid": other["_source_id"]}, ["smig_amount"])
+    assert to_units(back["smig_amount"]) == to_units(tampered)  # as it was before the repair
 
 
 def test_a_rerun_that_cannot_fix_it_still_fails(dv: DataverseClient, loaded: Loaded) -> None:
@@ -172,11 +204,11 @@ def test_a_rerun_that_cannot_fix_it_still_fails(dv: DataverseClient, loaded: Loa
     staged["ledger_transaction"] = staged["ledger_transaction"].with_columns(
         pl.when(pl.col("_source_id") == row["_source_id"]).then(pl.lit(wrong, pl.Decimal(12, 2)))
         .otherwise(pl.col("smig_amount")).alias("smig_amount"))
-    outcome = reconcile_and_repair(BulkLoader([dv]), _inputs(loaded, staged), FMAP, PLAN, CATALOG,
-                                   loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
+    outcome = reconcile_and_repair(_writer(dv, loaded, AuditLog(duckdb.connect())), _inputs(loaded, staged), FMAP,
+                                   PLAN, loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
     assert outcome.first.passed  # Dataverse still matches Sensei: the wrong staged amount was never sent
     dv.update(loaded.entity_sets[LEDGER_SET], {"smig_sourcesystemid": row["_source_id"]}, {"smig_amount": float(wrong)})
-    outcome = reconcile_and_repair(BulkLoader([dv]), _inputs(loaded, staged), FMAP, PLAN, CATALOG,
-                                   loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
+    outcome = reconcile_and_repair(_writer(dv, loaded, AuditLog(duckdb.connect())), _inputs(loaded, staged), FMAP,
+                                   PLAN, loaded.entity_sets, DataverseIndex(dv, loaded.entity_sets))
     assert outcome.rerun and outcome.repaired == {"ledger_transaction": [row["_source_id"]]}
     assert not outcome.passed and "| NO |" in outcome.final.markdown()
