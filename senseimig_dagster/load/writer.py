@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +50,7 @@ from senseimig_dagster.load.read_back import read_back
 from senseimig_dagster.mapping.model import ObjectMap
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import get
+from senseimig_dagster.privacy.encryption import keyed_digest
 
 log = logging.getLogger("senseimig.load.writer")
 
@@ -82,8 +82,7 @@ class WriteContext:
 
 
 def digest(value: Any, key: bytes | None = None) -> str:
-    data = json.dumps(value, sort_keys=True, default=str).encode()
-    return (hmac.new(key, data, hashlib.sha256) if key else hashlib.sha256(data)).hexdigest()[:16]
+    return keyed_digest(json.dumps(value, sort_keys=True, default=str).encode(), key)[:16]
 
 
 def body_hash(digests: Mapping[str, str]) -> str:

@@ -192,5 +192,12 @@ def digest_key(key: str) -> bytes:
     return hmac.new(key.encode("utf-8"), _DIGEST_CONTEXT, hashlib.sha256).digest()
 
 
+def keyed_digest(data: bytes, key: bytes | None) -> str:
+    """The hex digest the load keeps of values it sent: HMAC-SHA256 under ``key`` (:func:`digest_key`), so a short
+    value (an SSN's last four, a birth date) cannot be recovered by hashing every candidate; plain SHA-256 without
+    a key (a plaintext sandbox store)."""
+    return (hmac.new(key, data, hashlib.sha256) if key else hashlib.sha256(data)).hexdigest()
+
+
 def _literal(text: str) -> str:
     return text.replace("'", "''")
