@@ -82,6 +82,7 @@ class PreviousDocument:
     note_id: str | None
     location_id: str | None
     item_id: str | None
+    unkeyed: bool = False  # its meta_hash was made before the store had a key (plain SHA-256)
 
 
 @dataclass
@@ -189,7 +190,8 @@ class DocumentLoader:
             return result
         prev = self.previous.get(doc.source_id)
         if prev is not None and how is not None and prev.outcome in (how, "unchanged") \
-                and prev.sha256 == doc.sha256 and prev.meta_hash == result.meta_hash and prev.stored_name == stored:
+                and prev.sha256 == doc.sha256 and prev.meta_hash == (meta_hash(doc.fields) if prev.unkeyed else result.meta_hash) \
+                and prev.stored_name == stored:
             result.outcome, result.verified = "unchanged", True
             result.note_id, result.location_id, result.item_id = prev.note_id, prev.location_id, prev.item_id
             result.reason = ";".join(renames) or None

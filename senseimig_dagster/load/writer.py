@@ -162,12 +162,15 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame,
     unknown: list[_Row] = []
     for row in rows:
         prev = ctx.previous.get((table, row.sid))
-        if prev and not prev.failed and prev.body_hash == body_hash(row.digests):
+        # compared as the journal made its digests: unkeyed ones from before the store had a key
+        mine = ({k: digest(row.desired[k]) for k in row.digests} if prev and prev.unkeyed and ctx.digest_key
+                else row.digests)
+        if prev and not prev.failed and prev.body_hash == body_hash(mine):
             row.dataverse_id = prev.dataverse_id
             settled[row.sid] = "unchanged"
         elif prev and prev.dataverse_id:
             row.dataverse_id = prev.dataverse_id
-            row.changed = {k for k, d in row.digests.items() if prev.failed or prev.digests.get(k) != d}
+            row.changed = {k for k, d in mine.items() if prev.failed or prev.digests.get(k) != d}
         else:
             unknown.append(row)
     audited = ctx.audited(table) if ctx.audited else set()
