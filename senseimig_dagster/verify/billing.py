@@ -144,9 +144,9 @@ def _units_expr(column: str, dtype: pl.DataType | None) -> pl.Expr:
 def sensei_rows(raw: Mapping[str, pl.DataFrame], staged_ids: Mapping[str, Sequence[str]],
                 measures: Sequence[Measure], labels: Mapping[int, str],
                 quarantined_ids: Mapping[str, Sequence[str]] | None = None) -> pl.DataFrame:
-    """One row per (source row, measure): source_id, location, measure, amount (millionths) and its fate (staged, quarantined,
-    deleted). ``quarantined_ids`` (object -> ids, from ``staging.quarantine``): without it every row neither staged
-    nor deleted counts as quarantined."""
+    """One row per (source row, measure): source_id, location, measure, amount (millionths) and its fate (staged,
+    quarantined, deleted). ``quarantined_ids`` (object -> ids, from ``staging.quarantine``): without it every row
+    neither staged nor deleted counts as quarantined."""
     parts = []
     for m in measures:
         frame = raw.get(m.object)
