@@ -59,6 +59,62 @@ def raw_table_ddl(obj: SenseiObject, table: str, *, replace: bool = False) -> st
     return f"{create} {table} ({', '.join(columns)})"
 
 
+class RawTableMismatch(RuntimeError):
+    """A raw table made by an older release holds a column in a type this one cannot widen to losslessly."""
+
+
+def conform_raw_table(connection: duckdb.DuckDBPyConnection, table: str, like: str) -> list[str]:
+    """Give ``table`` the column types of ``like`` (the registry's DDL): a store made by an older release keeps its
+    old types under ``CREATE TABLE IF NOT EXISTS``, and DuckDB would round into a narrower DECIMAL silently.
+    Lossless widenings (a DECIMAL with as many integer and fraction digits or more, a wider integer) and missing
+    columns are applied in place; anything else raises :class:`RawTableMismatch`. Returns the changes made."""
+    found, expected = _column_types(connection, table), _column_types(connection, like)
+    changes = []
+    for column, want in expected.items():
+        have = found.get(column)
+        if have is None:
+            connection.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {want}')
+            changes.append(f"{column}: added as {want}")
+        elif have != want:
+            if not _widens(have, want):
+                raise RawTableMismatch(
+                    f"{table}.{column} is {have} in the store, but this release lands it as {want}, which is not a "
+                    f"lossless widening. Move the store aside and extract again into a new one (or convert the "
+                    f"column yourself: ALTER TABLE {table} ALTER COLUMN \"{column}\" TYPE {want})")
+            connection.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {want}')
+            changes.append(f"{column}: {have} -> {want}")
+    return changes
+
+
+def _column_types(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    schema, name = table.split(".")
+    return dict(connection.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall())
+
+
+_INTEGER_WIDTH = {"TINYINT": 1, "SMALLINT": 2, "INTEGER": 3, "BIGINT": 4}
+
+
+def _widens(have: str, want: str) -> bool:
+    """Whether every value of type ``have`` is exactly a value of ``want``."""
+    if have in _INTEGER_WIDTH and want in _INTEGER_WIDTH:
+        return _INTEGER_WIDTH[have] <= _INTEGER_WIDTH[want]
+    digits = [_decimal_digits(t) for t in (have, want)]
+    if digits[0] is None or digits[1] is None:
+        return False
+    (whole, fraction), (to_whole, to_fraction) = digits
+    return whole <= to_whole and fraction <= to_fraction
+
+
+def _decimal_digits(type_: str) -> tuple[int, int] | None:
+    """(integer digits, fraction digits) of ``DECIMAL(p,s)``; None for any other type."""
+    if not (type_.startswith("DECIMAL(") and type_.endswith(")")):
+        return None
+    precision, scale = (int(part) for part in type_[len("DECIMAL("):-1].split(","))
+    return precision - scale, scale
+
+
 def column_schema(obj: SenseiObject) -> TableSchema:
     return TableSchema(columns=[TableColumn(f.name, wire.DUCKDB_TYPES[f.type], description="PHI" if f.phi else None)
                                 for f in obj.fields])
@@ -91,6 +147,10 @@ class ExtractionHandler(DbTypeHandler[Extraction]):
         connection.execute(raw_table_ddl(spec, table))
         connection.execute(f"CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} ({REJECT_COLUMNS})")
         connection.execute(raw_table_ddl(spec, landing, replace=True))
+        if changes := conform_raw_table(connection, table, like=landing):
+            context.log.warning(f"{table} was made by an older release; widened in place ({'; '.join(changes)}). "
+                                "Rows landed before keep the precision they were stored with: extract their days "
+                                "again to see what Sensei sent")
         connection.execute(f"CREATE OR REPLACE TABLE {landing_rejects} ({REJECT_COLUMNS})")
         try:
             landed, unknown_fields, variants = self._land(connection, spec, obj, landing, landing_rejects, stamp,

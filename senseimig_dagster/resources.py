@@ -322,11 +322,11 @@ def store_from_env(database: str | None = None) -> StoreResource:
     return StoreResource(database=database or settings.duckdb_path(), **store_protection_from_env())
 
 
-def audit_store_from_env() -> AuditStore:
+def audit_store_from_env(path: str | None = None) -> AuditStore:
     protection = store_protection_from_env()
     if settings.is_set(AUDIT_KEY_ENV):  # a key of its own
         protection["key"] = EnvVar(AUDIT_KEY_ENV)
-    return AuditStore(**protection)
+    return AuditStore(path=path or settings.audit_path(), **protection)
 
 
 def build_resources(database: str | None = None) -> dict[str, Any]:

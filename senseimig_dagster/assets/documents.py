@@ -202,7 +202,8 @@ def build_document_asset(name: str, fmap: FieldMapFile) -> AssetsDefinition:
                 builder = PayloadBuilder(NOTES_TABLE, frame.columns, session.catalog,
                                          session.entity_sets_of(fmap_now))
                 loader = DocumentLoader(session.client, sensei_content(source, get(name)), AuditLog(audit_conn),
-                                        context.run_id, key.to_user_string(), drive=drive, previous=previous)
+                                        context.run_id, key.to_user_string(), drive=drive, previous=previous,
+                                        digest_key=store.digest_key())
                 results = loader.load(document_inputs(frame, manifest, builder))
                 setup_error = loader.setup_error
         seconds = time.monotonic() - started

@@ -3,8 +3,9 @@
 
 Its blocking ``ledger_reconciliation`` check (``verify/billing.py``): Sensei's charges, payments, adjustments,
 insurance payments, write-offs and claim amounts per location and overall vs what Dataverse holds, within 0.01%.
-On a failure the ledger rows that differ are re-upserted once (``load/upsert.py``, behind the map's gate:
-no re-run under an unconfirmed map) and reconciled again; if it still fails the asset fails with the Markdown
+On a failure the ledger rows that differ are rewritten once through the writers' audited load (``load/writer.py``:
+in the audit log, so rollback undoes them; in the load journal; behind the map's gate: no re-run under an
+unconfirmed map) and reconciled again; if it still fails the asset fails with the Markdown
 table, so go-live stays blocked. The quarantined amounts per location are in the metadata either way.
 """
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
@@ -25,8 +26,17 @@ from dagster import (
 
 from senseimig_dagster.assets.keys import GO_LIVE
 from senseimig_dagster.assets.writers import WRITER_KEYS
+from senseimig_dagster.audit.log import AuditLog
+from senseimig_dagster.load.journal import append_outcomes, ensure_journal
+from senseimig_dagster.load.writer import WriteContext
 from senseimig_dagster.objects import LOCATION, PRIMARY_KEY
-from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
+from senseimig_dagster.resources import (
+    AuditStore,
+    DataverseResource,
+    MappingResource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.staging.corrections import Correction, apply_corrections, load_corrections
 from senseimig_dagster.store import Store
 from senseimig_dagster.verify.billing import (
@@ -79,18 +89,24 @@ def _metadata(outcome: RepairOutcome, names: Mapping[str, str]) -> dict:
        description="The migration is ready to go live: every Dataverse asset loaded and verified, and the ledger "
                    "reconciles to Dataverse per location (Markdown table in the metadata).")
 def go_live_ready(context: AssetExecutionContext, store: StoreResource, dataverse: DataverseResource,
-                  mapping: MappingResource, staging_rules: StagingResource) -> MaterializeResult:
+                  mapping: MappingResource, staging_rules: StagingResource, audit: AuditStore) -> MaterializeResult:
     fmap = mapping.load()
     objects = sorted({m.object for m in ledger_measures(fmap)})
     with store.open() as db:
         inputs, names = _read_ledger_inputs(db, objects, load_corrections(staging_rules.corrections_path))
         owners = db.owner_map()
-    with dataverse.session() as session:
+    with dataverse.session() as session, audit.connect() as audit_conn:
         sets = session.entity_sets({ledger_table(fmap), LOCATION_TABLE})
-        # The re-run writes: only behind the map's confirmation gate, like the writers.
-        loader = None if mapping.gate_problems() else session.loader
-        outcome = reconcile_and_repair(loader, inputs, fmap, session.plan, session.catalog, sets,
+        # The re-run writes: only behind the map's confirmation gate, like the writers, and audited like theirs.
+        writer = None if mapping.gate_problems() else WriteContext(
+            session.loader, session.catalog, session.entity_sets_of(fmap), AuditLog(audit_conn), context.run_id,
+            GO_LIVE_KEY.to_user_string(), {}, digest_key=store.digest_key())
+        outcome = reconcile_and_repair(writer, inputs, fmap, session.plan, sets,
                                        DataverseIndex(session.client, sets), owners=owners)
+    if outcome.written:
+        with store.open() as db:
+            ensure_journal(db.conn)
+            append_outcomes(db.conn, outcome.written, context.run_id)
     metadata = _metadata(outcome, names)
     if not outcome.passed:
         context.log.error(f"ledger does not reconcile after {'a re-run' if outcome.rerun else 'no re-run'}: "

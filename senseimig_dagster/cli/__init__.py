@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=["csv", "parquet"], default="csv")
     audit.set_defaults(command_name="export_audit")
 
+    stores = sub.add_parser("store", help="the local stores").add_subparsers(dest="store_command", required=True)
+    upgrade = stores.add_parser("upgrade", help="encrypt stores made before SENSEIMIG_STORE_KEY was set (copied, "
+                                                "checked table by table, then the unencrypted file removed)")
+    upgrade.add_argument("--duckdb", default=None, help="the migration's DuckDB file (default: $SENSEIMIG_DUCKDB)")
+    upgrade.add_argument("--audit-db", default=None, help="the audit store (default: $SENSEIMIG_AUDIT_DB)")
+    upgrade.set_defaults(command_name="store_upgrade")
+
     back = sub.add_parser("rollback", help="return Dynamics to its pre-migration state from the audit log")
     back.add_argument("--remove-schema", action="store_true", help="also remove the schema the migration created")
     back.add_argument("--force", action="store_true", help="also undo records people changed since the migration")

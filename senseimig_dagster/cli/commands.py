@@ -15,11 +15,14 @@ from senseimig_dagster.assets.release import RELEASE_TAG
 from senseimig_dagster.cli import demo, runs
 from senseimig_dagster.cli import review as cli_review
 from senseimig_dagster.definitions import defs
+from senseimig_dagster.load.journal import mark_unkeyed_digests
 from senseimig_dagster.mapping import candidates
 from senseimig_dagster.mapping.propose import propose_file
 from senseimig_dagster.objects import REGISTRY
+from senseimig_dagster.privacy.encryption import KEY_ENV, is_plaintext
 from senseimig_dagster.privacy.export import write_private_csv
-from senseimig_dagster.resources import dataverse_from_env
+from senseimig_dagster.privacy.upgrade import StoreUpgradeError, encrypt_store
+from senseimig_dagster.resources import audit_store_from_env, dataverse_from_env
 from senseimig_dagster.verify.differences import read_differences
 
 warnings.filterwarnings("ignore", category=BetaWarning)  # the single-run backfill policy is beta in Dagster 1.13
@@ -121,6 +124,33 @@ def export_audit(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.out}: {result.output_for_node('export_audit_op')} audit rows (PHI: owner-only file)")
     return 0
+
+
+def store_upgrade(args: argparse.Namespace) -> int:
+    """Encrypt the migration store and the audit store where they are still plaintext. The journals' digests made
+    without a key cannot be recomputed (they are kept, never the values), so the upgrade marks them: the next run
+    compares those entries unkeyed and resends only what changed (``load/journal.py``)."""
+    store = runs.store(args.duckdb)
+    audit = audit_store_from_env(args.audit_db).process_config_and_initialize()
+    stores = [("migration store", store.database, store.key, mark_unkeyed_digests),
+              ("audit store", audit.path, audit.key, None)]
+    failed = False
+    for what, path, key, after_copy in stores:
+        if not Path(path).exists() or not is_plaintext(path):
+            print(f"{what} {path}: {'encrypted already' if Path(path).exists() else 'absent'}, nothing to do")
+        elif not key:
+            print(f"{what} {path}: set {KEY_ENV} (the key to encrypt it with) first", file=sys.stderr)
+            failed = True
+        else:
+            try:
+                done = encrypt_store(path, key, after_copy=after_copy)
+            except StoreUpgradeError as exc:
+                print(f"{what}: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"{what} {path}: encrypted ({len(done.rows)} tables, {sum(done.rows.values())} rows, the same "
+                  "in both copies); the unencrypted file is removed")
+    return 1 if failed else 0
 
 
 def rollback(args: argparse.Namespace) -> int:

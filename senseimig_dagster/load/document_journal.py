@@ -1,7 +1,8 @@
 """The document journal: DuckDB table ``load.documents``, one row per document per run (outcome, route, reason, size,
 SHA-256, ids, and the stored file name: PHI, so it stays in DuckDB), beside the load journal's row for the same
 document (so rollback's ``rolled_back`` marks and the deletions report see documents too). A document already
-uploaded with the same hash and note columns is not sent again."""
+uploaded with the same hash and note columns is not sent again (its note-columns digest compared unkeyed when it was
+journaled before the store was encrypted: ``load/journal.py``)."""
 
 from __future__ import annotations
 
@@ -38,16 +39,17 @@ def previous_documents(conn: duckdb.DuckDBPyConnection, name: str) -> dict[str, 
     ensure_journal(conn)
     rows = conn.execute(f"""
         WITH latest AS (
-            SELECT source_id, arg_max(outcome, "at") AS last,
+            SELECT source_id, arg_max(outcome, "at") AS last, max("at") FILTER (WHERE outcome <> 'failed') AS sent,
                    arg_max(COLUMNS(* EXCLUDE (source_id, run_id, "at")), "at") FILTER (WHERE outcome <> 'failed')
             FROM {DOCUMENTS} GROUP BY source_id),
         undone AS (SELECT source_id FROM {JOURNAL} WHERE object = ? GROUP BY source_id
                    HAVING arg_max(outcome, "at") = 'rolled_back')
-        SELECT source_id, route, sha256, meta_hash, stored_name, note_id, location_id, item_id
+        SELECT source_id, route, sha256, meta_hash, stored_name, note_id, location_id, item_id,
+               coalesce(sent <= (SELECT max("before") FROM load.unkeyed_digests), false)
         FROM latest WHERE last <> 'failed' AND source_id NOT IN (SELECT source_id FROM undone)""",
                         [name]).fetchall()
-    return {sid: PreviousDocument(route, sha, meta, stored, note, location, item)
-            for sid, route, sha, meta, stored, note, location, item in rows}
+    return {sid: PreviousDocument(route, sha, meta, stored, note, location, item, unkeyed)
+            for sid, route, sha, meta, stored, note, location, item, unkeyed in rows}
 
 
 # Failures that only a change at the source can cure: a window run retries them only when the document itself is

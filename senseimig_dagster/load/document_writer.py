@@ -6,7 +6,6 @@ Pure: no Dagster. Nothing logged or raised carries a file name, a patient name o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -41,6 +40,7 @@ from senseimig_dagster.load.document_routes import (
 )
 from senseimig_dagster.load.frames import deterministic_id
 from senseimig_dagster.load.read_back import read_back
+from senseimig_dagster.privacy.encryption import keyed_digest
 
 if TYPE_CHECKING:
     from senseimig_dagster.dataverse.client import DataverseClient
@@ -65,9 +65,10 @@ class DocumentInput:
     fields: Mapping[str, Any]
     create_only: Mapping[str, Any]
 
-    @property
-    def meta_hash(self) -> str:
-        return hashlib.sha256(json.dumps(sorted(self.fields.items()), default=str).encode()).hexdigest()[:32]
+
+def meta_hash(fields: Mapping[str, Any], key: bytes | None = None) -> str:
+    """The digest of a note's columns (subject, note text: PHI), keyed like the load journal's column digests."""
+    return keyed_digest(json.dumps(sorted(fields.items()), default=str).encode(), key)[:32]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class PreviousDocument:
     note_id: str | None
     location_id: str | None
     item_id: str | None
+    unkeyed: bool = False  # its meta_hash was made before the store had a key (plain SHA-256)
 
 
 @dataclass
@@ -124,13 +126,14 @@ class DocumentLoader:
     last write, rollback's "changed by a person" test). ``workers`` threads each take one patient's documents at a
     time (in source id order), so a contact's folder and location are made once, by one thread; a document costs a
     handful of round trips and Dataverse holds each for its execution time, so one at a time would leave the
-    service idle."""
+    service idle. ``digest_key``: the HMAC key of :func:`meta_hash` (the stores' key's, as the writers')."""
 
     def __init__(self, client: DataverseClient, content: Callable[[str], Iterable[bytes]], audit: Any, run_id: str,
                  asset: str, *, drive: Drive | None = None, previous: Mapping[str, PreviousDocument] | None = None,
-                 max_upload: int | None = None, workers: int = 8):
+                 max_upload: int | None = None, workers: int = 8, digest_key: bytes | None = None):
         self.client, self.content, self.audit, self.run_id, self.asset = (client, content, _SerialAudit(audit),
                                                                           run_id, asset)
+        self.digest_key = digest_key
         self.workers = max(1, workers)
         self.drive, self.previous = drive, dict(previous or {})
         self.max_upload = max_upload if max_upload is not None else max_upload_file_size(client)
@@ -178,7 +181,7 @@ class DocumentLoader:
 
     def _transfer(self, doc: DocumentInput, how: Route | None, name: tuple[str, list[str]] | None) -> DocumentResult:
         result = DocumentResult(doc.source_id, "failed", how, size=doc.size, sha256=doc.sha256,
-                                meta_hash=doc.meta_hash)
+                                meta_hash=meta_hash(doc.fields, self.digest_key))
         stored, renames = name if name else (None, [])
         result.stored_name = stored
         if how == "sharepoint" and self.drive is None:  # decided before fetching: a large file is not read for nothing
@@ -187,7 +190,8 @@ class DocumentLoader:
             return result
         prev = self.previous.get(doc.source_id)
         if prev is not None and how is not None and prev.outcome in (how, "unchanged") \
-                and prev.sha256 == doc.sha256 and prev.meta_hash == doc.meta_hash and prev.stored_name == stored:
+                and prev.sha256 == doc.sha256 and prev.meta_hash == (meta_hash(doc.fields) if prev.unkeyed else result.meta_hash) \
+                and prev.stored_name == stored:
             result.outcome, result.verified = "unchanged", True
             result.note_id, result.location_id, result.item_id = prev.note_id, prev.location_id, prev.item_id
             result.reason = ";".join(renames) or None

@@ -6,6 +6,12 @@ status and Dataverse's code: never its message, which may quote a value).
 Rollback marks what it undid ``rolled_back`` (:func:`mark_rolled_back`), so the next migration sends those records
 again instead of trusting a body hash of a record that no longer exists. Outcomes: ``created``, ``updated``,
 ``unchanged``, ``failed``, ``rolled_back``.
+
+Digests are keyed (HMAC) when the store has a key. A store encrypted after the fact (``senseimig store upgrade``)
+holds unkeyed digests it cannot turn into keyed ones (the journal keeps digests, never values): the upgrade records
+its time in ``load.unkeyed_digests`` (:func:`mark_unkeyed_digests`), and an entry older than that is compared with
+the unkeyed digests of the body (:attr:`JournalEntry.unkeyed`), so the first keyed run resends only what changed and
+journals keyed digests for the rest.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ CREATE TABLE IF NOT EXISTS {JOURNAL} (object VARCHAR NOT NULL, "table" VARCHAR N
     "at" TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS {FAILURES} (object VARCHAR NOT NULL, "table" VARCHAR NOT NULL, source_id VARCHAR NOT NULL,
     dataverse_id VARCHAR, status INTEGER, code VARCHAR, run_id VARCHAR NOT NULL, "at" TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS load.unkeyed_digests ("before" TIMESTAMP NOT NULL);
 """
 _EARLIER_NAME = "ledger"  # the journal's table before it was renamed: a store from then keeps its history
 JOURNAL_SCHEMA = {"object": pl.String, "table": pl.String, "source_id": pl.String, "dataverse_id": pl.String,
@@ -43,6 +50,7 @@ class JournalEntry:
     body_hash: str | None
     digests: Mapping[str, str] = field(default_factory=dict)
     failed: bool = False
+    unkeyed: bool = False  # its digests were made before the store had a key (plain SHA-256)
 
 
 @dataclass
@@ -78,11 +86,20 @@ def previous_entries(conn: duckdb.DuckDBPyConnection, name: str) -> dict[tuple[s
         SELECT "table", source_id, arg_max(outcome, "at"),
                arg_max(dataverse_id, "at") FILTER (WHERE dataverse_id IS NOT NULL),
                arg_max(body_hash, "at") FILTER (WHERE outcome <> 'failed'),
-               arg_max(CAST(digests AS VARCHAR), "at") FILTER (WHERE outcome <> 'failed')
+               arg_max(CAST(digests AS VARCHAR), "at") FILTER (WHERE outcome <> 'failed'),
+               coalesce(max("at") FILTER (WHERE outcome <> 'failed')
+                        <= (SELECT max("before") FROM load.unkeyed_digests), false)
         FROM {JOURNAL} WHERE object = ? GROUP BY ALL""", [name]).fetchall()
     # A record rollback undid (``rolled_back``) is as good as never loaded: sent again in full.
-    return {(table, sid): JournalEntry(dvid, hash_, json.loads(digests) if digests else {}, last == "failed")
-            for table, sid, last, dvid, hash_, digests in rows if last != "rolled_back"}
+    return {(table, sid): JournalEntry(dvid, hash_, json.loads(digests) if digests else {}, last == "failed",
+                                       unkeyed)
+            for table, sid, last, dvid, hash_, digests, unkeyed in rows if last != "rolled_back"}
+
+
+def mark_unkeyed_digests(conn: duckdb.DuckDBPyConnection) -> None:
+    """Record that every digest journaled so far is unkeyed: the store is being encrypted after the fact."""
+    ensure_journal(conn)
+    conn.execute('INSERT INTO load.unkeyed_digests VALUES (?)', [dt.datetime.now(dt.UTC).replace(tzinfo=None)])
 
 
 def append_outcomes(conn: duckdb.DuckDBPyConnection, rows: Sequence[RecordOutcome], run_id: str) -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """Staged frames upserted into Dataverse parents first, with no record state and no audit log: the sample
-migration's load and the billing reconciliation's one repair. The writers' load (record state, audit log, changed
-columns only) is :mod:`.writer`.
+migration's load (into the sample environment, never the migration's). Every write into the migration's environment,
+the billing reconciliation's repair included, goes through the writers' load (record state, audit log, changed
+columns only): :mod:`.writer`.
 
 * :func:`load_staged` upserts each staged object by ``smig_sourcesystemid`` in the registry's ``load_order()``, so a
   child's ``@odata.bind`` always finds its parent by alternate key. A routed object (``_table``) is split per table.

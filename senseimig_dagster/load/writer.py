@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +50,7 @@ from senseimig_dagster.load.read_back import read_back
 from senseimig_dagster.mapping.model import ObjectMap
 from senseimig_dagster.mapping.targets import TargetCatalog
 from senseimig_dagster.objects import get
+from senseimig_dagster.privacy.encryption import keyed_digest
 
 log = logging.getLogger("senseimig.load.writer")
 
@@ -82,8 +82,7 @@ class WriteContext:
 
 
 def digest(value: Any, key: bytes | None = None) -> str:
-    data = json.dumps(value, sort_keys=True, default=str).encode()
-    return (hmac.new(key, data, hashlib.sha256) if key else hashlib.sha256(data)).hexdigest()[:16]
+    return keyed_digest(json.dumps(value, sort_keys=True, default=str).encode(), key)[:16]
 
 
 def body_hash(digests: Mapping[str, str]) -> str:
@@ -163,12 +162,15 @@ def _write_table(ctx: WriteContext, name: str, table: str, part: pl.DataFrame,
     unknown: list[_Row] = []
     for row in rows:
         prev = ctx.previous.get((table, row.sid))
-        if prev and not prev.failed and prev.body_hash == body_hash(row.digests):
+        # compared as the journal made its digests: unkeyed ones from before the store had a key
+        mine = ({k: digest(row.desired[k]) for k in row.digests} if prev and prev.unkeyed and ctx.digest_key
+                else row.digests)
+        if prev and not prev.failed and prev.body_hash == body_hash(mine):
             row.dataverse_id = prev.dataverse_id
             settled[row.sid] = "unchanged"
         elif prev and prev.dataverse_id:
             row.dataverse_id = prev.dataverse_id
-            row.changed = {k for k, d in row.digests.items() if prev.failed or prev.digests.get(k) != d}
+            row.changed = {k for k, d in mine.items() if prev.failed or prev.digests.get(k) != d}
         else:
             unknown.append(row)
     audited = ctx.audited(table) if ctx.audited else set()

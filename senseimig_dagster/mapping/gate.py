@@ -7,6 +7,7 @@ since it was confirmed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,16 +64,27 @@ def check_confirmed(fmap: FieldMapFile) -> list[GateProblem]:
 
 
 def gate_problems(path: str | Path) -> list[GateProblem]:
-    """Problems of the map file at ``path``: missing, unreadable, invalid, unconfirmed or changed."""
-    if not Path(path).exists():
+    """Problems of the map file at ``path``: missing, unreadable, invalid, unconfirmed or changed.
+
+    Every writer step asks before it writes, and parsing and validating the map (a YAML round trip) takes about a
+    second, so the answer is cached per file version: path, inode, modification time and size. An edit (in place or
+    by replacing the file) changes them, and the map is read again."""
+    try:
+        stat = Path(path).stat()
+    except FileNotFoundError:
         return [GateProblem(None, None, f"no field map at {path}: write one (start from the default map) and "
                                         "confirm it")]
+    return list(_problems_of(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _problems_of(path: str, inode: int, mtime_ns: int, size: int) -> tuple[GateProblem, ...]:
     fmap, errors = mapfile.load(path)
     if fmap is not None:
         errors = [*errors, *validate(fmap)]
     if errors or fmap is None:
-        return [GateProblem(None, None, f"invalid: {e}") for e in errors]
-    return check_confirmed(fmap)
+        return tuple(GateProblem(None, None, f"invalid: {e}") for e in errors)
+    return tuple(check_confirmed(fmap))
 
 
 def problems_markdown(problems: Sequence[GateProblem]) -> str:

@@ -32,6 +32,7 @@ STORE_ALIAS = "senseimig"  # the migration store's catalog name once attached (t
 # Set to this exact value to run a real tenant with plaintext stores (a test tenant only): loudly logged.
 OPT_OUT_ENV, OPT_OUT_VALUE = "SENSEIMIG_PLAINTEXT_STORES", "i-accept-plaintext-phi"
 _DIGEST_CONTEXT = b"senseimig column digests v1"
+UPGRADE_COMMAND = "senseimig store upgrade"
 
 
 class StoreKeyError(Exception):
@@ -112,9 +113,24 @@ def open_store(path: str | Path, key: str | None, *, alias: str, read_only: bool
         raise
     except duckdb.Error as exc:
         conn.close()
+        if key and is_plaintext(path):
+            raise StoreKeyError(f"the {what} {path} is not encrypted, but a key is set: encrypt it once with "
+                                f"`{UPGRADE_COMMAND}` (it copies the store into an encrypted file, checks the copy "
+                                "and only then removes the unencrypted one)") from None
         raise StoreKeyError(f"cannot open the {what} {path} ({type(exc).__name__}): wrong or missing key, an "
                             "encrypted file without httpfs, or the file is in use") from None
     return conn
+
+
+def is_plaintext(path: str | Path) -> bool:
+    """Whether ``path`` is an unencrypted DuckDB file. DuckDB's main header (``storage_info.hpp``, ``MainHeader``):
+    a checksum, the magic ``DUCK`` at byte 8, the storage version, then flags whose bit 0 marks an encrypted file."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(28)
+    except OSError:
+        return False
+    return len(header) == 28 and header[8:12] == b"DUCK" and not int.from_bytes(header[20:28], "little") & 1
 
 
 @dataclass
@@ -190,6 +206,13 @@ def key_beside(folder: str | Path, name: str = "store.key") -> str:
 def digest_key(key: str) -> bytes:
     """The HMAC key of the load's column digests, derived from the store key: kept with it, never stored."""
     return hmac.new(key.encode("utf-8"), _DIGEST_CONTEXT, hashlib.sha256).digest()
+
+
+def keyed_digest(data: bytes, key: bytes | None) -> str:
+    """The hex digest the load keeps of values it sent: HMAC-SHA256 under ``key`` (:func:`digest_key`), so a short
+    value (an SSN's last four, a birth date) cannot be recovered by hashing every candidate; plain SHA-256 without
+    a key (a plaintext sandbox store)."""
+    return (hmac.new(key, data, hashlib.sha256) if key else hashlib.sha256(data)).hexdigest()
 
 
 def _literal(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Billing ledger reconciliation: Sensei's money vs what Dataverse holds after the load, to the cent.
+"""Billing ledger reconciliation: Sensei's money vs what Dataverse holds after the load, exactly.
 
 Measures come from the map, not from a list here: every Decimal field an object writes into the billing ledger table
 (``<prefix>_billingledger``) is a measure. An object whose entry type is a picklist field (ledger transactions:
@@ -7,8 +7,9 @@ Payment, Write-off: Sensei's types folded as the map folds them); an object with
 gets one per amount field (``Claim billed``, ``Claim paid``, ``Claim write off``).
 
 Per location (Sensei's ``location_id``; Dataverse's location lookup resolved back to the location's source id) and
-overall (``ALL``), in integer cents (no float drift: Dataverse returns Decimals as JSON numbers, each read as its
-shortest decimal text):
+overall (``ALL``), in integer millionths, the raw layer's ``DECIMAL(18,6)``: an amount received with more than two
+decimals (quarantined as ``amount_precision``) counts at the value received, and there is no float drift
+(Dataverse returns Decimals as JSON numbers, each read as its shortest decimal text):
 
 * ``sensei_all``: every extracted row; ``deleted``: rows deleted in Sensei; ``quarantined``: rows staging held back;
   ``sensei_staged``: the rows staged, i.e. expected in Dataverse; ``unexplained``: the rest of ``all - staged``
@@ -18,8 +19,10 @@ shortest decimal text):
   until a person decides: shown, and taken out of the comparison).
 
 The Pandera schema's check: ``|dataverse - deleted_kept - sensei_staged| <= 0.01% x |sensei_staged|`` on every row. The quarantine
-explains ``sensei_all - sensei_staged``; it never widens the tolerance. :func:`reconcile_and_repair` re-upserts the
-staged ledger rows that Dataverse lacks or holds differently (``load/upsert.py``) and reconciles again, once.
+explains ``sensei_all - sensei_staged``; it never widens the tolerance. :func:`reconcile_and_repair` rewrites the
+staged ledger rows that Dataverse lacks or holds differently through the writers' audited load (``load/writer.py``:
+an audit intent before each write, before-images of updates, so rollback undoes a repair like any other write) and
+reconciles again, once.
 
 Totals are aggregates and location names are practices', not patients': they may go to metadata. Row-level
 values never leave this module except as source ids.
@@ -28,7 +31,7 @@ values never leave this module except as source ids.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -37,17 +40,15 @@ import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 
 from senseimig_dagster.load.frames import SOURCE_ID
+from senseimig_dagster.load.journal import RecordOutcome
 from senseimig_dagster.load.owners import OwnerMap
 from senseimig_dagster.load.payload import SOURCE_KEY
-from senseimig_dagster.load.upsert import load_staged
+from senseimig_dagster.load.writer import WriteContext, write_object
 from senseimig_dagster.mapping.model import FieldMapFile
-from senseimig_dagster.mapping.targets import TargetCatalog
-from senseimig_dagster.objects import LOCATION, OBJECTS, PRIMARY_KEY
-from senseimig_dagster.staging.values import VALUE
-from senseimig_dagster.staging.values.money import clean_money
+from senseimig_dagster.objects import LOCATION, OBJECTS, PRIMARY_KEY, load_order
+from senseimig_dagster.staging.values.money import EXACT_DECIMAL, exact_amount
 
 if TYPE_CHECKING:
-    from senseimig_dagster.dataverse.bulk import BulkLoader
     from senseimig_dagster.dataverse.client import DataverseClient
     from senseimig_dagster.dataverse.schema import SchemaPlan
     from senseimig_dagster.verify.counts import DataverseIndex
@@ -57,10 +58,12 @@ ALL = "ALL"
 NO_LOCATION = "(none)"
 TOLERANCE = Decimal("0.0001")  # 0.01%
 _TOLERANCE_DENOMINATOR = 10_000  # |dv - staged| * 10000 <= |staged|: the same 0.01%, in integers
+UNIT = 10 ** EXACT_DECIMAL.scale  # amounts are counted in millionths: exact for every raw amount
 LOCATION_TABLE = LOCATION.target.table  # where the ledger's location lookup points
 PER_LOCATION = LOCATION.name  # the column of location ids (named after the registry's location object)
-CENTS = ("sensei_all", "deleted", "quarantined", "unexplained", "sensei_staged", "dataverse", "deleted_kept")
+AMOUNTS = ("sensei_all", "deleted", "quarantined", "unexplained", "sensei_staged", "dataverse", "deleted_kept")
 KEYS = (PER_LOCATION, "measure")
+AMOUNT = "amount"  # a row's amount, in millionths
 
 
 @dataclass(frozen=True)
@@ -122,27 +125,28 @@ def _several(measures: Sequence[Measure], m: Measure) -> bool:
     return sum(x.object == m.object for x in measures) > 1
 
 
-def to_cents(value: Any) -> int | None:
-    """A Decimal, int, float (Dataverse's JSON number: its shortest text is the decimal it was) or text, in cents."""
+def to_units(value: Any) -> int | None:
+    """A Decimal, int, float (Dataverse's JSON number: its shortest text is the decimal it was) or text, in
+    millionths."""
     if value is None:
         return None
     amount = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
-    return int((amount * 100).to_integral_value())
+    return int((amount * UNIT).to_integral_value())
 
 
-def _cents_expr(column: str) -> pl.Expr:
-    """A raw amount column in cents; text that is not an amount is null (staging quarantined those rows)."""
-    value = clean_money(pl.col(column)).struct.field(VALUE)
-    return (value * 100).cast(pl.Int64)
+def _units_expr(column: str, dtype: pl.DataType | None) -> pl.Expr:
+    """A raw amount column in millionths, exactly as received (never rounded to cents: a sub-cent amount that
+    staging held back counts at its value). Text that is not an amount is null (staging quarantined those rows)."""
+    return (exact_amount(pl.col(column), dtype) * UNIT).cast(pl.Int64)
 
 
 # -- the two sides -------------------------------------------------------------------------------------------------
 def sensei_rows(raw: Mapping[str, pl.DataFrame], staged_ids: Mapping[str, Sequence[str]],
                 measures: Sequence[Measure], labels: Mapping[int, str],
                 quarantined_ids: Mapping[str, Sequence[str]] | None = None) -> pl.DataFrame:
-    """One row per (source row, measure): source_id, location, measure, cents and its fate (staged, quarantined,
-    deleted). ``quarantined_ids`` (object -> ids, from ``staging.quarantine``): without it every row neither staged
-    nor deleted counts as quarantined."""
+    """One row per (source row, measure): source_id, location, measure, amount (millionths) and its fate (staged,
+    quarantined, deleted). ``quarantined_ids`` (object -> ids, from ``staging.quarantine``): without it every row
+    neither staged nor deleted counts as quarantined."""
     parts = []
     for m in measures:
         frame = raw.get(m.object)
@@ -165,19 +169,20 @@ def sensei_rows(raw: Mapping[str, pl.DataFrame], staged_ids: Mapping[str, Sequen
             pl.col(PRIMARY_KEY).cast(pl.String).alias(SOURCE_ID),
             pl.col(OBJECTS[m.object].location_field or PRIMARY_KEY).cast(pl.String).fill_null(NO_LOCATION)
             .alias(PER_LOCATION),
-            measure.alias("measure"), _cents_expr(m.amount_field).fill_null(0).alias("cents"),
+            measure.alias("measure"),
+            _units_expr(m.amount_field, frame.schema[m.amount_field]).fill_null(0).alias(AMOUNT),
             deleted.alias("deleted"))
         rows = rows.with_columns(staged.alias("staged")).with_columns(
             (~pl.col("staged") & ~pl.col("deleted") & held).alias("quarantined"))
         parts.append(rows)
-    schema = {SOURCE_ID: pl.String, PER_LOCATION: pl.String, "measure": pl.String, "cents": pl.Int64,
+    schema = {SOURCE_ID: pl.String, PER_LOCATION: pl.String, "measure": pl.String, AMOUNT: pl.Int64,
               "deleted": pl.Boolean, "staged": pl.Boolean, "quarantined": pl.Boolean}
     return pl.concat([pl.DataFrame(schema=schema), *parts], how="vertical_relaxed")
 
 
 def dataverse_rows(client: DataverseClient, entity_set: str, fmap: FieldMapFile, measures: Sequence[Measure],
                    labels: Mapping[int, str], index: DataverseIndex) -> pl.DataFrame:
-    """The ledger table's migrated rows as (source_id, location, measure, cents, entry_type), paged."""
+    """The ledger table's migrated rows as (source_id, location, measure, amount, entry_type), paged."""
     location_nav = f"_{fmap.prefix}_locationid_value"
     type_column = entry_type_column(fmap)
     columns = sorted({SOURCE_KEY, type_column, location_nav, *(m.column for m in measures)})
@@ -196,32 +201,32 @@ def dataverse_rows(client: DataverseClient, entity_set: str, fmap: FieldMapFile,
             if (m.constant is not None and option != m.constant) or (m.type_field and option not in m.types.values()):
                 continue
             out.append((str(sid), location, _measure_name(m, labels, option, _several(measures, m)),
-                        to_cents(row[m.column]), option))
+                        to_units(row[m.column]), option))
     return pl.DataFrame(out, schema={SOURCE_ID: pl.String, PER_LOCATION: pl.String, "measure": pl.String,
-                                     "cents": pl.Int64, "entry_type": pl.Int64}, orient="row")
+                                     AMOUNT: pl.Int64, "entry_type": pl.Int64}, orient="row")
 
 
 # -- totals and the check -----------------------------------------------------------------------------------------
 def totals(sensei: pl.DataFrame, dataverse: pl.DataFrame) -> pl.DataFrame:
-    """Per location and measure, then ``ALL`` per measure: the CENTS columns."""
-    def cents_if(mask: pl.Expr, name: str) -> pl.Expr:
-        return pl.when(mask).then(pl.col("cents")).otherwise(0).sum().alias(name)
+    """Per location and measure, then ``ALL`` per measure: the AMOUNTS columns, in millionths."""
+    def sum_if(mask: pl.Expr, name: str) -> pl.Expr:
+        return pl.when(mask).then(pl.col(AMOUNT)).otherwise(0).sum().alias(name)
 
-    source = sensei.group_by(KEYS).agg(cents_if(pl.lit(True), "sensei_all"), cents_if(pl.col("deleted"), "deleted"),
-                                       cents_if(pl.col("quarantined"), "quarantined"),
-                                       cents_if(pl.col("staged"), "sensei_staged"))
+    source = sensei.group_by(KEYS).agg(sum_if(pl.lit(True), "sensei_all"), sum_if(pl.col("deleted"), "deleted"),
+                                       sum_if(pl.col("quarantined"), "quarantined"),
+                                       sum_if(pl.col("staged"), "sensei_staged"))
     deleted_ids = sensei.filter(pl.col("deleted")).get_column(SOURCE_ID).unique()
     target = dataverse.with_columns(pl.col(SOURCE_ID).is_in(deleted_ids.implode()).alias("_deleted")).group_by(
-        KEYS).agg(pl.col("cents").sum().alias("dataverse"), cents_if(pl.col("_deleted"), "deleted_kept"))
+        KEYS).agg(pl.col(AMOUNT).sum().alias("dataverse"), sum_if(pl.col("_deleted"), "deleted_kept"))
     per_location = source.join(target, on=list(KEYS), how="full", coalesce=True).with_columns(
-        pl.col(c).fill_null(0).cast(pl.Int64) for c in CENTS if c != "unexplained")
+        pl.col(c).fill_null(0).cast(pl.Int64) for c in AMOUNTS if c != "unexplained")
     # not staged, yet neither deleted nor quarantined: shown, so nothing is hidden between Sensei and staged
     per_location = per_location.with_columns(
         (pl.col("sensei_all") - pl.col("sensei_staged") - pl.col("quarantined") - pl.col("deleted"))
         .alias("unexplained"))
-    overall = per_location.group_by("measure").agg(pl.col(c).sum() for c in CENTS).with_columns(
+    overall = per_location.group_by("measure").agg(pl.col(c).sum() for c in AMOUNTS).with_columns(
         pl.lit(ALL).alias(PER_LOCATION))
-    return pl.concat([per_location.select(*KEYS, *CENTS), overall.select(*KEYS, *CENTS)]).sort(
+    return pl.concat([per_location.select(*KEYS, *AMOUNTS), overall.select(*KEYS, *AMOUNTS)]).sort(
         pl.col(PER_LOCATION) == ALL, PER_LOCATION, "measure")
 
 
@@ -231,17 +236,17 @@ def _within_tolerance(data: Any) -> pl.LazyFrame:
 
 
 def reconciliation_schema() -> pa.DataFrameSchema:
-    """Whole cents per (location, measure); Dataverse within 0.01% of the staged Sensei rows."""
+    """Whole millionths per (location, measure); Dataverse within 0.01% of the staged Sensei rows."""
     return pa.DataFrameSchema(
         {PER_LOCATION: pa.Column(pl.String), "measure": pa.Column(pl.String),
-         **{c: pa.Column(pl.Int64, nullable=False) for c in CENTS}},
+         **{c: pa.Column(pl.Int64, nullable=False) for c in AMOUNTS}},
         checks=[pa.Check(_within_tolerance, name="dataverse_within_0.01pct_of_sensei_staged")],
         unique=list(KEYS), strict=True, name="ledger_reconciliation")
 
 
 @dataclass(frozen=True)
 class Reconciliation:
-    table: pl.DataFrame  # KEYS + CENTS + ok
+    table: pl.DataFrame  # KEYS + AMOUNTS (millionths) + ok
     failures: dict[str, int]  # Pandera check -> failing rows
 
     @property
@@ -274,9 +279,12 @@ def check_totals(table: pl.DataFrame) -> Reconciliation:
     return Reconciliation(table.with_columns(ok), failures)
 
 
-def money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+def money(units: int) -> str:
+    """Millionths as an amount: two decimals, more only when the amount has them (``12.345``, never rounded)."""
+    sign = "-" if units < 0 else ""
+    whole, fraction = divmod(abs(units), UNIT)
+    decimals = f"{fraction:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole:,}.{decimals}"
 
 
 def reconciliation_markdown(table: pl.DataFrame, names: Mapping[str, str] | None = None) -> str:
@@ -291,7 +299,7 @@ def reconciliation_markdown(table: pl.DataFrame, names: Mapping[str, str] | None
                  "Dataverse | deleted in Sensei, kept in Dataverse | difference | within 0.01% |",
                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in part.iter_rows(named=True):
-            lines.append(f"| {r['measure']} | " + " | ".join(money(r[c]) for c in CENTS)
+            lines.append(f"| {r['measure']} | " + " | ".join(money(r[c]) for c in AMOUNTS)
                          + f" | {money(r['dataverse'] - r['deleted_kept'] - r['sensei_staged'])} | "
                          + f"{'yes' if r.get('ok', True) else 'NO'} |")
         sections.append("\n".join(lines))
@@ -325,10 +333,10 @@ def rows_to_repair(inputs: LedgerInputs, dataverse: pl.DataFrame, fmap: FieldMap
     out: dict[str, list[str]] = {}
     for name in sorted({m.object for m in measures}):
         ids = set(staged_ids.get(name, ()))
-        mine = expected.filter(pl.col(SOURCE_ID).is_in(sorted(ids))).select(SOURCE_ID, *KEYS, "cents")
-        there = dataverse.filter(pl.col(SOURCE_ID).is_in(sorted(ids))).select(SOURCE_ID, *KEYS, "cents")
-        differ = pl.concat([mine.join(there, on=[SOURCE_ID, *KEYS, "cents"], how="anti"),
-                            there.join(mine, on=[SOURCE_ID, *KEYS, "cents"], how="anti")])
+        mine = expected.filter(pl.col(SOURCE_ID).is_in(sorted(ids))).select(SOURCE_ID, *KEYS, AMOUNT)
+        there = dataverse.filter(pl.col(SOURCE_ID).is_in(sorted(ids))).select(SOURCE_ID, *KEYS, AMOUNT)
+        differ = pl.concat([mine.join(there, on=[SOURCE_ID, *KEYS, AMOUNT], how="anti"),
+                            there.join(mine, on=[SOURCE_ID, *KEYS, AMOUNT], how="anti")])
         if differ.height:
             out[name] = sorted(set(differ.get_column(SOURCE_ID).to_list()))
     return out
@@ -338,8 +346,13 @@ def rows_to_repair(inputs: LedgerInputs, dataverse: pl.DataFrame, fmap: FieldMap
 class RepairOutcome:
     first: Reconciliation
     final: Reconciliation
-    repaired: dict[str, list[str]]  # object -> source ids re-upserted (empty when the first pass passed)
-    failed_rows: int  # re-upserts Dataverse refused
+    repaired: dict[str, list[str]]  # object -> source ids rewritten (empty when the first pass passed)
+    written: list[RecordOutcome]  # the repair's outcomes, for the load journal
+
+    @property
+    def failed_rows(self) -> int:
+        """Rewrites Dataverse refused."""
+        return sum(r.outcome == "failed" for r in self.written)
 
     @property
     def passed(self) -> bool:
@@ -350,25 +363,38 @@ class RepairOutcome:
         return not self.first.passed
 
 
-def reconcile_and_repair(loader: BulkLoader | None, inputs: LedgerInputs, fmap: FieldMapFile, plan: SchemaPlan,
-                         catalog: TargetCatalog, entity_sets: Mapping[str, str], index: DataverseIndex, *,
+def reconcile_and_repair(writer: WriteContext | None, inputs: LedgerInputs, fmap: FieldMapFile, plan: SchemaPlan,
+                         entity_sets: Mapping[str, str], index: DataverseIndex, *,
                          owners: OwnerMap | None = None) -> RepairOutcome:
-    """Reconcile; on failure re-upsert the differing staged ledger rows once (``loader`` None: no re-run, as when
-    the map's gate is closed) and reconcile again."""
+    """Reconcile; on failure rewrite the differing staged ledger rows once with ``writer`` (None: no re-run, as
+    when the map's gate is closed) and reconcile again."""
     client = index.client
     first, target = reconcile(client, inputs, fmap, plan, entity_sets, index)
-    if first.passed or loader is None:
-        return RepairOutcome(first, first, {}, 0)
+    if first.passed or writer is None:
+        return RepairOutcome(first, first, {}, [])
     repair = rows_to_repair(inputs, target, fmap, plan)
-    subset = {name: inputs.staged[name].filter(pl.col(SOURCE_ID).cast(pl.String).is_in(ids))
-              for name, ids in repair.items()}
-    results = load_staged(loader, subset, fmap, catalog, entity_sets, owners=owners) if subset else {}
+    written = repair_rows(writer, inputs, repair, fmap, owners)
     index.forget(ledger_table(fmap))
     final, _ = reconcile(client, inputs, fmap, plan, entity_sets, index)
-    return RepairOutcome(first, final, repair, sum(len(r.failed) for r in results.values()))
+    return RepairOutcome(first, final, repair, written)
 
 
-__all__ = ["ALL", "CHECK_NAME", "LedgerInputs", "Measure", "Reconciliation", "RepairOutcome", "check_totals",
+def repair_rows(writer: WriteContext, inputs: LedgerInputs, repair: Mapping[str, Sequence[str]],
+                fmap: FieldMapFile, owners: OwnerMap | None = None) -> list[RecordOutcome]:
+    """Rewrite the ``repair`` rows (object -> source ids), parents first, audited. The journal is not consulted:
+    Dataverse was just found to differ from what it says was sent, so each row is looked up by key and written
+    whole (an update with its before-image, or a create when the row is gone)."""
+    ids = {sid for sids in repair.values() for sid in sids}
+    ctx = replace(writer, previous={}, audited=lambda _table: ids)
+    out: list[RecordOutcome] = []
+    for obj in load_order():
+        if obj.name in repair:
+            rows = inputs.staged[obj.name].filter(pl.col(SOURCE_ID).cast(pl.String).is_in(list(repair[obj.name])))
+            out += write_object(ctx, fmap.objects[obj.name], rows, owners=owners)
+    return out
+
+
+__all__ = ["ALL", "AMOUNT", "AMOUNTS", "CHECK_NAME", "UNIT", "LedgerInputs", "Measure", "Reconciliation", "RepairOutcome", "check_totals",
            "dataverse_rows", "entry_type_labels", "ledger_measures", "ledger_table", "money", "reconcile",
-           "reconcile_and_repair", "reconciliation_markdown", "reconciliation_schema", "rows_to_repair",
-           "sensei_rows", "to_cents", "totals"]
+           "reconcile_and_repair", "reconciliation_markdown", "reconciliation_schema", "repair_rows", "rows_to_repair",
+           "sensei_rows", "to_units", "totals"]

@@ -13,9 +13,12 @@ import polars as pl
 from dagster import DagsterInstance, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from senseimig_dagster import objects
 from senseimig_dagster.assets.inventory import inventory
+from senseimig_dagster.assets.keys import raw_key
 from senseimig_dagster.assets.partitions import HISTORY_START, modification_days
 from senseimig_dagster.assets.raw import raw_assets
+from senseimig_dagster.io_managers import raw_table_ddl
 from senseimig_dagster.objects import REGISTRY
 from senseimig_dagster.resources import SenseiSource
 from senseimig_dagster.sandbox.generator import read_manifest
@@ -29,9 +32,11 @@ def resources(database: Path, base_url: str, **source: object) -> dict:
     return {**migration_resources(database), "sensei": SenseiSource(base_url=base_url, **source)}
 
 
-def extract(database: Path, base_url: str, first: str, last: str, instance: DagsterInstance, **source: object):
+def extract(database: Path, base_url: str, first: str, last: str, instance: DagsterInstance,
+            only: str | None = None, **source: object):
+    """One single-run backfill of ``first``..``last``: every raw asset, or ``only`` that object's."""
     return materialize(raw_assets, resources=resources(database, base_url, **source), instance=instance,
-                       raise_on_error=False,
+                       raise_on_error=False, selection=[raw_key(only)] if only else None,
                        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
 
 
@@ -306,3 +311,29 @@ def test_inventory_blocks_when_a_newer_version_was_rejected(tenant, sensei_url, 
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT newer_version_rejected FROM inventory.record_counts WHERE object = 'patient'"
                             ).fetchone() == (1,)
+
+
+def test_an_older_store_with_narrower_money_is_widened_or_refused_before_anything_lands(tenant, sensei_url,
+                                                                                        instance, tmp_path):
+    database = tmp_path / "db.duckdb"
+
+    def old_store(amount_type: str) -> None:
+        with duckdb.connect(str(database)) as conn:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+            conn.execute(raw_table_ddl(objects.get("ledger_transaction"), "raw.ledger_transaction", replace=True))
+            conn.execute(f"ALTER TABLE raw.ledger_transaction ALTER COLUMN amount TYPE {amount_type}")
+
+    old_store("DECIMAL(20,8)")  # more fraction digits than this release keeps: not a lossless change
+    refused = extract(database, sensei_url, HISTORY_START.isoformat(), LAST_DAY, instance, "ledger_transaction")
+    assert not refused.success
+    error = str(next(e for e in refused.all_events if e.is_step_failure).step_failure_data.error)
+    assert "raw.ledger_transaction.amount is DECIMAL(20,8)" in error and "DECIMAL(18,6)" in error
+    assert landed(database, "ledger_transaction") == []
+
+    old_store("DECIMAL(12,2)")  # before money became exact
+    assert extract(database, sensei_url, HISTORY_START.isoformat(), LAST_DAY, instance, "ledger_transaction").success
+    with duckdb.connect(str(database), read_only=True) as conn:
+        (amount_type,) = conn.execute("SELECT data_type FROM duckdb_columns() WHERE schema_name = 'raw' AND "
+                                      "table_name = 'ledger_transaction' AND column_name = 'amount'").fetchone()
+    assert amount_type == "DECIMAL(18,6)"
+    assert len(landed(database, "ledger_transaction")) == len(source_rows(tenant, "ledger_transactions"))

@@ -33,10 +33,11 @@ from senseimig_dagster.load.document_routes import (
     route,
     sanitise_file_name,
 )
-from senseimig_dagster.load.document_writer import DocumentInput, DocumentLoader, PreviousDocument
+from senseimig_dagster.load.document_writer import DocumentInput, DocumentLoader, PreviousDocument, meta_hash
 from senseimig_dagster.load.frames import deterministic_id
 from senseimig_dagster.mapping.schema_plan import default_plan
 from senseimig_dagster.objects import get
+from senseimig_dagster.privacy.encryption import digest_key
 from senseimig_dagster.resources import AuditStore
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.dataverse_emulator.seed import (
@@ -312,6 +313,20 @@ def test_rerun_sends_nothing_for_an_unchanged_document_and_updates_a_changed_one
         "subject": "Consent", "filename": "scan.pdf", "mimetype": "application/pdf", "isdocument": True,
         "smig_sourcesystemid": "d1"})
     assert env.client.retrieve("annotations", r1.note_id, ["subject"])["subject"] == "Consent (signed)"
+
+
+def test_the_stored_note_digest_is_keyed_and_a_rerun_with_the_key_sends_nothing(env: Env) -> None:
+    env.contact("p1")
+    source, key = Source(), digest_key("the-stores-key")
+    first = doc(source, "d1", 5000)
+    with env.audit.connect() as conn:
+        [r1] = loader(env, source, conn, digest_key=key).load([first])
+        assert r1.meta_hash == meta_hash(first.fields, key) != meta_hash(first.fields)
+        previous = {"d1": PreviousDocument(r1.outcome, r1.sha256, r1.meta_hash, r1.stored_name, r1.note_id,
+                                           r1.location_id, r1.item_id)}
+        env.requests.clear()
+        [r2] = loader(env, source, conn, previous=previous, digest_key=key).load([first])
+    assert r2.outcome == "unchanged" and [m for m, _, _ in env.requests if m != "GET"] == []
 
 
 # -- SharePoint ----------------------------------------------------------------------------------------------------

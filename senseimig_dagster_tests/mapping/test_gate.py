@@ -3,6 +3,7 @@ while the map is unconfirmed or changed since confirmation."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,28 @@ def test_an_invalid_or_missing_map_keeps_the_gate_closed(tmp_path: Path) -> None
     bad = tmp_path / "bad.yaml"
     bad.write_text(DEFAULT_TEXT.replace("Male: 1, Female: 2", "Male: 1, Female: 7"), encoding="utf-8")
     assert "invalid:" in str(gate_problems(bad)[0]) and "gendercode" in str(gate_problems(bad)[0])
+
+
+def test_the_gate_parses_a_map_once_per_version_and_reads_an_edited_map_again(
+        map_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every writer step asks the gate: the parsed answer is kept until the file changes (path, inode, mtime, size)."""
+    confirm(map_file, "Dana")
+    parses: list[str] = []
+    load = mapfile.load
+    monkeypatch.setattr(mapfile, "load", lambda path: (parses.append(str(path)), load(path))[1])
+    assert gate_problems(map_file) == [] and gate_problems(map_file) == [] and len(parses) == 1
+    text = map_file.read_text(encoding="utf-8")
+    same_size = text.replace("smig_isinsurancecarrier: true", "smig_isinsurancecarrier: True")
+    assert len(same_size) == len(text) and same_size != text
+    stat = map_file.stat()
+    map_file.write_text(same_size, encoding="utf-8")  # edited in place, same size: only the time tells
+    os.utime(map_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert len(parses) == 1 and gate_problems(map_file) == [] and len(parses) == 2  # YAML's True: same map
+    map_file.write_text(text.replace("constants: {smig_isinsurancecarrier: true}",
+                                     "constants: {smig_isinsurancecarrier: false}"), encoding="utf-8")
+    assert {(p.object, p.field) for p in gate_problems(map_file)} == {("payer", None)} and len(parses) == 3
+    confirm(map_file, "Dana")  # re-confirmed: the confirmation block rewrites the file, the gate opens
+    assert gate_problems(map_file) == [] and len(parses) >= 4
 
 
 # -- Dagster: a blocking check in front of an HTTP write ----------------------------------------------------------

@@ -14,11 +14,24 @@ from senseimig_dagster.assets.go_live import GO_LIVE_KEY, _read_ledger_inputs, g
 from senseimig_dagster.assets.metadata import markdown_table
 from senseimig_dagster.assets.verification import checks_for
 from senseimig_dagster.assets.writers import WRITER_KEYS
+from senseimig_dagster.audit.log import AuditLog
 from senseimig_dagster.dataverse import DataverseClient
-from senseimig_dagster.resources import DataverseResource, MappingResource, StagingResource, StoreResource
+from senseimig_dagster.resources import (
+    AuditStore,
+    DataverseResource,
+    MappingResource,
+    StagingResource,
+    StoreResource,
+)
 from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster.store import Store
-from senseimig_dagster.verify.billing import CHECK_NAME, entry_type_labels, ledger_measures, sensei_rows
+from senseimig_dagster.verify.billing import (
+    AMOUNT,
+    CHECK_NAME,
+    entry_type_labels,
+    ledger_measures,
+    sensei_rows,
+)
 from senseimig_dagster_tests.support.environments import in_process_client
 from senseimig_dagster_tests.support.loaded_tenant import FMAP, PLAN, Loaded
 
@@ -56,7 +69,7 @@ def test_ledger_inputs_come_from_the_raw_staging_and_quarantine_tables(loaded: L
     staged_ids = {k: v.get_column("_source_id").to_list() for k, v in inputs.staged.items()}
     rows = sensei_rows(inputs.raw, staged_ids, ledger_measures(FMAP), entry_type_labels(PLAN, FMAP),
                        inputs.quarantined_ids)
-    assert rows.filter(pl.col("quarantined")).height > 0 and rows.get_column("cents").null_count() == 0
+    assert rows.filter(pl.col("quarantined")).height > 0 and rows.get_column(AMOUNT).null_count() == 0
 
 
 # -- checks_for through Dagster: resources, the staging metadata, blocking -------------------------------------------
@@ -114,7 +127,8 @@ def _go_live(database: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize([go_live_ready], raise_on_error=False, resources={
         "store": StoreResource(database=str(database)), "dataverse": _InProcessDataverse(),
         "mapping": MappingResource(path=str(database.parent / "absent.yaml")),
-        "staging_rules": StagingResource(corrections_path=str(database.parent / "no_corrections.yaml"))})
+        "staging_rules": StagingResource(corrections_path=str(database.parent / "no_corrections.yaml")),
+        "audit": AuditStore(path=str(database.parent / "audit.duckdb"))})
 
 
 def test_go_live_ready_passes_with_the_table_and_fails_with_it_when_the_ledger_is_off(
@@ -153,8 +167,16 @@ def test_go_live_ready_reruns_the_ledger_once_under_a_confirmed_map(
     result = dg.materialize([go_live_ready], resources={
         "store": StoreResource(database=str(database)), "dataverse": _InProcessDataverse(),
         "mapping": MappingResource(path=str(map_path)),
-        "staging_rules": StagingResource(corrections_path=str(tmp_path / "no_corrections.yaml"))})
+        "staging_rules": StagingResource(corrections_path=str(tmp_path / "no_corrections.yaml")),
+        "audit": AuditStore(path=str(tmp_path / "audit.duckdb"))})
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rerun"].value is True and metadata["reupserted_source_ids"].value == {"ledger_transaction": [gone]}
     assert "| NO |" in metadata["first_reconciliation"].value and "| NO |" not in metadata["reconciliation"].value
-    assert dv.retrieve("smig_billingledgers", {"smig_sourcesystemid": gone}, ["smig_amount"])
+    back = dv.retrieve("smig_billingledgers", {"smig_sourcesystemid": gone}, ["smig_amount", "smig_billingledgerid"])
+    # the repair is a write like the writers': in the audit log (rollback undoes it) and in the load journal
+    with AuditStore(path=str(tmp_path / "audit.duckdb")).connect() as conn:
+        writes = [(w.asset, w.source_id, w.operation, w.outcome, w.dataverse_id) for w in AuditLog(conn).writes()]
+    assert writes == [(GO_LIVE_KEY.to_user_string(), gone, "create", "ok", back["smig_billingledgerid"])]
+    with duckdb.connect(str(database)) as conn:
+        journal = conn.execute("SELECT object, source_id, outcome, dataverse_id, run_id FROM load.journal").fetchall()
+    assert journal == [("ledger_transaction", gone, "created", back["smig_billingledgerid"], result.run_id)]

@@ -37,16 +37,22 @@ def clean_money(amount: pl.Expr, sign: Sign = "any", dtype: pl.DataType | None =
     return cleaned(pl.when(_keeps_value(reason)).then(value), reason)
 
 
+def exact_amount(amount: pl.Expr, dtype: pl.DataType | None = None) -> pl.Expr:
+    """The amount exactly as received (``EXACT_DECIMAL``, all its decimals), null where it is not a number. A
+    column already typed as a decimal or integer (the raw layer's) is cast, no text round trip."""
+    if isinstance(dtype, pl.Decimal) or (dtype is not None and dtype.is_integer()):
+        return amount.cast(EXACT_DECIMAL, strict=False)
+    return values.decimal(amount.cast(pl.String)).struct.field(values.VALUE)
+
+
 def _parsed(amount: pl.Expr, dtype: pl.DataType | None = None) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """The Decimal(12,2) value, the ``invalid_amount`` mask and the ``amount_precision`` mask (the exact amount has
-    more than 2 decimals). A column already typed as a decimal (the raw layer's) is compared with its two-decimal
-    cast, no text round trip."""
+    more than 2 decimals)."""
+    exact = exact_amount(amount, dtype)
     if isinstance(dtype, pl.Decimal) or (dtype is not None and dtype.is_integer()):
-        exact, present = amount.cast(EXACT_DECIMAL, strict=False), amount.is_not_null()
+        present = amount.is_not_null()
     else:
-        text = amount.cast(pl.String)
-        exact = values.decimal(text).struct.field(values.VALUE)
-        present = text.str.strip_chars().fill_null("") != ""
+        present = amount.cast(pl.String).str.strip_chars().fill_null("") != ""
     money = exact.cast(MONEY, strict=False)
     invalid = present & money.is_null()
     imprecise = money.is_not_null() & (money.cast(EXACT_DECIMAL) != exact.cast(EXACT_DECIMAL))
