@@ -27,6 +27,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     file_columns,
     files,
     metadata_api,
+    navigation,
     odata,
     properties,
 )
@@ -112,6 +113,8 @@ class DataverseEmulator:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is None:
             routed = file_columns.route(self, environ)  # PATCH/GET/DELETE of a record's File column
+        if routed is None:
+            routed = navigation.route(self, environ)  # collection-valued navigation properties, $ref
         if routed is None:
             routed = properties.route(self, environ)  # one property of a record, a related record
         if routed is not None:

@@ -6,7 +6,7 @@
 - ``GET <set>(<id>)/<navigation property>`` -> the related record, with ``$select``;
 - ``$expand`` of single-valued navigation properties on a retrieve: ``nav($select=a,b)`` nests the related record,
   ``nav/$ref`` its ``@odata.id`` (and, as Microsoft's example shows, the lookup's ``_<attribute>_value``).
-  Collection-valued navigation properties are not expanded: refused with 400 rather than silently left out.
+  Collection-valued navigation properties expand to their related records (``navigation.py``).
 
 File columns and note bodies have their own routes (``file_columns.py``, ``files.py``), tried first.
 """
@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from senseimig_dagster.sandbox.dataverse_emulator import odata
+from senseimig_dagster.sandbox.dataverse_emulator import navigation, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import LOOKUP_TYPES, Lookup, Table
 from senseimig_dagster.sandbox.dataverse_emulator.store import StoredRecord, not_found
@@ -84,10 +84,13 @@ def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRe
         as_reference = name.endswith("/$ref")
         name = name.removesuffix("/$ref")
         lookup = table.lookups.get(name)
+        collection = app.catalog.collection(table, name) if lookup is None else None
+        if collection is not None and not as_reference:
+            out[name] = navigation.expand(app, environ, record, collection, nested)
+            continue
         if lookup is None:
-            raise DataverseError(400, "0x80060888", f"Could not find a single-valued navigation property named "
-                                 f"'{name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}' (the emulator "
-                                 "expands lookups only).")
+            raise DataverseError(400, "0x80060888", f"Could not find a navigation property named '{name}' on type "
+                                 f"'Microsoft.Dynamics.CRM.{table.logical_name}'.")
         related = _related(app, lookup, record)
         if as_reference:
             out[f"_{lookup.attribute}_value"] = record.values.get(lookup.attribute)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, errors, files
-from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, deep_insert, errors, files
+from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError, not_found
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
 from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Like
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
@@ -37,7 +37,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.validation import (
 
 DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey [doc], 412 [community]
 DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key [doc]
-NOT_FOUND = "0x80040217"  # ObjectDoesNotExist: verified in L/reference/web-service-error-codes (include file)
+NOT_FOUND = errors.NOT_FOUND
 KEY_NOT_FOUND = "0x80060891"  # no record with these key values [community]
 KEY_NOT_DEFINED = "0x80060890"  # not a defined key [doc]
 # ConcurrencyVersionMismatch, code=-2147088254 = 0x80060882 (L/optimistic-concurrency, verified); status 412 [doc].
@@ -78,12 +78,6 @@ class StoredRecord:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def not_found(table: str, record_id: str) -> DataverseError:
-    # Message as in Microsoft's "Perform conditional operations using the Web API"; code ObjectDoesNotExist
-    # (web-service-error-codes).
-    return DataverseError(404, NOT_FOUND, f"{table} With Id = {record_id} Does Not Exist")
 
 
 class RecordStore:
@@ -235,10 +229,7 @@ class RecordStore:
     def create(self, table: str, body: dict[str, Any]) -> StoredRecord:
         """POST: a new record with a new GUID, or the client's primary key (duplicate id -> 412)."""
         with self._lock, self._tx():
-            body, parties = activity_parties.take(table, body)  # deep insert of an activity's parties
-            record = self._create(table, body, None)
-            activity_parties.insert(self, record, parties)
-            return record
+            return deep_insert.create(self, table, body)  # with nested related records and activity parties
 
     def update(self, table: str, record_id: str, body: dict[str, Any], *, if_match: str | None = "*") -> StoredRecord:
         """PATCH that may only update (If-Match ``*`` or a version): missing -> 404, stale version -> 412."""
@@ -418,11 +409,11 @@ class RecordStore:
             body = {**body, meta.primary_id: record_id}
         record = validate_write(self.catalog, table, body, operation="create")
         values = self._platform_rules(meta, {**record.values, **self._resolve_binds(meta, record.binds)}, None)
-        rid = str(values.get(meta.primary_id) or uuid.uuid4()).lower()
+        version = self._next_version()
+        rid = str(values.get(meta.primary_id) or _sequential_id(version)).lower()
         if self.retrieve(table, rid) is not None:
             raise DataverseError(412, DUPLICATE_RECORD, "Operation failed due to a SQL integrity violation.")
         now = _now()
-        version = self._next_version()
         created = values.pop("overriddencreatedon", None)
         values.update({meta.primary_id: rid, "createdon": created or now, "modifiedon": now, "versionnumber": version})
         if created:  # L/.../import-data: createdon takes the supplied date, overriddencreatedon the import time
@@ -496,6 +487,12 @@ def _full_name(meta: Table, changes: dict[str, Any], existing: dict[str, Any] | 
     merged = {**(existing or {}), **changes}
     parts = [merged.get("firstname"), merged.get("lastname")]
     return {**changes, "fullname": " ".join(p for p in parts if p) or None}
+
+
+def _sequential_id(version: int) -> str:
+    """A new primary key that sorts after every earlier one: Dataverse assigns sequential GUIDs, so rows ordered by
+    primary key (its default order) come back in creation order, as Microsoft's ``$batch`` examples show."""
+    return str(uuid.UUID(f"{version:016x}{uuid.uuid4().hex[16:]}"))
 
 
 def fold(value: Any) -> Any:
