@@ -240,8 +240,6 @@ class DataverseEmulator:
         if "$skip" in params:
             # Documented: $skip is not supported; page with nextLink. Code/text unverified.
             raise odata.bad_request("The query parameter $skip is not supported.")
-        if "$expand" in params:  # the emulator's limit, not Dataverse's: refused rather than ignored
-            raise odata.bad_request("The emulator expands lookups on a single-record retrieve only, not on queries.")
         filter_text = odata.resolve_aliases(params.get("$filter"), params)
         order_text = odata.resolve_aliases(params.get("$orderby"), params)
         filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
@@ -264,7 +262,9 @@ class DataverseEmulator:
         if params.get("$count") == "true":
             # Documented: @odata.count is capped at 5000.
             body["@odata.count"] = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)
-        body["value"] = [self._shape(environ, table, r, select) for r in rows[:limit]]
+        body["value"] = [{**self._shape(environ, table, r, select),
+                          **properties.expand(self, environ, table, r, params.get("$expand"), in_collection=True)}
+                         for r in rows[:limit]]
         if len(rows) > limit and paged:
             token = odata.encode_skiptoken(table.entity_set, filter_text, order_text, offset + limit)
             query = {k: v for k, v in params.items() if k != "$skiptoken"} | {"$skiptoken": token}

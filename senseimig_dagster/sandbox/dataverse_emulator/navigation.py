@@ -69,16 +69,26 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
 
 
 def related_records(app: DataverseEmulator, record: StoredRecord, collection: OneToMany) -> list[StoredRecord]:
-    """The records of ``collection`` pointing at ``record``, by primary key (Dataverse's default order)."""
-    return app.store.query(collection.referencing, [(collection.attribute, record.id)])
+    """The records of ``collection`` pointing at ``record``, in creation order: Microsoft's retrieve article lists
+    an account's expanded ``Account_Tasks`` that way (neither by id nor by version); its order is otherwise unstated."""
+    return app.store.referencing(collection.referencing, collection.attribute, record.id)
 
 
 def expand(app: DataverseEmulator, environ: dict, record: StoredRecord, collection: OneToMany,
            nested: dict[str, str]) -> list[dict[str, Any]]:
-    """``$expand=<collection>($select=...)``: the related records, shaped."""
+    """``$expand=<collection>($select=...)``: the related records, shaped, each with the lookup that relates it
+    (``_<attribute>_value``, as Microsoft's query examples show)."""
     target = app.catalog.table(collection.referencing)
     select = odata.parse_select(nested.get("$select"))
-    return [app._shape(environ, target, r, select) for r in related_records(app, record, collection)]
+    return [{**app._shape(environ, target, r, select), f"_{collection.attribute}_value": record.id}
+            for r in related_records(app, record, collection)]
+
+
+def link(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, name: str,
+         nested: dict[str, str]) -> str:
+    """The URL of ``record``'s collection ``name`` with the expansion's ``$select``."""
+    select = f"?$select={nested['$select']}" if nested.get("$select") else ""
+    return f"{app._base(environ)}/{table.entity_set}({record.id})/{name}{select}"
 
 
 def _list(app: DataverseEmulator, environ: dict, record: StoredRecord, collection: OneToMany, *,

@@ -75,9 +75,9 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
     raise DataverseError(405, "0x80040203", f"The HTTP method '{method}' is not allowed here.")
 
 
-def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, text: str | None
-           ) -> dict[str, Any]:
-    """The properties ``$expand=text`` adds to ``record``'s representation."""
+def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, text: str | None, *,
+           in_collection: bool = False) -> dict[str, Any]:
+    """The properties ``$expand=text`` adds to ``record``'s representation (``in_collection``: a row of a query)."""
     out: dict[str, Any] = {}
     for item in odata.split_expand(text):
         name, nested = odata.parse_expand_item(item)
@@ -87,6 +87,9 @@ def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRe
         collection = app.catalog.collection(table, name) if lookup is None else None
         if collection is not None and not as_reference:
             out[name] = navigation.expand(app, environ, record, collection, nested)
+            if in_collection:
+                # Documented for queries: each expanded collection comes with the link that retrieves it alone.
+                out[f"{name}@odata.nextLink"] = navigation.link(app, environ, table, record, name, nested)
             continue
         if lookup is None:
             raise DataverseError(400, "0x80060888", f"Could not find a navigation property named '{name}' on type "
@@ -97,9 +100,13 @@ def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRe
             out[name] = None if related is None else {
                 "@odata.id": f"{app._base(environ)}/{app.catalog.table(related.table).entity_set}({related.id})"}
             continue
-        target = None if related is None else app.catalog.table(related.table)
-        out[name] = None if related is None else app._shape(environ, target, related,
-                                                             odata.parse_select(nested.get("$select")))
+        if related is None:
+            out[name] = None
+            continue
+        target = app.catalog.table(related.table)
+        # Nested $expand applies to single-valued navigation properties, to any depth (L/webapi/multi-level-expand).
+        out[name] = {**app._shape(environ, target, related, odata.parse_select(nested.get("$select"))),
+                     **expand(app, environ, target, related, nested.get("$expand"))}
     return out
 
 

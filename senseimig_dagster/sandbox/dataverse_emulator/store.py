@@ -185,6 +185,13 @@ class RecordStore:
             rows = self._conn.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
         return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
 
+    def referencing(self, table: str, attribute: str, record_id: str) -> list[StoredRecord]:
+        """The records of ``table`` whose lookup ``attribute`` is ``record_id``, in creation order (SQLite rowid)."""
+        sql = "SELECT id, data, versionnumber FROM records WHERE tbl=? AND json_extract(data, ?) = ? ORDER BY rowid"
+        with self._lock:
+            rows = self._conn.execute(sql, (table, f'$."{attribute}"', record_id)).fetchall()
+        return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
+
     def count(self, table: str, filters: list[tuple[str, Any]] = ()) -> int:  # type: ignore[assignment]
         where, params = self._where(table, filters)
         with self._lock:
