@@ -26,6 +26,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     errors,
     file_columns,
     files,
+    functions,
     metadata_api,
     navigation,
     odata,
@@ -109,6 +110,7 @@ class DataverseEmulator:
         routed = routed or bulk_delete.route(self, environ)  # the BulkDelete action
         routed = routed or activity_parties.route(self, environ)  # PUT/GET <activity>(id)/<table>_activity_parties
         routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc.
+        routed = routed or functions.route(self, environ)  # WhoAmI()
         if routed is None:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is None:

@@ -172,7 +172,10 @@ class Catalog:
 
     @classmethod
     def load(cls, *, prefix: str = "smig_", column_delay: float = 1.0, key_delay: float = 2.0) -> Catalog:
-        from senseimig_dagster.sandbox.dataverse_emulator.standard_tables import collections_from_json, table_from_json
+        from senseimig_dagster.sandbox.dataverse_emulator.standard_tables import (
+            collections_from_json,
+            table_from_json,
+        )
 
         raw_tables = json.loads(resources.files(__package__).joinpath("standard_tables.json").read_text("utf-8"))
         tables = {name: table_from_json(name, raw) for name, raw in raw_tables.items()}

@@ -1,7 +1,8 @@
 """OData URL pieces of the emulator: resource paths, key segments, query options, Prefer and paging tokens.
 
-Grammar kept deliberately small: ``$filter`` accepts only ``col eq literal`` joined by
-``and``; anything else is refused with 400 rather than guessed at, so a client never relies on leniency.
+Grammar kept deliberately small: ``$filter`` accepts ``col <eq|ne|gt|ge|lt|le> literal``, the string functions
+(optionally negated with ``not``), joined by ``and`` (``or`` only between equalities on one column); anything else is
+refused with 400 rather than guessed at, so a client never relies on leniency.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 
 _RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
 _PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^']|'')*)'|([^,']*))\s*(?:,|$)", re.S)
-_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$",
-                   re.S)
+_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+(eq|ne|gt|ge|lt|le)\s+"
+                   r"('(?:[^']|'')*'|[^\s']+)\s*$", re.S)
 _FUNCTION = re.compile(r"^\s*(contains|startswith|endswith)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$",
                        re.S)
 
@@ -179,6 +180,23 @@ def _like(function: str, text: str) -> Like:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """``ne``/``gt``/``ge``/``lt``/``le`` and a literal (a filter value). A null column never compares (SQL's
+    three-valued logic, as Dataverse's SQL Server evaluates it), except ``ne null``, which means "has a value"."""
+
+    operator: str
+    value: Any
+    SQL = {"ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+@dataclass(frozen=True)
+class Unlike:
+    """``not contains(...)`` and the like: a negated :class:`Like`."""
+
+    pattern: str
+
+
+@dataclass(frozen=True)
 class AnyOf:
     """The values of ``c eq a or c eq b ...`` on one column (a filter value)."""
 
@@ -206,14 +224,17 @@ def _split_outside_quotes(text: str, word: str) -> list[str]:
 
 
 def _condition(part: str) -> tuple[str, Any]:
-    function = _FUNCTION.match(part)
+    negated = re.match(r"^\s*not\s+(.*)$", part, re.S)
+    function = _FUNCTION.match(negated[1] if negated else part)
     if function is not None:  # the standard string functions (Microsoft's "Query data": contains, ...)
-        return function[2], _like(function[1], function[3])
+        like = _like(function[1], function[3])
+        return function[2], Unlike(like.pattern) if negated else like
     m = _COND.match(part)
     if m is None:
-        raise bad_request("The emulator supports only 'column eq literal' joined by 'and', and 'or' between "
-                          f"equalities on one column, in $filter: '{part}'.")
-    return m[1], parse_literal(m[2])
+        raise bad_request("The emulator supports only comparisons of a column with a literal joined by 'and', and "
+                          f"'or' between equalities on one column, in $filter: '{part}'.")
+    value = parse_literal(m[3])
+    return m[1], value if m[2] == "eq" else Compare(m[2], value)
 
 
 def parse_filter(text: str | None) -> list[tuple[str, Any]]:
@@ -231,7 +252,8 @@ def parse_filter(text: str | None) -> list[tuple[str, Any]]:
         if len(alternatives) == 1:
             conditions.append(alternatives[0])
             continue
-        if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, Like) for _, v in alternatives):
+        if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, (Like, Unlike, Compare))
+                                                           for _, v in alternatives):
             raise bad_request(f"The emulator supports 'or' only between equalities on one column: '{part}'.")
         conditions.append((alternatives[0][0], AnyOf(tuple(v for _, v in alternatives))))
     return conditions

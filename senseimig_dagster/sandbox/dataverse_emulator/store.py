@@ -26,7 +26,7 @@ from typing import Any
 from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, deep_insert, errors, files
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError, not_found
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
-from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Like
+from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Compare, Like, Unlike
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
@@ -170,7 +170,7 @@ class RecordStore:
             keyname, values = keyed
             marks = ", ".join("?" * len(values))
             sql = (f"SELECT r.id, r.data, r.versionnumber FROM key_index k JOIN records r ON r.tbl = k.tbl AND "
-                   f"r.id = k.id WHERE k.tbl=? AND k.keyname=? AND k.keyvalue IN ({marks}) ORDER BY r.id "
+                   f"r.id = k.id WHERE k.tbl=? AND k.keyname=? AND k.keyvalue IN ({marks}) ORDER BY {_by_guid('r.id')} "
                    "LIMIT ? OFFSET ?")
             with self._lock:
                 self._build_key_index(self.catalog.table(table))
@@ -180,7 +180,8 @@ class RecordStore:
         where, params = self._where(table, filters)
         order = "".join(f"json_extract(data, ?) {'DESC' if d else 'ASC'}, " for _, d in orderby)
         params += [f'$."{c}"' for c, _ in orderby]
-        sql = f"SELECT id, data, versionnumber FROM records WHERE {where} ORDER BY {order}id LIMIT ? OFFSET ?"
+        sql = (f"SELECT id, data, versionnumber FROM records WHERE {where} ORDER BY {order}{_by_guid('id')} "
+               "LIMIT ? OFFSET ?")
         with self._lock:
             rows = self._conn.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
         return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
@@ -224,6 +225,19 @@ class RecordStore:
             if isinstance(value, Like):  # case- and accent-insensitive, like equality
                 clauses.append("fold(json_extract(data, ?)) LIKE fold(?) ESCAPE '\\'")
                 params += [f'$."{column}"', value.pattern]
+                continue
+            if isinstance(value, Unlike):
+                clauses.append("fold(json_extract(data, ?)) NOT LIKE fold(?) ESCAPE '\\'")
+                params += [f'$."{column}"', value.pattern]
+                continue
+            if isinstance(value, Compare):
+                if value.value is None:  # "ne null": has a value (gt/lt null match nothing)
+                    clauses.append(f"json_extract(data, ?) {'IS NOT' if value.operator == 'ne' else '<'} NULL")
+                    params.append(f'$."{column}"')
+                    continue
+                side = "fold(json_extract(data, ?))" if isinstance(value.value, str) else "json_extract(data, ?)"
+                clauses.append(f"{side} {Compare.SQL[value.operator]} ?")
+                params += [f'$."{column}"', fold(value.value)]
                 continue
             if isinstance(value, str):
                 clauses.append("fold(json_extract(data, ?)) = ?")
@@ -496,10 +510,19 @@ def _full_name(meta: Table, changes: dict[str, Any], existing: dict[str, Any] | 
     return {**changes, "fullname": " ".join(p for p in parts if p) or None}
 
 
+def _by_guid(column: str) -> str:
+    """SQL ordering ``column`` (lower-case GUID text) as SQL Server orders uniqueidentifier: the last group first,
+    then the fourth, third, second and first. Dataverse's default order is the primary key's, so Microsoft's
+    examples list 915e89f5-29fc-... before 03312500-2afc-... (query-data-web-api, child accounts)."""
+    return ", ".join(f"substr({column}, {start}, {length})" for start, length in ((25, 12), (20, 4), (15, 4),
+                                                                                  (10, 4), (1, 8)))
+
+
 def _sequential_id(version: int) -> str:
-    """A new primary key that sorts after every earlier one: Dataverse assigns sequential GUIDs, so rows ordered by
-    primary key (its default order) come back in creation order, as Microsoft's ``$batch`` examples show."""
-    return str(uuid.UUID(f"{version:016x}{uuid.uuid4().hex[16:]}"))
+    """A new primary key that sorts after every earlier one in SQL Server's order (its last group is the store's
+    version counter): Dataverse assigns sequential GUIDs, so rows ordered by primary key come back in creation order,
+    as Microsoft's ``$batch`` examples show."""
+    return str(uuid.UUID(f"{uuid.uuid4().hex[:20]}{version:012x}"))
 
 
 def fold(value: Any) -> Any:
