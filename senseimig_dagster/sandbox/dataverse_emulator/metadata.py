@@ -337,21 +337,25 @@ class Catalog:
     def add_lookup(
         self, table: str, schema_name: str, target: str, *, navigation_property: str | None = None,
         relationship: str | None = None, prefix: str | None = None, visible_after: float = 0.0,
-        required: str = "None", display_name: str | None = None,
+        required: str = "None", display_name: str | None = None, customer: bool = False,
     ) -> Lookup:
-        """A 1:N relationship: the navigation property is the lookup's SchemaName, case kept [memory]."""
+        """A 1:N relationship: the navigation property is the lookup's SchemaName, case kept [memory]. ``customer``:
+        one relationship of a Customer column (CreateCustomerRelationships), which each relationship adds a target."""
         with self._lock:
             current = self.definition(table)
             self.table(target)
             logical = self._check_name(schema_name, "attribute", prefix)
             nav = navigation_property or schema_name
-            if logical in current.columns or nav in current.lookups:
+            existing = current.columns.get(logical)
+            extends = customer and existing is not None and existing.type == "Customer" and target not in existing.targets
+            if (logical in current.columns and not extends) or nav in current.lookups:
                 raise _invalid(f"An attribute with the name '{schema_name}' already exists on entity '{table}'.")
             if relationship is not None:
                 self._check_name(relationship, "relationship", prefix)
                 if relationship.lower() in self._relationships:
                     raise _invalid(f"A relationship with the name '{relationship}' already exists.")
-            column = Column(logical, schema_name, "Lookup", targets=(target,), visible_after=visible_after,
+            column = Column(logical, schema_name, "Customer" if customer else "Lookup",
+                            targets=(*(existing.targets if extends else ()), target), visible_after=visible_after,
                             required=required, display_name=display_name, is_custom=True)
             lookup = Lookup(nav, logical, (target,))
             self._put(replace(current, columns={**current.columns, logical: column},
@@ -360,7 +364,8 @@ class Catalog:
                 self._relationships[relationship.lower()] = Relationship(relationship, target, table, logical, nav)
             self._record("add_lookup", table=table, schema_name=schema_name, target=target,
                          navigation_property=navigation_property, relationship=relationship, prefix=prefix,
-                         visible_after=visible_after, required=required, display_name=display_name)
+                         visible_after=visible_after, required=required, display_name=display_name,
+                         customer=customer)
             return lookup
 
     def update_column(self, table: str, column: str, **changes: Any) -> Column:
