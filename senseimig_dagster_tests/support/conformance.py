@@ -18,7 +18,8 @@ faithful replay must match, so this is the choice):
   values where they are deterministic (not a GUID, a timestamp, an ETag or a URL, which the server assigns, nor an
   empty string, which older articles print for an error code, nor a placeholder "... removed for brevity");
   a body the article elides ("< binary content removed for brevity>") is not compared.
-  ``@odata.context`` must be there; its text varies with the service's host and ``$select``. A body an article
+  ``@odata.context`` must be there; its text varies with the service's host and ``$select``. The environment's
+  ``@Microsoft.Dynamics.CRM.globalmetadataversion`` is a server counter: its type is compared, not its value. A body an article
   cuts short with ", . . ." is compared for what it shows.
 """
 
@@ -254,6 +255,11 @@ def _same_url(documented: str, actual: str, aliases: Aliases) -> bool:
     return all(aliases.same(d, g) for d, g in zip(guids_doc, guids_got, strict=True))
 
 
+# Keys whose values a server assigns like an ETag: @odata.context (its text varies with the host and $select) and
+# the environment's metadata version counter.
+_SERVER_COUNTERS = frozenset({"@odata.context", "@Microsoft.Dynamics.CRM.globalmetadataversion"})
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -279,8 +285,9 @@ def shape_problems(documented: Any, actual: Any, aliases: Aliases, path: str = "
         for key, value in documented.items():
             if key not in actual:
                 yield f"{path}.{key} missing"
-            elif key == "@odata.context":
-                continue
+            elif key in _SERVER_COUNTERS:  # present, with the documented type: its value is the server's
+                if _kind(value) != _kind(actual[key]):
+                    yield f"{path}.{key}: {_kind(actual[key])}, documented {_kind(value)}"
             else:
                 yield from shape_problems(value, actual[key], aliases, f"{path}.{key}")
     elif isinstance(documented, list):

@@ -261,9 +261,10 @@ class DataverseEmulator:
             offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text, limit)
         rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
         body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
-        if params.get("$count") == "true":
-            # Documented: @odata.count is capped at 5000.
-            body["@odata.count"] = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)
+        count = self.store.count(table.logical_name, filters) if params.get("$count") == "true" else None
+        if count is not None:  # documented: @odata.count is capped at 5000
+            body["@odata.count"] = min(count, odata.MAX_PAGE_SIZE)
+        body.update(annotations.collection(environ, count, self.store.version()))
         body["value"] = [{**self._shape(environ, table, r, select),
                           **properties.expand(self, environ, table, r, params.get("$expand"), in_collection=True)}
                          for r in rows[:limit]]

@@ -8,6 +8,7 @@ refused with 400 rather than guessed at, so a client never relies on leniency.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import re
@@ -223,7 +224,23 @@ def _split_outside_quotes(text: str, word: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
+# Dataverse query functions (L/webapi/query/filter-rows, "Dataverse query functions"); aliases are resolved first.
+_QUERY_FUNCTION = re.compile(r"^\s*Microsoft\.Dynamics\.CRM\.(LastXHours|LastXDays|OlderThanXDays)\(\s*PropertyName\s*="
+                             r"\s*'([A-Za-z_][A-Za-z0-9_]*)'\s*,\s*PropertyValue\s*=\s*'?(\d+)'?\s*\)\s*$", re.S)
+_HOURS = {"LastXHours": 1, "LastXDays": 24, "OlderThanXDays": 24}
+
+
+def _query_function(match: re.Match) -> tuple[str, Compare]:
+    """``LastXHours``/``LastXDays`` -> ``ge`` now minus X; ``OlderThanXDays`` -> ``lt`` it (UTC: the emulator's
+    users have no time zone, and the documentation leaves day boundaries to the user's)."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=_HOURS[match[1]] * int(match[3]))
+    return match[2], Compare("lt" if match[1].startswith("Older") else "ge", since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
 def _condition(part: str) -> tuple[str, Any]:
+    query_function = _QUERY_FUNCTION.match(part)
+    if query_function is not None:
+        return _query_function(query_function)
     negated = re.match(r"^\s*not\s+(.*)$", part, re.S)
     function = _FUNCTION.match(negated[1] if negated else part)
     if function is not None:  # the standard string functions (Microsoft's "Query data": contains, ...)

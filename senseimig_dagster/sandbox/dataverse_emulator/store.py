@@ -349,6 +349,12 @@ class RecordStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
 
+    def version(self) -> int:
+        """The store's current version counter (the last write's rowversion; 0 before any write)."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM counters WHERE name='version'").fetchone()
+        return 0 if row is None else row[0]
+
     def _next_version(self) -> int:
         # One counter for the whole store, like SQL rowversion: ETags never repeat after a delete.
         self._conn.execute(
