@@ -244,7 +244,7 @@ class DataverseEmulator:
             raise odata.bad_request("The query parameter $skip is not supported.")
         filter_text = odata.resolve_aliases(params.get("$filter"), params)
         order_text = odata.resolve_aliases(params.get("$orderby"), params)
-        filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
+        filters = self._filters(table, filter_text)
         orderby = [(self._column(table, c), d) for c, d in odata.parse_orderby(order_text)]
         select = odata.parse_select(params.get("$select"))
         for name in select or ():
@@ -280,8 +280,7 @@ class DataverseEmulator:
         return 200, headers, json.dumps(body).encode()
 
     def _count(self, table: Table, params: dict[str, str]) -> Response:
-        filters = [(self._column(table, c), v)
-                   for c, v in odata.parse_filter(odata.resolve_aliases(params.get("$filter"), params))]
+        filters = self._filters(table, odata.resolve_aliases(params.get("$filter"), params))
         n = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)  # capped like $count=true
         return 200, [("Content-Type", "text/plain")], str(n).encode()
 
@@ -290,6 +289,14 @@ class DataverseEmulator:
         if resource.id is not None:
             return self.store.retrieve(table.logical_name, resource.id)
         return self.store.find_by_key(table.logical_name, dict(resource.key or ()))
+
+    def _filters(self, table: Table, text: str) -> list[tuple[str, Any]]:
+        """``$filter`` text as conditions on stored columns (an ``or`` group's conditions mapped each)."""
+        def mapped(column: str, value: Any) -> tuple[str, Any]:
+            if isinstance(value, odata.AnyCondition):
+                return "", odata.AnyCondition(tuple(mapped(c, v) for c, v in value.conditions))
+            return self._column(table, column), value
+        return [mapped(c, v) for c, v in odata.parse_filter(text)]
 
     def _column(self, table: Table, name: str) -> str:
         """A column in a query option: logical name, ``_<lookup>_value`` for a lookup's GUID, or (in ``$filter``)

@@ -1,7 +1,7 @@
 """OData URL pieces of the emulator: resource paths, key segments, query options, Prefer and paging tokens.
 
 Grammar kept deliberately small: ``$filter`` accepts ``col <eq|ne|gt|ge|lt|le> literal``, the string functions
-(optionally negated with ``not``), joined by ``and`` (``or`` only between equalities on one column); anything else is
+(optionally negated with ``not``), joined by ``and``, with ``or`` inside one level of parentheses; anything else is
 refused with 400 rather than guessed at, so a client never relies on leniency.
 """
 
@@ -198,6 +198,13 @@ class Unlike:
 
 
 @dataclass(frozen=True)
+class AnyCondition:
+    """``a or b`` where the alternatives are not all equalities on one column (a filter item; its column is "")."""
+
+    conditions: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class AnyOf:
     """The values of ``c eq a or c eq b ...`` on one column (a filter value)."""
 
@@ -271,7 +278,8 @@ def parse_filter(text: str | None) -> list[tuple[str, Any]]:
             continue
         if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, (Like, Unlike, Compare))
                                                            for _, v in alternatives):
-            raise bad_request(f"The emulator supports 'or' only between equalities on one column: '{part}'.")
+            conditions.append(("", AnyCondition(tuple(alternatives))))
+            continue
         conditions.append((alternatives[0][0], AnyOf(tuple(v for _, v in alternatives))))
     return conditions
 

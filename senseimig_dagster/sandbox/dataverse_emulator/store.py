@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, deep_insert, errors, files
+from senseimig_dagster.sandbox.dataverse_emulator import (
+    activity_parties,
+    deep_insert,
+    errors,
+    files,
+    sql_filters,
+)
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError, not_found
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
-from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Compare, Like, Unlike
+from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
+from senseimig_dagster.sandbox.dataverse_emulator.sql_filters import fold
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
@@ -216,35 +222,7 @@ class RecordStore:
 
     @staticmethod
     def _where(table: str, filters: Any) -> tuple[str, list[Any]]:
-        clauses, params = ["tbl=?"], [table]
-        for column, value in filters:
-            if isinstance(value, AnyOf):  # c eq a or c eq b ...
-                clauses.append(f"fold(json_extract(data, ?)) IN ({', '.join('?' * len(value.values))})")
-                params += [f'$."{column}"', *(fold(v) for v in value.values)]
-                continue
-            if isinstance(value, Like):  # case- and accent-insensitive, like equality
-                clauses.append("fold(json_extract(data, ?)) LIKE fold(?) ESCAPE '\\'")
-                params += [f'$."{column}"', value.pattern]
-                continue
-            if isinstance(value, Unlike):
-                clauses.append("fold(json_extract(data, ?)) NOT LIKE fold(?) ESCAPE '\\'")
-                params += [f'$."{column}"', value.pattern]
-                continue
-            if isinstance(value, Compare):
-                if value.value is None:  # "ne null": has a value (gt/lt null match nothing)
-                    clauses.append(f"json_extract(data, ?) {'IS NOT' if value.operator == 'ne' else '<'} NULL")
-                    params.append(f'$."{column}"')
-                    continue
-                side = "fold(json_extract(data, ?))" if isinstance(value.value, str) else "json_extract(data, ?)"
-                clauses.append(f"{side} {Compare.SQL[value.operator]} ?")
-                params += [f'$."{column}"', fold(value.value)]
-                continue
-            if isinstance(value, str):
-                clauses.append("fold(json_extract(data, ?)) = ?")
-            else:
-                clauses.append(f"json_extract(data, ?) {'IS' if value is None else '='} ?")
-            params += [f'$."{column}"', fold(value)]
-        return " AND ".join(clauses), params
+        return sql_filters.where(table, filters)
 
     # -- writes --------------------------------------------------------------------------------------------
     def create(self, table: str, body: dict[str, Any]) -> StoredRecord:
@@ -529,16 +507,6 @@ def _sequential_id(version: int) -> str:
     version counter): Dataverse assigns sequential GUIDs, so rows ordered by primary key come back in creation order,
     as Microsoft's ``$batch`` examples show."""
     return str(uuid.UUID(f"{uuid.uuid4().hex[:20]}{version:012x}"))
-
-
-def fold(value: Any) -> Any:
-    """What a value compares as under ``_CI_AI``: text without letter case or accents, anything else as it is."""
-    if not isinstance(value, str):
-        return value
-    if value.isascii():
-        return value.lower()
-    decomposed = unicodedata.normalize("NFKD", value)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 def _key_value(key: AlternateKey, values: dict[str, Any]) -> str | None:
