@@ -12,7 +12,7 @@ faithful replay must match, so this is the choice):
 
 - the status code, exactly;
 - the headers that matter when the article shows them: ``OData-EntityId`` and ``Location`` (the same URL once the
-  host, the API version and server-assigned GUIDs are set aside), ``Preference-Applied`` (exactly, case aside),
+  host, the API version and server-assigned GUIDs are set aside), ``Preference-Applied`` (the same preferences, case and order aside),
   ``ETag`` (a weak ETag), ``Content-Type`` (media type and ``odata.metadata``);
 - the body's shape: every property the article shows is there with a value of the same JSON type, arrays as long;
   values where they are deterministic (not a GUID, a timestamp, an ETag or a URL, which the server assigns, nor an
@@ -195,7 +195,7 @@ def _compare_message(expected: Message, status: int, headers: dict[str, str], te
         elif name in ("odata-entityid", "location"):
             if not _same_url(_local(want), got, aliases):
                 problems.append(f"{where}header {name}: {got!r}, documented {want!r}")
-        elif name == "preference-applied" and want.lower() != got.lower():
+        elif name == "preference-applied" and _preferences(want) != _preferences(got):
             problems.append(f"{where}header {name}: {got!r}, documented {want!r}")
         elif name == "etag" and not re.fullmatch(r'W/"\d+"', got):
             problems.append(f"{where}header etag: {got!r} is not a weak ETag")
@@ -240,6 +240,12 @@ def inner_messages(text: str) -> list[Message]:
         if at >= 0:
             out.append(parse_message(part[at:]))
     return out
+
+
+def _preferences(header: str) -> set[str]:
+    """The preferences of a Preference-Applied value, case aside: their order and separator (one header with
+    "; " or ", ", or several headers) carry no meaning."""
+    return {p.strip().lower() for p in re.findall(r'(?:[^,;"]|"[^"]*")+', header) if p.strip()}
 
 
 def _media(content_type: str) -> tuple[str, str]:

@@ -298,9 +298,11 @@ def parse_orderby(text: str | None) -> list[tuple[str, bool]]:
 
 
 def parse_prefer(header: str | None) -> dict[str, str]:
-    """``return=representation,odata.maxpagesize=10`` -> {"return": "representation", "odata.maxpagesize": "10"}."""
+    """``return=representation,odata.maxpagesize=10`` -> {"return": "representation", "odata.maxpagesize": "10"}.
+    Preferences are separated by commas (RFC 7240) outside quotes (``odata.include-annotations="a,b"`` is one); a
+    semicolon separates them too, as Microsoft's query data sample sends ``odata.maxpagesize=4; odata...``."""
     prefs: dict[str, str] = {}
-    for item in (header or "").split(","):
+    for item in re.findall(r'(?:[^,;"]|"[^"]*")+', header or ""):
         name, _, value = item.strip().partition("=")
         if name:
             prefs[name.strip().lower()] = value.strip().strip('"')
@@ -327,7 +329,8 @@ def encode_skiptoken(entity_set: str, filter_text: str, orderby_text: str, offse
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)"[^>]*/>$', re.S)
+# The inner pagingcookie may arrive decoded once more (the query data sample sends it so): only the page number counts.
+_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)".*/>$', re.S)
 
 
 def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str, page_size: int = MAX_PAGE_SIZE
