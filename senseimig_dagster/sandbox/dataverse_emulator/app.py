@@ -24,6 +24,7 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     bulk,
     bulk_delete,
     errors,
+    fetchxml,
     file_columns,
     files,
     functions,
@@ -257,7 +258,12 @@ class DataverseEmulator:
         paged = max_page is not None or top is None
         limit = max_page or (odata.MAX_PAGE_SIZE if top is None else min(int(top), odata.MAX_PAGE_SIZE))
         offset = 0
-        if "$skiptoken" in params:
+        if "fetchXml" in params:  # FetchXML replaces the OData options; it pages with count/page, no nextLink here
+            fetch = fetchxml.parse(params["fetchXml"], table)
+            select, filters, orderby, paged = fetch.select, fetch.filters, fetch.orderby, False
+            limit = fetch.count or odata.MAX_PAGE_SIZE
+            offset = (fetch.page - 1) * limit
+        elif "$skiptoken" in params:
             offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text, limit)
         rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
         body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
