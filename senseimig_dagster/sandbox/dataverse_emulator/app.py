@@ -233,11 +233,15 @@ class DataverseEmulator:
             table.logical_name, odata.read_json(environ), id=resource.id, key=key,
             if_match=environ.get("HTTP_IF_MATCH"), if_none_match=environ.get("HTTP_IF_NONE_MATCH"))
         if prefs.get("return") == "representation":
-            # OData 4.0 §11.4.2/§11.4.3: a PATCH that created answers 201 with the entity, one that updated 200.
+            # OData 4.0 §11.4.2/§11.4.3: a PATCH that created answers 201 with the entity, one that updated 200;
+            # with the record's ETag (L/use-upsert-insert-update-record shows it on both).
             body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
-            return (201 if created else 200), [("Content-Type", JSON_TYPE),
+            return (201 if created else 200), [("Content-Type", JSON_TYPE), ("ETag", record.etag),
                                                ("Preference-Applied", "return=representation")], body
-        return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
+        # Addressed by alternate key, the record is named by the same key (L/use-upsert-insert-update-record).
+        url = self._record_url(environ, table, record.id) if resource.key is None else \
+            f"{self._base(environ)}/{table.entity_set}({odata.key_text(resource.key)})"
+        return 204, [("OData-EntityId", url)], b""
 
     def _list(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
         if "$skip" in params:

@@ -13,8 +13,8 @@ from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster_tests.support import conformance, environments
 
 CORPUS = Path(__file__).parent / "conformance"
-RECORDED_PERCENT = 97.4  # raise it when the emulator gets better; never lower it
-MINIMUM_EXAMPLES = 118  # the corpus only grows
+RECORDED_PERCENT = 97.5  # raise it when the emulator gets better; never lower it
+MINIMUM_EXAMPLES = 122  # the corpus only grows
 API = "/api/data/v9.2"
 
 
@@ -109,6 +109,17 @@ def _bank_new(client: httpx.Client, app: DataverseEmulator) -> None:
 @conformance.setup("sample_bankaccount, examplesolution prefix sample")
 def _bank_sample(client: httpx.Client, app: DataverseEmulator) -> None:
     _table(client, _solution(client, "sample", "examplesolution"), "sample_BankAccount", "sample_Name")
+
+
+@conformance.setup("example_record keyed by example_key1 and example_key2")
+def _example_record(client: httpx.Client, app: DataverseEmulator) -> None:
+    """The upsert article's table: two whole-number alternate-key columns and a name."""
+    _table(client, _solution(client, "example"), "example_Record", "example_Name")
+    for column in ("example_Key1", "example_Key2"):
+        app.catalog.add_column("example_record", column, "Integer", prefix="example_")
+    app.catalog.add_alternate_key("example_record", "example_keys", ["example_key1", "example_key2"],
+                                  prefix="example_")
+    app.catalog.set_key_status("example_record", "example_keys", "Active")
 
 
 @conformance.setup("examplesolution prefix sample")
