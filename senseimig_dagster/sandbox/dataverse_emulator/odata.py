@@ -102,15 +102,6 @@ def parse_resource(path: str) -> Resource:
     return Resource(match["set"], key=tuple(pairs))
 
 
-def key_text(pairs: tuple[tuple[str, Any], ...]) -> str:
-    """``(("a", 2), ("b", "x"))`` -> ``a=2,b='x'``: a key segment as written in a URL."""
-    def literal(value: Any) -> str:
-        if isinstance(value, str):
-            return "'" + value.replace("'", "''") + "'"
-        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    return ",".join(f"{name}={literal(value)}" for name, value in pairs)
-
-
 def reject_reserved_key_values(pairs: list[tuple[str, Any]] | tuple[tuple[str, Any], ...]) -> None:
     """400 when an alternate-key value holds one of ``/<>*%&:\\?+`` (in a URL, an ``@odata.id`` or a bind).
 
