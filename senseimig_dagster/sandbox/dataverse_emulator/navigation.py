@@ -9,7 +9,7 @@ the Web API" and "Retrieve related table records with a query"):
   ``DELETE <set>(<id>)/<lookup>/$ref`` clears it.
 
 A collection is the other side of a 1:N relationship (``Catalog.collection``): associating writes the related
-record's lookup, as Dataverse does. Many-to-many relationships are not modelled.
+record's lookup, as Dataverse does. Standard many-to-many relationships keep pairs (``associations.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from senseimig_dagster.sandbox.dataverse_emulator import odata
+from senseimig_dagster.sandbox.dataverse_emulator import associations, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import OneToMany, Table
 from senseimig_dagster.sandbox.dataverse_emulator.store import StoredRecord, not_found
@@ -45,7 +45,9 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
     if collection is None:
         if is_ref and nav in table.lookups and match["related"] is None:
             return _single_valued(app, environ, table, _record(app, table, match["key"]), nav, method)
-        return None
+        many = associations.find(table.logical_name, nav)
+        return None if many is None else _many_to_many(app, environ, _record(app, table, match["key"]), many,
+                                                          method, is_ref, match["related"])
     record = _record(app, table, match["key"])
     if method == "GET" and match["related"] is None:
         return _list(app, environ, record, collection, as_references=is_ref)
@@ -106,6 +108,38 @@ def _list(app: DataverseEmulator, environ: dict, record: StoredRecord, collectio
         body = {"@odata.context": f"{base}/$metadata#{target.entity_set}{columns}",
                 "value": [app._shape(environ, target, r, select) for r in related]}
     return 200, [("Content-Type", JSON_TYPE)], json.dumps(body).encode()
+
+
+def _many_to_many(app: DataverseEmulator, environ: dict, record: StoredRecord, many: associations.ManyToMany,
+                  method: str, is_ref: bool, related_key: str | None) -> Response:
+    other = many.other(record.table)
+    if method == "GET" and not is_ref and related_key is None:
+        target = app.catalog.table(other)
+        params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        ids = associations.related_ids(app.store, many, record)
+        filters = [*app._filters(target, odata.resolve_aliases(params.get("$filter"), params)),
+                   (target.primary_id, odata.AnyOf(ids))]
+        rows = app.store.query(other, filters) if ids else []
+        select = odata.parse_select(params.get("$select"))
+        columns = f"({','.join(select)})" if select else ""
+        body = {"@odata.context": f"{app._base(environ)}/$metadata#{target.entity_set}{columns}",
+                "value": [app._shape(environ, target, r, select) for r in rows]}
+        return 200, [("Content-Type", JSON_TYPE)], json.dumps(body).encode()
+    if method == "POST" and is_ref and related_key is None:
+        associations.associate(app.store, many, record, _referenced(app, odata.read_json(environ), other))
+        return 204, [], b""
+    if method == "DELETE" and is_ref:
+        if related_key is not None:
+            found = app.store.retrieve(other, related_key.strip().lower())
+            if found is None:
+                raise not_found(other, related_key)
+        else:
+            target = parse_qs(environ.get("QUERY_STRING", "")).get("$id", [""])[-1]
+            found = _referenced(app, {"@odata.id": target}, other)
+        if not associations.disassociate(app.store, many, record, found):
+            raise not_found(other, found.id)  # not associated; code and text unverified
+        return 204, [], b""
+    raise DataverseError(405, "0x80040203", f"The HTTP method '{method}' is not allowed here.")
 
 
 def _single_valued(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, nav: str,

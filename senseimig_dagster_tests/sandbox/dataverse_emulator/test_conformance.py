@@ -13,8 +13,8 @@ from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster_tests.support import conformance, environments
 
 CORPUS = Path(__file__).parent / "conformance"
-RECORDED_PERCENT = 95.9  # raise it when the emulator gets better; never lower it
-MINIMUM_EXAMPLES = 123  # the corpus only grows
+RECORDED_PERCENT = 96.0  # raise it when the emulator gets better; never lower it
+MINIMUM_EXAMPLES = 126  # the corpus only grows
 API = "/api/data/v9.2"
 
 
@@ -58,6 +58,23 @@ def _business_unit(client: httpx.Client, app: DataverseEmulator) -> None:
     """The business unit the basic-operations sample binds its new role to (business units are the platform's)."""
     app.store.put_system_record("businessunit", {"businessunitid": "38e0dbe4-131b-e111-ba7e-78e7d1620f5e",
                                                  "name": "Sample business unit"})
+
+
+@conformance.setup("systemuser 4026be43 and role e359feba")
+def _user_and_role(client: httpx.Client, app: DataverseEmulator) -> None:
+    """The basic-operations sample's own user and the security role it created (platform records)."""
+    app.store.put_system_record("systemuser", {"systemuserid": "4026be43-6b69-e111-8f65-78e7d1620f5e",
+                                               "fullname": "Sample User", "isdisabled": False})
+    app.store.put_system_record("role", {"roleid": "e359feba-bb27-ed11-9db1-002248274ada",
+                                         "name": "Example Security Role"})
+
+
+@conformance.setup("role e359feba associated with systemuser 4026be43")
+def _role_associated(client: httpx.Client, app: DataverseEmulator) -> None:
+    _user_and_role(client, app)
+    r = client.post(f"{API}/systemusers(4026be43-6b69-e111-8f65-78e7d1620f5e)/systemuserroles_association/$ref",
+                    json={"@odata.id": f"{API}/roles(e359feba-bb27-ed11-9db1-002248274ada)"})
+    assert r.status_code == 204, r.text
 
 
 @conformance.setup("sample_filecolumn on account")

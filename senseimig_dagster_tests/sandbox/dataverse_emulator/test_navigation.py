@@ -92,3 +92,18 @@ def test_comparison_operators(client: httpx.Client) -> None:
 def test_new_records_come_back_in_creation_order(client: httpx.Client) -> None:
     created = [create(client, "accounts", {"name": f"n{i}"}) for i in range(12)]
     assert [a["accountid"] for a in client.get("/accounts?$select=name").json()["value"]] == created
+
+
+def test_many_to_many_associations_from_either_side(client: httpx.Client, emulator: DataverseEmulator) -> None:
+    user, role = "4026be43-6b69-e111-8f65-78e7d1620f5e", "e359feba-bb27-ed11-9db1-002248274ada"
+    emulator.store.put_system_record("systemuser", {"systemuserid": user, "fullname": "U", "isdisabled": False})
+    emulator.store.put_system_record("role", {"roleid": role, "name": "R"})
+    url = f"/systemusers({user})/systemuserroles_association"
+    assert client.post(f"{url}/$ref", json={"@odata.id": f"roles({role})"}).status_code == 204
+    assert client.post(f"{url}/$ref", json={"@odata.id": f"roles({role})"}).status_code == 204  # idempotent
+    assert [r["name"] for r in client.get(f"{url}?$select=name").json()["value"]] == ["R"]
+    users = client.get(f"/roles({role})/systemuserroles_association?$select=fullname").json()["value"]
+    assert [u["systemuserid"] for u in users] == [user]
+    assert client.delete(f"{url}({role})/$ref").status_code == 204
+    assert client.delete(f"{url}({role})/$ref").status_code == 404  # no longer associated
+    assert client.get(f"{url}?$select=name").json()["value"] == []
