@@ -93,7 +93,8 @@ class Outcome:
 def parse_message(text: str) -> Message:
     lines = text.strip("\n").replace("\r\n", "\n").split("\n")
     start, headers, i = lines[0].strip(), {}, 1
-    while i < len(lines) and lines[i].startswith("&"):  # articles break long URLs before each "&"
+    # Articles break long URLs before an "&" or a nested "$expand=": continuation lines, never headers.
+    while i < len(lines) and lines[i].lstrip().startswith(("&", "$")):
         start, i = start + lines[i].strip(), i + 1
     while i < len(lines) and lines[i].strip() and not lines[i].lstrip().startswith(("{", "[")):
         name, _, value = lines[i].partition(":")

@@ -50,6 +50,7 @@ _REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content"
             400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             412: "Precondition Failed", 413: "Request Entity Too Large", 429: "Too Many Requests",
             500: "Internal Server Error"}
+_PRINCIPALS = frozenset({"systemuser", "team"})
 ANONYMOUS = "anonymous"  # the service-protection user when there is no token validator
 
 StartResponse = Callable[..., object]
@@ -348,6 +349,9 @@ class DataverseEmulator:
             column = table.columns.get(name)
             is_lookup = column is not None and column.type in ("Lookup", "Customer", "Owner")
             out[f"_{name}_value" if is_lookup else name] = value  # lookups read as _x_value [memory]
+        if table.logical_name in _PRINCIPALS:
+            # systemuser and team inherit principal's key ownerid, returned with theirs (L/webapi/query/join-tables).
+            out["ownerid"] = record.id
         return annotations.annotate(self, environ, table, out)
 
     def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None,

@@ -371,7 +371,7 @@ class RecordStore:
 
     def _platform_rules(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
         """What the platform adds to a validated write: state/status pairs and closed activities (validation.py),
-        the default owner on create, the note size limit (files.py)."""
+        the default owner on create, createdby/modifiedby, the note size limit (files.py)."""
         changes = apply_state_rules(meta, changes, existing)
         changes = _full_name(meta, changes, existing)
         changes = self._currency(meta, changes, existing)
@@ -380,6 +380,9 @@ class RecordStore:
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
                 and changes.get("ownerid") is None:
             changes = {**changes, "ownerid": self.default_owner}
+        if self.default_owner:  # the caller's user: createdby on create, modifiedby on every write
+            stamps = {"modifiedby": self.default_owner} | ({"createdby": self.default_owner} if existing is None else {})
+            changes = {**changes, **{k: v for k, v in stamps.items() if k in meta.columns}}
         return files.check_document_size(self, meta, changes)
 
     def _currency(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
@@ -495,11 +498,14 @@ def _full_name(meta: Table, changes: dict[str, Any], existing: dict[str, Any] | 
 
 
 def _by_guid(column: str) -> str:
-    """SQL ordering ``column`` (lower-case GUID text) as SQL Server orders uniqueidentifier: the last group first,
-    then the fourth, third, second and first. Dataverse's default order is the primary key's, so Microsoft's
-    examples list 915e89f5-29fc-... before 03312500-2afc-... (query-data-web-api, child accounts)."""
-    return ", ".join(f"substr({column}, {start}, {length})" for start, length in ((25, 12), (20, 4), (15, 4),
-                                                                                  (10, 4), (1, 8)))
+    """SQL ordering ``column`` (lower-case GUID text) as SQL Server orders uniqueidentifier: by the bytes of
+    .NET's Guid.ToByteArray in the order 10-15, 8-9, 6-7, 4-5, 0-3, where the first three groups are stored
+    little-endian. Dataverse's default order is the primary key's, so Microsoft's examples list 915e89f5-29fc-...
+    before 03312500-2afc-... (query-data-web-api) and e9a8c72c-... before c206f534-... (join-tables)."""
+    def swapped(start: int, length: int) -> str:  # a little-endian group, its bytes reversed
+        return " || ".join(f"substr({column}, {start + i}, 2)" for i in range(length - 2, -2, -2))
+    return ", ".join([f"substr({column}, 25, 12)", f"substr({column}, 20, 4)", swapped(15, 4), swapped(10, 4),
+                      swapped(1, 8)])
 
 
 def _sequential_id(version: int) -> str:

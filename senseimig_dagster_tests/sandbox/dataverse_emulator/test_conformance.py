@@ -13,8 +13,8 @@ from senseimig_dagster.sandbox.dataverse_emulator import DataverseEmulator
 from senseimig_dagster_tests.support import conformance, environments
 
 CORPUS = Path(__file__).parent / "conformance"
-RECORDED_PERCENT = 96.0  # raise it when the emulator gets better; never lower it
-MINIMUM_EXAMPLES = 128  # the corpus only grows
+RECORDED_PERCENT = 96.1  # raise it when the emulator gets better; never lower it
+MINIMUM_EXAMPLES = 131  # the corpus only grows
 API = "/api/data/v9.2"
 
 
@@ -86,6 +86,16 @@ def _owners(client: httpx.Client, app: DataverseEmulator) -> None:
     app.store.put_system_record("systemuser", {"systemuserid": "4026be43-6b69-e111-8f65-78e7d1620f5e",
                                                "fullname": "Sample User", "isdisabled": False,
                                                "businessunitid": unit})
+
+
+@conformance.setup("System Administrator 4026be43 calling")
+def _administrator(client: httpx.Client, app: DataverseEmulator) -> None:
+    """The join-tables article's caller, who creates (createdby) every record of its examples."""
+    unit = app.store.query("businessunit", limit=1)[0].id
+    app.store.put_system_record("systemuser", {"systemuserid": "4026be43-6b69-e111-8f65-78e7d1620f5e",
+                                               "fullname": "System Administrator", "isdisabled": False,
+                                               "businessunitid": unit})
+    app.store.default_owner = "4026be43-6b69-e111-8f65-78e7d1620f5e"
 
 
 @conformance.setup("sample_filecolumn on account")
