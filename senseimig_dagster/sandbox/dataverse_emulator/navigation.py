@@ -31,7 +31,7 @@ BASE_PATH = "/api/data/v9.2"
 JSON_TYPE = "application/json; odata.metadata=minimal"
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATH = re.compile(rf"^{re.escape(BASE_PATH)}/(?P<set>{_NAME})\((?P<key>[^()]*)\)/(?P<nav>{_NAME})"
-                   rf"(?:\((?P<related>[^()]*)\))?(?P<ref>/\$ref)?$")
+                   rf"(?:\((?P<related>[^()]*)\))?(?:(?P<ref>/\$ref)|(?P<count>/\$count))?$")
 _REFERENCE = re.compile(rf"(?:^|/)(?P<set>{_NAME})\((?P<id>[0-9a-fA-F]{{8}}(?:-[0-9a-fA-F]{{4}}){{3}}-[0-9a-fA-F]{{12}})\)$")
 
 
@@ -49,6 +49,10 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
         return None if many is None else _many_to_many(app, environ, _record(app, table, match["key"]), many,
                                                           method, is_ref, match["related"])
     record = _record(app, table, match["key"])
+    if method == "GET" and match["count"] and match["related"] is None:
+        # Documented: the count alone, "with the UTF-8 byte order mark" (L/webapi/retrieve-entity-using-web-api).
+        count = len(related_records(app, record, collection))
+        return 200, [("Content-Type", "text/plain")], "\ufeff".encode() + str(count).encode()
     if method == "GET" and match["related"] is None:
         return _list(app, environ, record, collection, as_references=is_ref)
     if method == "POST" and is_ref and match["related"] is None:
