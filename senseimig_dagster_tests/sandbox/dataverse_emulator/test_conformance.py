@@ -88,14 +88,22 @@ def _owners(client: httpx.Client, app: DataverseEmulator) -> None:
                                                "businessunitid": unit})
 
 
-@conformance.setup("System Administrator 4026be43 calling")
-def _administrator(client: httpx.Client, app: DataverseEmulator) -> None:
-    """The join-tables article's caller, who creates (createdby) every record of its examples."""
+def _caller(app: DataverseEmulator, fullname: str) -> None:
+    """The articles' calling user 4026be43, who creates (createdby) and owns every record of their examples."""
     unit = app.store.query("businessunit", limit=1)[0].id
     app.store.put_system_record("systemuser", {"systemuserid": "4026be43-6b69-e111-8f65-78e7d1620f5e",
-                                               "fullname": "System Administrator", "isdisabled": False,
-                                               "businessunitid": unit})
+                                               "fullname": fullname, "isdisabled": False, "businessunitid": unit})
     app.store.default_owner = "4026be43-6b69-e111-8f65-78e7d1620f5e"
+
+
+@conformance.setup("System Administrator 4026be43 calling")
+def _administrator(client: httpx.Client, app: DataverseEmulator) -> None:
+    _caller(app, "System Administrator")
+
+
+@conformance.setup("Nancy Anderson 4026be43 calling")
+def _nancy(client: httpx.Client, app: DataverseEmulator) -> None:
+    _caller(app, "Nancy Anderson")
 
 
 @conformance.setup("sample_filecolumn on account")
