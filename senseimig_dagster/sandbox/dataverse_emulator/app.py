@@ -277,8 +277,13 @@ class DataverseEmulator:
         if count is not None:  # documented: @odata.count is capped at 5000
             body["@odata.count"] = min(count, odata.MAX_PAGE_SIZE)
         body.update(annotations.collection(environ, count, self.store.version()))
+        expand_text = params.get("$expand")
+        # Documented (L/webapi/query/join-tables): with a nested $expand anywhere, odata.maxpagesize pages each
+        # expanded collection too; without one, expanded collections are not paged.
+        nested_page = max_page if expand_text and "$expand" in expand_text else None
         body["value"] = [{**self._shape(environ, table, r, select),
-                          **properties.expand(self, environ, table, r, params.get("$expand"), in_collection=True)}
+                          **properties.expand(self, environ, table, r, expand_text, in_collection=True,
+                                              page=nested_page)}
                          for r in rows[:limit]]
         if len(rows) > limit and paged:
             token = odata.encode_skiptoken(table.entity_set, filter_text, order_text, offset + limit)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
@@ -81,13 +82,14 @@ def related_records(app: DataverseEmulator, record: StoredRecord, collection: On
 
 
 def expand(app: DataverseEmulator, environ: dict, record: StoredRecord, collection: OneToMany,
-           nested: dict[str, str]) -> list[dict[str, Any]]:
+           nested: dict[str, str], more: Callable[[Table, StoredRecord], dict[str, Any]] | None = None
+           ) -> list[dict[str, Any]]:
     """``$expand=<collection>($select=...)``: the related records, shaped, each with the lookup that relates it
-    (``_<attribute>_value``, as Microsoft's query examples show)."""
+    (``_<attribute>_value``, as Microsoft's query examples show) and what ``more`` adds (a nested $expand)."""
     target = app.catalog.table(collection.referencing)
     select = odata.parse_select(nested.get("$select"))
-    return [{**app._shape(environ, target, r, select), f"_{collection.attribute}_value": record.id}
-            for r in related_records(app, record, collection)]
+    return [{**app._shape(environ, target, r, select), f"_{collection.attribute}_value": record.id,
+             **(more(target, r) if more else {})} for r in related_records(app, record, collection)]
 
 
 def link(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, name: str,

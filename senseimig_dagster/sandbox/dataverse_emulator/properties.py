@@ -76,8 +76,9 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
 
 
 def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, text: str | None, *,
-           in_collection: bool = False) -> dict[str, Any]:
-    """The properties ``$expand=text`` adds to ``record``'s representation (``in_collection``: a row of a query)."""
+           in_collection: bool = False, page: int | None = None) -> dict[str, Any]:
+    """The properties ``$expand=text`` adds to ``record``'s representation (``in_collection``: a row of a query;
+    ``page``: the page size applied to expanded collections, as Dataverse does when the query nests an $expand)."""
     out: dict[str, Any] = {}
     for item in odata.split_expand(text):
         name, nested = odata.parse_expand_item(item)
@@ -86,7 +87,9 @@ def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRe
         lookup = table.lookups.get(name)
         collection = app.catalog.collection(table, name) if lookup is None else None
         if collection is not None and not as_reference:
-            out[name] = navigation.expand(app, environ, record, collection, nested)
+            def deeper(target: Table, row: StoredRecord, text: str | None = nested.get("$expand")) -> dict[str, Any]:
+                return expand(app, environ, target, row, text)
+            out[name] = navigation.expand(app, environ, record, collection, nested, deeper)[:page]
             if in_collection:
                 # Documented for queries: each expanded collection comes with the link that retrieves it alone.
                 out[f"{name}@odata.nextLink"] = navigation.link(app, environ, table, record, name, nested)

@@ -380,6 +380,10 @@ class RecordStore:
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
                 and changes.get("ownerid") is None:
             changes = {**changes, "ownerid": self.default_owner}
+        if changes.get("ownerid") and "owninguser" in meta.columns:  # owninguser or owningteam follows ownerid
+            user = self.retrieve("systemuser", changes["ownerid"]) is not None
+            changes = {**changes, "owninguser": changes["ownerid"] if user else None,
+                       "owningteam": None if user else changes["ownerid"]}
         if self.default_owner:  # the caller's user: createdby on create, modifiedby on every write
             stamps = {"modifiedby": self.default_owner} | ({"createdby": self.default_owner} if existing is None else {})
             changes = {**changes, **{k: v for k, v in stamps.items() if k in meta.columns}}
