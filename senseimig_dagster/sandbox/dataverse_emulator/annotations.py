@@ -36,6 +36,23 @@ def applied_header(environ: dict) -> list[tuple[str, str]]:
     return [] if wanted is None else [("Preference-Applied", f'{PREFERENCE}="{wanted}"')]
 
 
+TOTAL = "Microsoft.Dynamics.CRM.totalrecordcount"
+LIMIT_EXCEEDED = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
+METADATA_VERSION = "Microsoft.Dynamics.CRM.globalmetadataversion"
+
+
+def collection(environ: dict, count: int | None, metadata_version: int) -> dict[str, Any]:
+    """The annotations of a query's collection (L/webapi/query/count-rows): ``totalrecordcount`` (-1 without
+    ``$count=true``, else the count up to 5000), whether that limit was exceeded, and the metadata version (the
+    emulator's store version; the articles show a server counter)."""
+    asked = requested(environ)
+    if asked is None:
+        return {}
+    values = {TOTAL: -1 if count is None else min(count, odata.MAX_PAGE_SIZE),
+              LIMIT_EXCEEDED: count is not None and count > odata.MAX_PAGE_SIZE, METADATA_VERSION: str(metadata_version)}
+    return {f"@{name}": value for name, value in values.items() if _wants(asked, name)}
+
+
 def _wants(asked: str, name: str) -> bool:
     return any(part == "*" or part == name or (part.endswith("*") and name.startswith(part[:-1]))
                for part in (p.strip() for p in asked.split(",")))

@@ -24,9 +24,12 @@ from senseimig_dagster.sandbox.dataverse_emulator import (
     bulk,
     bulk_delete,
     errors,
+    fetchxml,
     file_columns,
     files,
+    functions,
     metadata_api,
+    navigation,
     odata,
     properties,
 )
@@ -47,6 +50,7 @@ _REASONS = {200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content"
             400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             412: "Precondition Failed", 413: "Request Entity Too Large", 429: "Too Many Requests",
             500: "Internal Server Error"}
+_PRINCIPALS = frozenset({"systemuser", "team"})
 ANONYMOUS = "anonymous"  # the service-protection user when there is no token validator
 
 StartResponse = Callable[..., object]
@@ -108,10 +112,13 @@ class DataverseEmulator:
         routed = routed or bulk_delete.route(self, environ)  # the BulkDelete action
         routed = routed or activity_parties.route(self, environ)  # PUT/GET <activity>(id)/<table>_activity_parties
         routed = routed or metadata_api.route(self, environ)  # EntityDefinitions etc.
+        routed = routed or functions.route(self, environ)  # WhoAmI()
         if routed is None:
             routed = files.route(self, environ)  # note block upload/download actions, documentbody/$value
         if routed is None:
             routed = file_columns.route(self, environ)  # PATCH/GET/DELETE of a record's File column
+        if routed is None:
+            routed = navigation.route(self, environ)  # collection-valued navigation properties, $ref
         if routed is None:
             routed = properties.route(self, environ)  # one property of a record, a related record
         if routed is not None:
@@ -227,21 +234,24 @@ class DataverseEmulator:
             table.logical_name, odata.read_json(environ), id=resource.id, key=key,
             if_match=environ.get("HTTP_IF_MATCH"), if_none_match=environ.get("HTTP_IF_NONE_MATCH"))
         if prefs.get("return") == "representation":
-            # OData 4.0 §11.4.2/§11.4.3: a PATCH that created answers 201 with the entity, one that updated 200.
+            # OData 4.0 §11.4.2/§11.4.3: a PATCH that created answers 201 with the entity, one that updated 200;
+            # with the record's ETag (L/use-upsert-insert-update-record shows it on both).
             body = self._entity(environ, table, record, odata.parse_select(params.get("$select")))
-            return (201 if created else 200), [("Content-Type", JSON_TYPE),
+            return (201 if created else 200), [("Content-Type", JSON_TYPE), ("ETag", record.etag),
                                                ("Preference-Applied", "return=representation")], body
+        # Known divergence: L/use-upsert-insert-update-record shows an upsert by alternate key answering with the
+        # key's URL (example_records(example_key1=2,example_key2=2)); the emulator still answers with the GUID,
+        # because the product's $batch fallback (dataverse/bulk.py) reads the record id from this header and would
+        # lose it. The conformance test lists the two examples as failures until the loader stops relying on it.
         return 204, [("OData-EntityId", self._record_url(environ, table, record.id))], b""
 
     def _list(self, environ: dict, table: Table, params: dict[str, str], prefs: dict[str, str]) -> Response:
         if "$skip" in params:
             # Documented: $skip is not supported; page with nextLink. Code/text unverified.
             raise odata.bad_request("The query parameter $skip is not supported.")
-        if "$expand" in params:  # the emulator's limit, not Dataverse's: refused rather than ignored
-            raise odata.bad_request("The emulator expands lookups on a single-record retrieve only, not on queries.")
         filter_text = odata.resolve_aliases(params.get("$filter"), params)
         order_text = odata.resolve_aliases(params.get("$orderby"), params)
-        filters = [(self._column(table, c), v) for c, v in odata.parse_filter(filter_text)]
+        filters = self._filters(table, filter_text)
         orderby = [(self._column(table, c), d) for c, d in odata.parse_orderby(order_text)]
         select = odata.parse_select(params.get("$select"))
         for name in select or ():
@@ -254,14 +264,27 @@ class DataverseEmulator:
         paged = max_page is not None or top is None
         limit = max_page or (odata.MAX_PAGE_SIZE if top is None else min(int(top), odata.MAX_PAGE_SIZE))
         offset = 0
-        if "$skiptoken" in params:
+        if "fetchXml" in params:  # FetchXML replaces the OData options; it pages with count/page, no nextLink here
+            fetch = fetchxml.parse(params["fetchXml"], table)
+            select, filters, orderby, paged = fetch.select, fetch.filters, fetch.orderby, False
+            limit = fetch.count or odata.MAX_PAGE_SIZE
+            offset = (fetch.page - 1) * limit
+        elif "$skiptoken" in params:
             offset = odata.decode_skiptoken(params["$skiptoken"], table.entity_set, filter_text, order_text, limit)
         rows = self.store.query(table.logical_name, filters, orderby, offset=offset, limit=limit + 1)
         body: dict[str, Any] = {"@odata.context": f"{self._base(environ)}/$metadata#{table.entity_set}"}
-        if params.get("$count") == "true":
-            # Documented: @odata.count is capped at 5000.
-            body["@odata.count"] = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)
-        body["value"] = [self._shape(environ, table, r, select) for r in rows[:limit]]
+        count = self.store.count(table.logical_name, filters) if params.get("$count") == "true" else None
+        if count is not None:  # documented: @odata.count is capped at 5000
+            body["@odata.count"] = min(count, odata.MAX_PAGE_SIZE)
+        body.update(annotations.collection(environ, count, self.store.version()))
+        expand_text = params.get("$expand")
+        # Documented (L/webapi/query/join-tables): with a nested $expand anywhere, odata.maxpagesize pages each
+        # expanded collection too; without one, expanded collections are not paged.
+        nested_page = max_page if expand_text and "$expand" in expand_text else None
+        body["value"] = [{**self._shape(environ, table, r, select),
+                          **properties.expand(self, environ, table, r, expand_text, in_collection=True,
+                                              page=nested_page)}
+                         for r in rows[:limit]]
         if len(rows) > limit and paged:
             token = odata.encode_skiptoken(table.entity_set, filter_text, order_text, offset + limit)
             query = {k: v for k, v in params.items() if k != "$skiptoken"} | {"$skiptoken": token}
@@ -274,8 +297,7 @@ class DataverseEmulator:
         return 200, headers, json.dumps(body).encode()
 
     def _count(self, table: Table, params: dict[str, str]) -> Response:
-        filters = [(self._column(table, c), v)
-                   for c, v in odata.parse_filter(odata.resolve_aliases(params.get("$filter"), params))]
+        filters = self._filters(table, odata.resolve_aliases(params.get("$filter"), params))
         n = min(self.store.count(table.logical_name, filters), odata.MAX_PAGE_SIZE)  # capped like $count=true
         return 200, [("Content-Type", "text/plain")], str(n).encode()
 
@@ -284,6 +306,23 @@ class DataverseEmulator:
         if resource.id is not None:
             return self.store.retrieve(table.logical_name, resource.id)
         return self.store.find_by_key(table.logical_name, dict(resource.key or ()))
+
+    def _filters(self, table: Table, text: str) -> list[tuple[str, Any]]:
+        """``$filter`` text as conditions on stored columns (an ``or`` group's conditions mapped each)."""
+        def mapped(column: str, value: Any) -> tuple[str, Any]:
+            if isinstance(value, odata.AnyCondition):
+                return "", odata.AnyCondition(tuple(mapped(c, v) for c, v in value.conditions))
+            nav, slash, rest = column.partition("/")
+            lookup = table.lookups.get(nav) if slash else None
+            if lookup is not None and len(lookup.targets) == 1 and \
+                    rest != self.catalog.table(lookup.targets[0]).primary_id:
+                # A column of the related record (L/webapi/query/filter-rows, "Filter using lookup column
+                # property values"): the lookup is one of the related records matching the condition.
+                target = self.catalog.table(lookup.targets[0])
+                related = self.store.query(target.logical_name, [(self._column(target, rest), value)])
+                return lookup.attribute, odata.AnyOf(tuple(r.id for r in related))
+            return self._column(table, column), value
+        return [mapped(c, v) for c, v in odata.parse_filter(text)]
 
     def _column(self, table: Table, name: str) -> str:
         """A column in a query option: logical name, ``_<lookup>_value`` for a lookup's GUID, or (in ``$filter``)
@@ -315,6 +354,9 @@ class DataverseEmulator:
             column = table.columns.get(name)
             is_lookup = column is not None and column.type in ("Lookup", "Customer", "Owner")
             out[f"_{name}_value" if is_lookup else name] = value  # lookups read as _x_value [memory]
+        if table.logical_name in _PRINCIPALS:
+            # systemuser and team inherit principal's key ownerid, returned with theirs (L/webapi/query/join-tables).
+            out["ownerid"] = record.id
         return annotations.annotate(self, environ, table, out)
 
     def _entity(self, environ: dict, table: Table, record: StoredRecord, select: list[str] | None,

@@ -279,8 +279,10 @@ def _execute(app: DataverseEmulator, outer: dict, request: InnerRequest, refs: d
     payload = b"".join(chunks)
     headers = [(k, v) for k, v in captured["headers"] if k.lower() not in _DROPPED_INNER_HEADERS]
     entity_id = _header(headers, "odata-entityid")
-    if request.method == "POST" and entity_id and _header(headers, "location") is None:
-        headers.insert(0, ("Location", entity_id))  # documented: creates carry Location and OData-EntityId
+    if request.method in ("POST", "PATCH") and entity_id and _header(headers, "location") is None:
+        # Documented: creates carry Location and OData-EntityId, and so does a PATCH (the execute-batch article's
+        # "Reference URIs in URL and navigation properties" answers its PATCH $1 with both).
+        headers.insert(0, ("Location", entity_id))
     return captured["status"], headers, payload
 
 

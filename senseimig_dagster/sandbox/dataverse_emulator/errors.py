@@ -16,6 +16,7 @@ OPTION_OUT_OF_RANGE = "0x8004431A"
 KEY_NAME_EXISTS = "0x80060893"  # EntityKeyNameExists, L/define-alternate-keys-entity
 KEY_ATTRIBUTES_EXIST = "0x80060894"  # EntityKeyWithSelectedAttributesExists
 INVALID_ARGUMENT = "0x80040203"
+NOT_FOUND = "0x80040217"  # ObjectDoesNotExist: verified in L/reference/web-service-error-codes (include file)
 
 
 class DataverseError(Exception):
@@ -29,3 +30,9 @@ class DataverseError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+def not_found(table: str, record_id: str) -> DataverseError:
+    # Message as in Microsoft's "Perform conditional operations using the Web API"; code ObjectDoesNotExist
+    # (web-service-error-codes).
+    return DataverseError(404, NOT_FOUND, f"{table} With Id = {record_id} Does Not Exist")

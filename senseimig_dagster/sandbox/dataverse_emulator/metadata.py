@@ -73,6 +73,17 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class OneToMany:
+    """A collection-valued navigation property (the relationship's SchemaName, as Dataverse names it): the records
+    of ``referencing`` whose ``attribute`` points here, set through their ``lookup`` navigation property."""
+
+    navigation_property: str
+    referencing: str
+    attribute: str
+    lookup: str
+
+
+@dataclass(frozen=True)
 class AlternateKey:
     schema_name: str
     attributes: tuple[str, ...]
@@ -109,6 +120,7 @@ class Table:
     is_custom: bool = False
     display_name: str | None = None
     object_type_code: int | None = None
+    collections: dict[str, OneToMany] = field(default_factory=dict)  # by navigation property (case-sensitive)
 
 
 @dataclass(frozen=True)
@@ -160,13 +172,16 @@ class Catalog:
 
     @classmethod
     def load(cls, *, prefix: str = "smig_", column_delay: float = 1.0, key_delay: float = 2.0) -> Catalog:
-        from senseimig_dagster.sandbox.dataverse_emulator.standard_tables import table_from_json
-
-        text = resources.files(__package__).joinpath("standard_tables.json").read_text("utf-8")
-        return cls(
-            {name: table_from_json(name, raw) for name, raw in json.loads(text).items()}, prefix=prefix,
-            column_delay=column_delay, key_delay=key_delay,
+        from senseimig_dagster.sandbox.dataverse_emulator.standard_tables import (
+            collections_from_json,
+            table_from_json,
         )
+
+        raw_tables = json.loads(resources.files(__package__).joinpath("standard_tables.json").read_text("utf-8"))
+        tables = {name: table_from_json(name, raw) for name, raw in raw_tables.items()}
+        for name, navs in collections_from_json(raw_tables).items():
+            tables[name] = replace(tables[name], collections=navs)
+        return cls(tables, prefix=prefix, column_delay=column_delay, key_delay=key_delay)
 
     @property
     def tables(self) -> dict[str, Table]:
@@ -185,6 +200,16 @@ class Catalog:
                 404, "0x80040217", f"Could not find entity with logical name '{logical_name}'."
             ) from None
         return self._as_of_now(table) if logical_name in self._timed else table
+
+    def collection(self, table: Table, name: str) -> OneToMany | None:
+        """``table``'s collection-valued navigation property ``name``: a standard one, or the referenced side of a
+        1:N relationship created through the metadata API (named, as Dataverse defaults it, by its SchemaName)."""
+        if name in table.collections:
+            return table.collections[name]
+        found = self._relationships.get(name.lower())
+        if found is None or found.schema_name != name or found.referenced != table.logical_name:
+            return None
+        return OneToMany(name, found.referencing, found.attribute, found.navigation_property)
 
     def table_by_entity_set(self, entity_set: str) -> Table | None:
         table = next((t for t in self._tables.values() if t.entity_set == entity_set), None)
@@ -312,21 +337,25 @@ class Catalog:
     def add_lookup(
         self, table: str, schema_name: str, target: str, *, navigation_property: str | None = None,
         relationship: str | None = None, prefix: str | None = None, visible_after: float = 0.0,
-        required: str = "None", display_name: str | None = None,
+        required: str = "None", display_name: str | None = None, customer: bool = False,
     ) -> Lookup:
-        """A 1:N relationship: the navigation property is the lookup's SchemaName, case kept [memory]."""
+        """A 1:N relationship: the navigation property is the lookup's SchemaName, case kept [memory]. ``customer``:
+        one relationship of a Customer column (CreateCustomerRelationships), which each relationship adds a target."""
         with self._lock:
             current = self.definition(table)
             self.table(target)
             logical = self._check_name(schema_name, "attribute", prefix)
             nav = navigation_property or schema_name
-            if logical in current.columns or nav in current.lookups:
+            existing = current.columns.get(logical)
+            extends = customer and existing is not None and existing.type == "Customer" and target not in existing.targets
+            if (logical in current.columns and not extends) or nav in current.lookups:
                 raise _invalid(f"An attribute with the name '{schema_name}' already exists on entity '{table}'.")
             if relationship is not None:
                 self._check_name(relationship, "relationship", prefix)
                 if relationship.lower() in self._relationships:
                     raise _invalid(f"A relationship with the name '{relationship}' already exists.")
-            column = Column(logical, schema_name, "Lookup", targets=(target,), visible_after=visible_after,
+            column = Column(logical, schema_name, "Customer" if customer else "Lookup",
+                            targets=(*(existing.targets if extends else ()), target), visible_after=visible_after,
                             required=required, display_name=display_name, is_custom=True)
             lookup = Lookup(nav, logical, (target,))
             self._put(replace(current, columns={**current.columns, logical: column},
@@ -335,7 +364,8 @@ class Catalog:
                 self._relationships[relationship.lower()] = Relationship(relationship, target, table, logical, nav)
             self._record("add_lookup", table=table, schema_name=schema_name, target=target,
                          navigation_property=navigation_property, relationship=relationship, prefix=prefix,
-                         visible_after=visible_after, required=required, display_name=display_name)
+                         visible_after=visible_after, required=required, display_name=display_name,
+                         customer=customer)
             return lookup
 
     def update_column(self, table: str, column: str, **changes: Any) -> Column:

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from senseimig_dagster.sandbox.dataverse_emulator import errors, odata
+from senseimig_dagster.sandbox.dataverse_emulator import customer_relationships, errors, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import (
     LOOKUP_TYPES,
@@ -108,7 +108,8 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
     if not segments or segments[0] is None:
         return None
     first = segments[0]["name"]
-    if first not in ("EntityDefinitions", "RelationshipDefinitions", "PublishXml", "PublishAllXml", "CreateEntities"):
+    if first not in ("EntityDefinitions", "RelationshipDefinitions", "PublishXml", "PublishAllXml", "CreateEntities",
+                     "CreateCustomerRelationships"):
         return None
     if any(s is None for s in segments):
         raise DataverseError(404, errors.INVALID_ARGUMENT, f"No HTTP resource was found that matches '{path}'.")
@@ -119,6 +120,9 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
     if first == "CreateEntities":
         call.only("POST")
         return call.create_entities()
+    if first == "CreateCustomerRelationships":
+        call.only("POST")
+        return customer_relationships.create(call, odata.read_json(environ))
     if first == "RelationshipDefinitions":
         return call.relationships()
     return call.entities()

@@ -1,12 +1,14 @@
 """OData URL pieces of the emulator: resource paths, key segments, query options, Prefer and paging tokens.
 
-Grammar kept deliberately small: ``$filter`` accepts only ``col eq literal`` joined by
-``and``; anything else is refused with 400 rather than guessed at, so a client never relies on leniency.
+Grammar kept deliberately small: ``$filter`` accepts ``col <eq|ne|gt|ge|lt|le> literal``, the string functions
+(optionally negated with ``not``), joined by ``and``, with ``or`` inside one level of parentheses; anything else is
+refused with 400 rather than guessed at, so a client never relies on leniency.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import re
@@ -24,8 +26,8 @@ KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 
 _RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
 _PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^']|'')*)'|([^,']*))\s*(?:,|$)", re.S)
-_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+eq\s+('(?:[^']|'')*'|[^\s']+)\s*$",
-                   re.S)
+_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+(eq|ne|gt|ge|lt|le)\s+"
+                   r"('(?:[^']|'')*'|[^\s']+)\s*$", re.S)
 _FUNCTION = re.compile(r"^\s*(contains|startswith|endswith)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$",
                        re.S)
 
@@ -179,6 +181,30 @@ def _like(function: str, text: str) -> Like:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """``ne``/``gt``/``ge``/``lt``/``le`` and a literal (a filter value). A null column never compares (SQL's
+    three-valued logic, as Dataverse's SQL Server evaluates it), except ``ne null``, which means "has a value"."""
+
+    operator: str
+    value: Any
+    SQL = {"ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+@dataclass(frozen=True)
+class Unlike:
+    """``not contains(...)`` and the like: a negated :class:`Like`."""
+
+    pattern: str
+
+
+@dataclass(frozen=True)
+class AnyCondition:
+    """``a or b`` where the alternatives are not all equalities on one column (a filter item; its column is "")."""
+
+    conditions: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class AnyOf:
     """The values of ``c eq a or c eq b ...`` on one column (a filter value)."""
 
@@ -205,15 +231,34 @@ def _split_outside_quotes(text: str, word: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
+# Dataverse query functions (L/webapi/query/filter-rows, "Dataverse query functions"); aliases are resolved first.
+_QUERY_FUNCTION = re.compile(r"^\s*Microsoft\.Dynamics\.CRM\.(LastXHours|LastXDays|OlderThanXDays)\(\s*PropertyName\s*="
+                             r"\s*'([A-Za-z_][A-Za-z0-9_]*)'\s*,\s*PropertyValue\s*=\s*'?(\d+)'?\s*\)\s*$", re.S)
+_HOURS = {"LastXHours": 1, "LastXDays": 24, "OlderThanXDays": 24}
+
+
+def _query_function(match: re.Match) -> tuple[str, Compare]:
+    """``LastXHours``/``LastXDays`` -> ``ge`` now minus X; ``OlderThanXDays`` -> ``lt`` it (UTC: the emulator's
+    users have no time zone, and the documentation leaves day boundaries to the user's)."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=_HOURS[match[1]] * int(match[3]))
+    return match[2], Compare("lt" if match[1].startswith("Older") else "ge", since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
 def _condition(part: str) -> tuple[str, Any]:
-    function = _FUNCTION.match(part)
+    query_function = _QUERY_FUNCTION.match(part)
+    if query_function is not None:
+        return _query_function(query_function)
+    negated = re.match(r"^\s*not\s+(.*)$", part, re.S)
+    function = _FUNCTION.match(negated[1] if negated else part)
     if function is not None:  # the standard string functions (Microsoft's "Query data": contains, ...)
-        return function[2], _like(function[1], function[3])
+        like = _like(function[1], function[3])
+        return function[2], Unlike(like.pattern) if negated else like
     m = _COND.match(part)
     if m is None:
-        raise bad_request("The emulator supports only 'column eq literal' joined by 'and', and 'or' between "
-                          f"equalities on one column, in $filter: '{part}'.")
-    return m[1], parse_literal(m[2])
+        raise bad_request("The emulator supports only comparisons of a column with a literal joined by 'and', and "
+                          f"'or' between equalities on one column, in $filter: '{part}'.")
+    value = parse_literal(m[3])
+    return m[1], value if m[2] == "eq" else Compare(m[2], value)
 
 
 def parse_filter(text: str | None) -> list[tuple[str, Any]]:
@@ -231,8 +276,10 @@ def parse_filter(text: str | None) -> list[tuple[str, Any]]:
         if len(alternatives) == 1:
             conditions.append(alternatives[0])
             continue
-        if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, Like) for _, v in alternatives):
-            raise bad_request(f"The emulator supports 'or' only between equalities on one column: '{part}'.")
+        if len({c for c, _ in alternatives}) != 1 or any(isinstance(v, (Like, Unlike, Compare))
+                                                           for _, v in alternatives):
+            conditions.append(("", AnyCondition(tuple(alternatives))))
+            continue
         conditions.append((alternatives[0][0], AnyOf(tuple(v for _, v in alternatives))))
     return conditions
 
@@ -251,9 +298,11 @@ def parse_orderby(text: str | None) -> list[tuple[str, bool]]:
 
 
 def parse_prefer(header: str | None) -> dict[str, str]:
-    """``return=representation,odata.maxpagesize=10`` -> {"return": "representation", "odata.maxpagesize": "10"}."""
+    """``return=representation,odata.maxpagesize=10`` -> {"return": "representation", "odata.maxpagesize": "10"}.
+    Preferences are separated by commas (RFC 7240) outside quotes (``odata.include-annotations="a,b"`` is one); a
+    semicolon separates them too, as Microsoft's query data sample sends ``odata.maxpagesize=4; odata...``."""
     prefs: dict[str, str] = {}
-    for item in (header or "").split(","):
+    for item in re.findall(r'(?:[^,;"]|"[^"]*")+', header or ""):
         name, _, value = item.strip().partition("=")
         if name:
             prefs[name.strip().lower()] = value.strip().strip('"')
@@ -280,7 +329,8 @@ def encode_skiptoken(entity_set: str, filter_text: str, orderby_text: str, offse
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)"[^>]*/>$', re.S)
+# The inner pagingcookie may arrive decoded once more (the query data sample sends it so): only the page number counts.
+_PAGING_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)".*/>$', re.S)
 
 
 def decode_skiptoken(token: str, entity_set: str, filter_text: str, orderby_text: str, page_size: int = MAX_PAGE_SIZE

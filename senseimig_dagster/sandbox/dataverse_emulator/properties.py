@@ -6,7 +6,7 @@
 - ``GET <set>(<id>)/<navigation property>`` -> the related record, with ``$select``;
 - ``$expand`` of single-valued navigation properties on a retrieve: ``nav($select=a,b)`` nests the related record,
   ``nav/$ref`` its ``@odata.id`` (and, as Microsoft's example shows, the lookup's ``_<attribute>_value``).
-  Collection-valued navigation properties are not expanded: refused with 400 rather than silently left out.
+  Collection-valued navigation properties expand to their related records (``navigation.py``).
 
 File columns and note bodies have their own routes (``file_columns.py``, ``files.py``), tried first.
 """
@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from senseimig_dagster.sandbox.dataverse_emulator import odata
+from senseimig_dagster.sandbox.dataverse_emulator import navigation, odata
 from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import LOOKUP_TYPES, Lookup, Table
 from senseimig_dagster.sandbox.dataverse_emulator.store import StoredRecord, not_found
@@ -75,28 +75,41 @@ def route(app: DataverseEmulator, environ: dict) -> Response | None:
     raise DataverseError(405, "0x80040203", f"The HTTP method '{method}' is not allowed here.")
 
 
-def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, text: str | None
-           ) -> dict[str, Any]:
-    """The properties ``$expand=text`` adds to ``record``'s representation."""
+def expand(app: DataverseEmulator, environ: dict, table: Table, record: StoredRecord, text: str | None, *,
+           in_collection: bool = False, page: int | None = None) -> dict[str, Any]:
+    """The properties ``$expand=text`` adds to ``record``'s representation (``in_collection``: a row of a query;
+    ``page``: the page size applied to expanded collections, as Dataverse does when the query nests an $expand)."""
     out: dict[str, Any] = {}
     for item in odata.split_expand(text):
         name, nested = odata.parse_expand_item(item)
         as_reference = name.endswith("/$ref")
         name = name.removesuffix("/$ref")
         lookup = table.lookups.get(name)
+        collection = app.catalog.collection(table, name) if lookup is None else None
+        if collection is not None and not as_reference:
+            def deeper(target: Table, row: StoredRecord, text: str | None = nested.get("$expand")) -> dict[str, Any]:
+                return expand(app, environ, target, row, text)
+            out[name] = navigation.expand(app, environ, record, collection, nested, deeper)[:page]
+            if in_collection:
+                # Documented for queries: each expanded collection comes with the link that retrieves it alone.
+                out[f"{name}@odata.nextLink"] = navigation.link(app, environ, table, record, name, nested)
+            continue
         if lookup is None:
-            raise DataverseError(400, "0x80060888", f"Could not find a single-valued navigation property named "
-                                 f"'{name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}' (the emulator "
-                                 "expands lookups only).")
+            raise DataverseError(400, "0x80060888", f"Could not find a navigation property named '{name}' on type "
+                                 f"'Microsoft.Dynamics.CRM.{table.logical_name}'.")
         related = _related(app, lookup, record)
         if as_reference:
             out[f"_{lookup.attribute}_value"] = record.values.get(lookup.attribute)
             out[name] = None if related is None else {
                 "@odata.id": f"{app._base(environ)}/{app.catalog.table(related.table).entity_set}({related.id})"}
             continue
-        target = None if related is None else app.catalog.table(related.table)
-        out[name] = None if related is None else app._shape(environ, target, related,
-                                                             odata.parse_select(nested.get("$select")))
+        if related is None:
+            out[name] = None
+            continue
+        target = app.catalog.table(related.table)
+        # Nested $expand applies to single-valued navigation properties, to any depth (L/webapi/multi-level-expand).
+        out[name] = {**app._shape(environ, target, related, odata.parse_select(nested.get("$select"))),
+                     **expand(app, environ, target, related, nested.get("$expand"))}
     return out
 
 

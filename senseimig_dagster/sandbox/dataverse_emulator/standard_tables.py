@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from senseimig_dagster.sandbox.dataverse_emulator.metadata import Column, Lookup, Table
+from senseimig_dagster.sandbox.dataverse_emulator.metadata import Column, Lookup, OneToMany, Table
 from senseimig_dagster.sandbox.dataverse_emulator.navigation_overlay import navigation_property
 
 # Validity overrides where the JSON's new-format pages only say "writable" (docs win):
@@ -79,3 +79,18 @@ def table_from_json(name: str, raw: dict[str, Any]) -> Table:
         columns=columns,
         lookups=lookups,
     )
+
+
+def collections_from_json(raw_tables: dict[str, Any]) -> dict[str, dict[str, OneToMany]]:
+    """The collection-valued navigation properties each referenced table gets from the other tables' lookups.
+
+    Dataverse names the referenced side of a standard 1:N relationship after the relationship's SchemaName
+    (``contact_customer_accounts``, ``Account_Tasks``); only the reference pages that list relationship names
+    (the "new" format) give them, and only targets the emulator has are kept."""
+    out: dict[str, dict[str, OneToMany]] = {}
+    for name, raw in raw_tables.items():
+        for row in raw.get("lookups") or ():
+            referenced, relationship, nav = row["referenced_entity"], row.get("relationship"), row.get("navigation_property")
+            if referenced in raw_tables and relationship and nav:
+                out.setdefault(referenced, {})[relationship] = OneToMany(relationship, name, row["attribute"], nav)
+    return out

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-import unicodedata
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from senseimig_dagster.sandbox.dataverse_emulator import activity_parties, errors, files
-from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError
+from senseimig_dagster.sandbox.dataverse_emulator import (
+    activity_parties,
+    deep_insert,
+    errors,
+    files,
+    sql_filters,
+)
+from senseimig_dagster.sandbox.dataverse_emulator.errors import DataverseError, not_found
 from senseimig_dagster.sandbox.dataverse_emulator.metadata import AlternateKey, Catalog, Table
-from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf, Like
+from senseimig_dagster.sandbox.dataverse_emulator.odata import AnyOf
+from senseimig_dagster.sandbox.dataverse_emulator.sql_filters import fold
 from senseimig_dagster.sandbox.dataverse_emulator.validation import (
     BindTarget,
     apply_state_rules,
@@ -37,7 +43,7 @@ from senseimig_dagster.sandbox.dataverse_emulator.validation import (
 
 DUPLICATE_KEY = "0x80060892"  # DuplicateRecordEntityKey [doc], 412 [community]
 DUPLICATE_RECORD = "0x80040237"  # DuplicateRecord: same primary key [doc]
-NOT_FOUND = "0x80040217"  # ObjectDoesNotExist: verified in L/reference/web-service-error-codes (include file)
+NOT_FOUND = errors.NOT_FOUND
 KEY_NOT_FOUND = "0x80060891"  # no record with these key values [community]
 KEY_NOT_DEFINED = "0x80060890"  # not a defined key [doc]
 # ConcurrencyVersionMismatch, code=-2147088254 = 0x80060882 (L/optimistic-concurrency, verified); status 412 [doc].
@@ -78,12 +84,6 @@ class StoredRecord:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def not_found(table: str, record_id: str) -> DataverseError:
-    # Message as in Microsoft's "Perform conditional operations using the Web API"; code ObjectDoesNotExist
-    # (web-service-error-codes).
-    return DataverseError(404, NOT_FOUND, f"{table} With Id = {record_id} Does Not Exist")
 
 
 class RecordStore:
@@ -176,7 +176,7 @@ class RecordStore:
             keyname, values = keyed
             marks = ", ".join("?" * len(values))
             sql = (f"SELECT r.id, r.data, r.versionnumber FROM key_index k JOIN records r ON r.tbl = k.tbl AND "
-                   f"r.id = k.id WHERE k.tbl=? AND k.keyname=? AND k.keyvalue IN ({marks}) ORDER BY r.id "
+                   f"r.id = k.id WHERE k.tbl=? AND k.keyname=? AND k.keyvalue IN ({marks}) ORDER BY {_by_guid('r.id')} "
                    "LIMIT ? OFFSET ?")
             with self._lock:
                 self._build_key_index(self.catalog.table(table))
@@ -186,9 +186,17 @@ class RecordStore:
         where, params = self._where(table, filters)
         order = "".join(f"json_extract(data, ?) {'DESC' if d else 'ASC'}, " for _, d in orderby)
         params += [f'$."{c}"' for c, _ in orderby]
-        sql = f"SELECT id, data, versionnumber FROM records WHERE {where} ORDER BY {order}id LIMIT ? OFFSET ?"
+        sql = (f"SELECT id, data, versionnumber FROM records WHERE {where} ORDER BY {order}{_by_guid('id')} "
+               "LIMIT ? OFFSET ?")
         with self._lock:
             rows = self._conn.execute(sql, [*params, -1 if limit is None else limit, offset]).fetchall()
+        return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
+
+    def referencing(self, table: str, attribute: str, record_id: str) -> list[StoredRecord]:
+        """The records of ``table`` whose lookup ``attribute`` is ``record_id``, in creation order (SQLite rowid)."""
+        sql = "SELECT id, data, versionnumber FROM records WHERE tbl=? AND json_extract(data, ?) = ? ORDER BY rowid"
+        with self._lock:
+            rows = self._conn.execute(sql, (table, f'$."{attribute}"', record_id)).fetchall()
         return [StoredRecord(table, r[0], json.loads(r[1]), r[2]) for r in rows]
 
     def count(self, table: str, filters: list[tuple[str, Any]] = ()) -> int:  # type: ignore[assignment]
@@ -214,31 +222,13 @@ class RecordStore:
 
     @staticmethod
     def _where(table: str, filters: Any) -> tuple[str, list[Any]]:
-        clauses, params = ["tbl=?"], [table]
-        for column, value in filters:
-            if isinstance(value, AnyOf):  # c eq a or c eq b ...
-                clauses.append(f"fold(json_extract(data, ?)) IN ({', '.join('?' * len(value.values))})")
-                params += [f'$."{column}"', *(fold(v) for v in value.values)]
-                continue
-            if isinstance(value, Like):  # case- and accent-insensitive, like equality
-                clauses.append("fold(json_extract(data, ?)) LIKE fold(?) ESCAPE '\\'")
-                params += [f'$."{column}"', value.pattern]
-                continue
-            if isinstance(value, str):
-                clauses.append("fold(json_extract(data, ?)) = ?")
-            else:
-                clauses.append(f"json_extract(data, ?) {'IS' if value is None else '='} ?")
-            params += [f'$."{column}"', fold(value)]
-        return " AND ".join(clauses), params
+        return sql_filters.where(table, filters)
 
     # -- writes --------------------------------------------------------------------------------------------
     def create(self, table: str, body: dict[str, Any]) -> StoredRecord:
         """POST: a new record with a new GUID, or the client's primary key (duplicate id -> 412)."""
         with self._lock, self._tx():
-            body, parties = activity_parties.take(table, body)  # deep insert of an activity's parties
-            record = self._create(table, body, None)
-            activity_parties.insert(self, record, parties)
-            return record
+            return deep_insert.create(self, table, body)  # with nested related records and activity parties
 
     def update(self, table: str, record_id: str, body: dict[str, Any], *, if_match: str | None = "*") -> StoredRecord:
         """PATCH that may only update (If-Match ``*`` or a version): missing -> 404, stale version -> 412."""
@@ -337,6 +327,12 @@ class RecordStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
 
+    def version(self) -> int:
+        """The store's current version counter (the last write's rowversion; 0 before any write)."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM counters WHERE name='version'").fetchone()
+        return 0 if row is None else row[0]
+
     def _next_version(self) -> int:
         # One counter for the whole store, like SQL rowversion: ETags never repeat after a delete.
         self._conn.execute(
@@ -375,7 +371,7 @@ class RecordStore:
 
     def _platform_rules(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
         """What the platform adds to a validated write: state/status pairs and closed activities (validation.py),
-        the default owner on create, the note size limit (files.py)."""
+        the default owner on create, createdby/modifiedby, the note size limit (files.py)."""
         changes = apply_state_rules(meta, changes, existing)
         changes = _full_name(meta, changes, existing)
         changes = self._currency(meta, changes, existing)
@@ -384,6 +380,13 @@ class RecordStore:
         if existing is None and self.default_owner and owner is not None and owner.type == "Owner" \
                 and changes.get("ownerid") is None:
             changes = {**changes, "ownerid": self.default_owner}
+        if changes.get("ownerid") and "owninguser" in meta.columns:  # owninguser or owningteam follows ownerid
+            user = self.retrieve("systemuser", changes["ownerid"]) is not None
+            changes = {**changes, "owninguser": changes["ownerid"] if user else None,
+                       "owningteam": None if user else changes["ownerid"]}
+        if self.default_owner:  # the caller's user: createdby on create, modifiedby on every write
+            stamps = {"modifiedby": self.default_owner} | ({"createdby": self.default_owner} if existing is None else {})
+            changes = {**changes, **{k: v for k, v in stamps.items() if k in meta.columns}}
         return files.check_document_size(self, meta, changes)
 
     def _currency(self, meta: Table, changes: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
@@ -418,11 +421,11 @@ class RecordStore:
             body = {**body, meta.primary_id: record_id}
         record = validate_write(self.catalog, table, body, operation="create")
         values = self._platform_rules(meta, {**record.values, **self._resolve_binds(meta, record.binds)}, None)
-        rid = str(values.get(meta.primary_id) or uuid.uuid4()).lower()
+        version = self._next_version()
+        rid = str(values.get(meta.primary_id) or _sequential_id(version)).lower()
         if self.retrieve(table, rid) is not None:
             raise DataverseError(412, DUPLICATE_RECORD, "Operation failed due to a SQL integrity violation.")
         now = _now()
-        version = self._next_version()
         created = values.pop("overriddencreatedon", None)
         values.update({meta.primary_id: rid, "createdon": created or now, "modifiedon": now, "versionnumber": version})
         if created:  # L/.../import-data: createdon takes the supplied date, overriddencreatedon the import time
@@ -498,14 +501,22 @@ def _full_name(meta: Table, changes: dict[str, Any], existing: dict[str, Any] | 
     return {**changes, "fullname": " ".join(p for p in parts if p) or None}
 
 
-def fold(value: Any) -> Any:
-    """What a value compares as under ``_CI_AI``: text without letter case or accents, anything else as it is."""
-    if not isinstance(value, str):
-        return value
-    if value.isascii():
-        return value.lower()
-    decomposed = unicodedata.normalize("NFKD", value)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+def _by_guid(column: str) -> str:
+    """SQL ordering ``column`` (lower-case GUID text) as SQL Server orders uniqueidentifier: by the bytes of
+    .NET's Guid.ToByteArray in the order 10-15, 8-9, 6-7, 4-5, 0-3, where the first three groups are stored
+    little-endian. Dataverse's default order is the primary key's, so Microsoft's examples list 915e89f5-29fc-...
+    before 03312500-2afc-... (query-data-web-api) and e9a8c72c-... before c206f534-... (join-tables)."""
+    def swapped(start: int, length: int) -> str:  # a little-endian group, its bytes reversed
+        return " || ".join(f"substr({column}, {start + i}, 2)" for i in range(length - 2, -2, -2))
+    return ", ".join([f"substr({column}, 25, 12)", f"substr({column}, 20, 4)", swapped(15, 4), swapped(10, 4),
+                      swapped(1, 8)])
+
+
+def _sequential_id(version: int) -> str:
+    """A new primary key that sorts after every earlier one in SQL Server's order (its last group is the store's
+    version counter): Dataverse assigns sequential GUIDs, so rows ordered by primary key come back in creation order,
+    as Microsoft's ``$batch`` examples show."""
+    return str(uuid.UUID(f"{uuid.uuid4().hex[:20]}{version:012x}"))
 
 
 def _key_value(key: AlternateKey, values: dict[str, Any]) -> str | None:
