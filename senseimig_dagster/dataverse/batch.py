@@ -24,7 +24,8 @@ import httpx
 import orjson
 
 MAX_REQUESTS = 1000  # L/webapi/execute-batch-operations-using-web-api
-_GUID_AT_END = re.compile(r"\(([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\)/?$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_GUID_AT_END = re.compile(r"\((" + _GUID.pattern + r")\)/?$")  # a key-form URL (col=value) never matches
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{0,64}")
 
 
@@ -89,9 +90,19 @@ class BatchResponse:
 
     @property
     def entity_id(self) -> str | None:
-        """The created/upserted record's id from ``OData-EntityId`` (lower case), if the response carries one."""
+        """The record's id from ``OData-EntityId`` (lower case) when the header names it by id; ``None`` when
+        absent or in the alternate key's form, which a request addressed by key gets back."""
         match = _GUID_AT_END.search(self.headers.get("OData-EntityId", ""))
         return match[1].lower() if match else None
+
+    def selected_id(self, column: str) -> str | None:
+        """The record's id from a ``return=representation`` body that selected its primary key ``column``."""
+        try:
+            found = self.json()
+        except ValueError:
+            return None
+        value = found.get(column) if isinstance(found, dict) else None
+        return value.lower() if isinstance(value, str) and _GUID.fullmatch(value) else None
 
     @property
     def retry_after(self) -> float | None:

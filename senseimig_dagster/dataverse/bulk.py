@@ -47,7 +47,7 @@ from typing import Any
 from senseimig_dagster.dataverse.batch import MAX_REQUESTS, BatchRequest, BatchResponse
 from senseimig_dagster.dataverse.client import DataverseClient, key_segment
 from senseimig_dagster.dataverse.errors import DataverseError, DataverseThrottled
-from senseimig_dagster.dataverse.standard_tables import standard_entity_sets
+from senseimig_dagster.dataverse.standard_tables import primary_id, standard_entity_sets
 
 log = logging.getLogger("senseimig.dataverse.bulk")
 
@@ -454,16 +454,27 @@ class BulkLoader:
             return BatchRequest("POST", load.entity_set, body=row)
         key = {c: row[c] for c in load.key_columns}
         body = {k: v for k, v in row.items() if k not in key}
-        return BatchRequest("PATCH", load.entity_set + key_segment(key), body=body)
+        # Addressed by key, an upsert answers OData-EntityId in the key's form, not the id
+        # (https://learn.microsoft.com/power-apps/developer/data-platform/use-upsert-insert-update-record):
+        # the id is asked for in the body instead, in the same request (no second round trip), primary key only.
+        return BatchRequest("PATCH", f"{load.entity_set}{key_segment(key)}?$select={primary_id(load.logical_name)}",
+                            body=body, headers={"Prefer": "return=representation"})
 
     @staticmethod
     def _row_outcome(load: _Load, index: int, response: BatchResponse | None) -> None:
         if response is None:
             load.failed(index, None, None, "no response for this row in the $batch answer")
         elif response.ok:
-            load.landed([index], [response.entity_id])
+            load.landed([index], [_record_id(load, response)])
         else:
             load.failed(index, response.status, response.code, response.message)
+
+
+def _record_id(load: _Load, response: BatchResponse) -> str | None:
+    """A create's id from its ``OData-EntityId``; an upsert's from the representation it asked for."""
+    if load.key_columns is None:
+        return response.entity_id
+    return response.selected_id(primary_id(load.logical_name))
 
 
 __all__ = ["BulkLoader", "LoadResult", "RowFailure"]

@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from senseimig_dagster.dataverse import DataverseClient, DataverseError
-from senseimig_dagster.dataverse.batch import MAX_REQUESTS, BatchRequest, ChangeSet, decode, encode
+from senseimig_dagster.dataverse.batch import MAX_REQUESTS, BatchRequest, BatchResponse, ChangeSet, decode, encode
 from senseimig_dagster.sandbox.dataverse_emulator import Catalog, DataverseEmulator, RecordStore
 from senseimig_dagster.sandbox.tls import serve_wsgi
 
@@ -126,3 +127,23 @@ def test_a_refused_batch_raises_a_typed_error(client: DataverseClient) -> None:
 def test_decode_without_multipart_is_an_error() -> None:
     with pytest.raises(ValueError):
         decode([BatchRequest("GET", "contacts")], 200, "application/json", b"{}")
+
+
+def test_a_key_form_entity_id_is_never_taken_for_a_record_id() -> None:
+    guid = "EF0D112E-D70E-ED11-82E5-00224822577B"
+    base = "https://org.crm.dynamics.com/api/data/v9.2/"
+    by_key = [f"{base}example_records(example_key1=2,example_key2=2)", f"{base}contacts(smig_id='{guid}')",
+              f"{base}contacts(_parentid_value={guid})", f"{base}contacts(a=1,b={guid})"]
+    for url in by_key:
+        assert BatchResponse(204, httpx.Headers({"OData-EntityId": url}), b"").entity_id is None, url
+    assert BatchResponse(204, httpx.Headers({"OData-EntityId": f"{base}contacts({guid})"}), b"").entity_id == guid.lower()
+
+
+def test_the_selected_primary_key_is_read_from_the_representation() -> None:
+    body = b'{"@odata.etag": "W/\\"1\\"", "example_recordid": "EF0D112E-D70E-ED11-82E5-00224822577B"}'
+    response = BatchResponse(201, httpx.Headers(), body)
+    assert response.selected_id("example_recordid") == "ef0d112e-d70e-ed11-82e5-00224822577b"
+    assert response.selected_id("example_name") is None
+    assert BatchResponse(201, httpx.Headers(), b'{"example_recordid": "3:3"}').selected_id("example_recordid") is None
+    assert BatchResponse(204, httpx.Headers(), b"").selected_id("example_recordid") is None
+    assert BatchResponse(200, httpx.Headers(), b"not json").selected_id("example_recordid") is None

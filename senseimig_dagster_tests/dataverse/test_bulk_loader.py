@@ -208,6 +208,18 @@ def test_upsert_isolates_bad_rows_and_refuses_unaddressable_keys(make_env) -> No
     assert env.clients[0].retrieve("contacts", {KEY: "S-0005"}, select=["lastname"])["lastname"] == "L5u"
 
 
+def test_batch_fallback_upsert_by_key_returns_the_record_ids(make_env) -> None:
+    # Addressed by key, an upsert answers OData-EntityId in the key's form: the ids come from the representation.
+    env = make_env(bulk_unsupported={"contact"})
+    loader = BulkLoader(env.clients, chunk_size=10, max_parallel=2)
+    created = loader.create("contact", contacts(5))
+    result = loader.upsert("contact", contacts(12), [KEY])  # rows 0-4 update, 5-11 create
+    assert result.succeeded == 12 and result.failed == []
+    assert result.ids[:5] == created.ids
+    for i, record_id in enumerate(result.ids):
+        assert env.clients[0].retrieve("contacts", {KEY: f"S-{i:04d}"}, select=["contactid"])["contactid"] == record_id
+
+
 def test_two_application_users_share_the_work(make_env) -> None:
     env = make_env(users=2, limits=Limits(requests=8, time_scale=300))
     result = BulkLoader(env.clients, chunk_size=5, max_parallel=4).create("contact", contacts(200))

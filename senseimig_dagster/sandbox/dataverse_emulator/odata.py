@@ -43,6 +43,7 @@ class Resource:
     id: str | None = None
     key: tuple[tuple[str, Any], ...] | None = None  # alternate-key pairs, in URL order
     count: bool = False
+    key_text: str | None = None  # the alternate key as the URL wrote it, between the parentheses
 
     @property
     def addresses_record(self) -> bool:
@@ -99,7 +100,7 @@ def parse_resource(path: str) -> Resource:
     if not pairs or pos != len(key_text) or key_text.rstrip().endswith(","):
         raise bad_request(f"Bad Request - Error in query syntax: key '{key_text}' is not valid.")
     reject_reserved_key_values(pairs)
-    return Resource(match["set"], key=tuple(pairs))
+    return Resource(match["set"], key=tuple(pairs), key_text=key_text)
 
 
 def reject_reserved_key_values(pairs: list[tuple[str, Any]] | tuple[tuple[str, Any], ...]) -> None:
