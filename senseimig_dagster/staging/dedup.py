@@ -84,6 +84,7 @@ class DedupResult:
     review: pl.DataFrame  # REVIEW_SCHEMA: the uncertain band, for a person to decide in the override file
     parameters: dict[str, Any] = field(default_factory=dict)  # the Splink model used (m, u per level; no data)
     stats: dict[str, int] = field(default_factory=dict)
+    training: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=linkage.TRAINING_SCHEMA))
 
 
 pair = clusters.pair
@@ -153,8 +154,9 @@ def deduplicate(patients: pl.DataFrame, overrides: Overrides | None = None,
     stats = {"patients": patients.height, "scored_pairs": scored.pairs.height, "clusters": len(found.clusters),
              "merged": merge_map.height, "survivors": survivors.height, "review": review.height,
              "kept_apart": len(found.kept_apart), "trained_on_tenant": int(scored.trained),
+             "training_rules_skipped": scored.training.filter(pl.col("outcome") == "skipped").height,
              **{f"pairs_{k}": v for k, v in sorted(bands.items())}}
-    return DedupResult(survivors, merge_map, decisions, review, scored.parameters, stats)
+    return DedupResult(survivors, merge_map, decisions, review, scored.parameters, stats, scored.training)
 
 
 def _decisions(pairs: pl.DataFrame, cluster_of: Mapping[str, str], kept_apart: Mapping[tuple[str, str], str],

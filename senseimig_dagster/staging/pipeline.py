@@ -50,6 +50,7 @@ from senseimig_dagster.staging.dedup import (
     repoint_children,
 )
 from senseimig_dagster.staging.delta import stamp_modified
+from senseimig_dagster.staging.matching.linkage import TRAINING_SCHEMA
 from senseimig_dagster.staging.providers import (
     DECISION_SCHEMA,
     PROVIDERS,
@@ -79,6 +80,7 @@ class StagingResult:
     dedup_decisions: pl.DataFrame  # ids, probabilities and level names only
     match_review: pl.DataFrame  # patient pairs in the uncertain band, for a person to decide (dedup.REVIEW_SCHEMA)
     match_parameters: dict  # the linkage model used (m and u per comparison level; no data)
+    match_training: pl.DataFrame  # linkage.TRAINING_SCHEMA: each EM rule, estimated or skipped and why
     provider_decisions: pl.DataFrame  # providers.DECISION_SCHEMA
     chart_log: pl.DataFrame  # chart_duplicates.LOG_SCHEMA
     not_written: pl.DataFrame  # object, source_id, cause
@@ -206,7 +208,8 @@ def stage_tenant(raw: Mapping[str, pl.DataFrame], fmap: FieldMapFile, *, plan: S
         merge_map=dedup.merge_map if dedup else pl.DataFrame(schema=MERGE_MAP_SCHEMA),
         dedup_decisions=dedup.decisions if dedup else pl.DataFrame(),
         match_review=dedup.review if dedup else pl.DataFrame(schema=REVIEW_SCHEMA),
-        match_parameters=dedup.parameters if dedup else {}, provider_decisions=decisions,
+        match_parameters=dedup.parameters if dedup else {},
+        match_training=dedup.training if dedup else pl.DataFrame(schema=TRAINING_SCHEMA), provider_decisions=decisions,
         chart_log=chart.log if chart.log.height else pl.DataFrame(schema=LOG_SCHEMA),
         not_written=pl.concat([pl.DataFrame(schema=NOT_WRITTEN_SCHEMA), *counted.not_written]),
         stats=dedup.stats if dedup else {})

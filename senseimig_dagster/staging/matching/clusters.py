@@ -7,7 +7,9 @@ from the most to the least probable. Two groups join only if no pair across them
 - ``twins``: same birth date, a shared address, phone or e-mail (the surname may differ: a double-barrelled or
   mistyped one), first names that are not the same
   name (no exact, nickname, one-typo or near-identical spelling: Mary and Maria), or differ at all with another
-  gender (Gabriel and Gabriella);
+  gender (Gabriel and Gabriella); and something that says two people were registered, not one person whose first
+  name was replaced (legacy conversions and keying do that): another gender, SSNs that both are present and
+  differ, or a family home (another generation registered at the address: the twins' parent);
 - ``parent_child``: same first and last name, birth dates more than two typos apart and years apart (John Smith
   and John Smith Jr., or two brothers given the same name);
 - ``other_person``: neither the first name (nor the names swapped) nor the birth date agree beyond a typo: a
@@ -34,8 +36,11 @@ from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
 GENERATION_YEARS = 2
 GENERATION_YEARS_APART = 12
+# Birth years this far apart at one address are two generations for the twin rule: a young parent is still five
+# years older than a teenager, and a record's own mistyped birth year seldom moves five years.
+FAMILY_HOME_YEARS = 5
 RULE_COLUMNS = ("unique_id", "first", "last", "first_related", "dob", "dob_digits", "phones", "email", "address",
-                "gender", "ssn4")
+                "gender", "ssn4", "family_home")
 GENDERS = ("male", "female")
 
 
@@ -64,7 +69,9 @@ def household_rule(a: Mapping[str, Any], b: Mapping[str, Any], strict: bool = Fa
     same_first = _same_first(a["first"], b["first"], a["first_related"] or (), b["first_related"] or (), strict)
     swapped = _similar(a["first"], b["last"]) and _similar(a["last"], b["first"])
     other_gender = a["gender"] in GENDERS and b["gender"] in GENDERS and a["gender"] != b["gender"]
-    if (a["dob"] == b["dob"] and a["first"] != b["first"] and not swapped
+    # both SSNs present here means they differ (agreeing ones returned above)
+    two_people = other_gender or bool(a["ssn4"] and b["ssn4"]) or a["family_home"] or b["family_home"]
+    if (a["dob"] == b["dob"] and a["first"] != b["first"] and not swapped and two_people
             and (not same_first or other_gender)):
         shared = (set(a["phones"] or ()) & set(b["phones"] or ())
                   or (a["email"] and a["email"] == b["email"]) or _similar(a["address"], b["address"]))
@@ -79,6 +86,15 @@ def household_rule(a: Mapping[str, Any], b: Mapping[str, Any], strict: bool = Fa
             and DamerauLevenshtein.distance(a["dob_digits"], b["dob_digits"]) > 2):
         return "parent_child"
     return None
+
+
+def family_homes(columns: pl.DataFrame) -> pl.Series:
+    """Per record: another generation is registered at its address (birth years ``FAMILY_HOME_YEARS`` or more
+    apart at one address and ZIP): a family's home, where twins live with a parent."""
+    year = pl.col("dob").str.slice(0, 4).cast(pl.Int32, strict=False)
+    spread = (year.max() - year.min()).over("address", "zip5")
+    return columns.select(pl.when(pl.col("address").is_not_null()).then(spread >= FAMILY_HOME_YEARS)
+                          .otherwise(False).fill_null(False).alias("family_home")).to_series()
 
 
 @dataclass
@@ -116,6 +132,7 @@ def cluster(scored: pl.DataFrame, columns: pl.DataFrame, threshold: float,
     strong = scored.filter(pl.col("match_probability") >= threshold).sort(
         "match_probability", "id_l", "id_r", descending=[True, False, False])
     ids = {i for p in force_pairs for i in p} | set(strong["id_l"]) | set(strong["id_r"])
+    columns = columns.with_columns(family_homes(columns))
     rows = {r["unique_id"]: r for r in columns.filter(pl.col("unique_id").is_in(list(ids)))
             .select(RULE_COLUMNS).iter_rows(named=True)}
     groups, out = _Groups(), Clustering([])

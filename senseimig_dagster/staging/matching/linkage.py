@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,14 @@ SEED = 21
 # seldom move house, real patients do. A floor on m keeps one disagreeing field from vetoing every other field.
 MIN_PRIOR_M = 0.01
 U_SAMPLE_PAIRS = 2_000_000
+# Matching holds a million patients within the staging memory aim (1 GB for the process): DuckDB's share
+MEMORY_LIMIT = "600MB"
+THREADS = 2
+# Predictions are computed in chunks of the patients (left x right), so one query never holds every candidate pair.
+PATIENTS_PER_CHUNK = 250_000
+
+
+TRAINING_SCHEMA = {"step": pl.String, "rule": pl.String, "outcome": pl.String, "reason": pl.String}
 
 
 @dataclass
@@ -36,6 +45,7 @@ class Scored:
     pairs: pl.DataFrame  # id_l, id_r, match_weight, match_probability, lvl_<comparison>, w_<comparison>
     parameters: dict[str, Any]  # the Splink model as used (m and u per level; no data)
     trained: bool  # parameters estimated on this tenant (else: the calibrated ones)
+    training: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TRAINING_SCHEMA))  # per EM rule
 
 
 def comparison_names() -> list[str]:
@@ -71,24 +81,48 @@ def _without_term_frequencies(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _linker(columns: pl.DataFrame, prior: dict[str, Any], trained: bool) -> Linker:
-    db = DuckDBAPI(duckdb.connect())
+def connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB held to ``MEMORY_LIMIT``: what does not fit spills into ``spill`` (a private temporary
+    folder the caller removes), never into the working directory (DuckDB's default for in-memory databases).
+    Unordered results let joins and aggregates stream (https://duckdb.org/docs/stable/guides/performance/how_to_tune_workloads)."""
+    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill),
+                                  "preserve_insertion_order": False, "threads": THREADS})
+
+
+def _linker(columns: pl.DataFrame, prior: dict[str, Any], trained: bool, con: duckdb.DuckDBPyConnection) -> Linker:
+    db = DuckDBAPI(con)
     table = db.register(columns.to_arrow(), table_name="patients")
     settings = _with_prior(model.settings().create_settings_dict("duckdb"), prior)
     return Linker(table, settings if trained else _without_term_frequencies(settings), log_level=None)
 
 
-def train(linker: Linker, patients: int) -> None:
-    """Per-tenant parameters: the share of true pairs, u from random pairs, m by EM (see the module doc)."""
+def rule_sql(rule: Any) -> str:
+    """A blocking rule as SQL text (column names only: no values)."""
+    return rule if isinstance(rule, str) else rule.get_blocking_rule("duckdb").blocking_rule_sql
+
+
+def skip_reason(error: Exception) -> str:
+    """Splink's refusal, first line only and cut short: it names comparison levels, never values."""
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+
+
+def train(linker: Linker, patients: int) -> pl.DataFrame:
+    """Per-tenant parameters: the share of true pairs, u from random pairs, m by EM (see the module doc).
+    Returns the training summary (``TRAINING_SCHEMA``): one row per EM rule, estimated or skipped and why."""
     pairs = patients * (patients - 1) / 2
     linker.training.estimate_probability_two_random_records_match(
         [block_on("first", "last", "dob"), block_on("last", "dob", "zip5")], recall=0.8)
     linker.training.estimate_u_using_random_sampling(max_pairs=min(U_SAMPLE_PAIRS, pairs), seed=SEED)
+    rows = []
     for rule in model.TRAINING_RULES:
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(rule)
-        except ValueError:  # Splink refuses an m of exactly 0 (a level no true pair reaches): keep the prior's
+        except ValueError as error:  # Splink refuses an m of exactly 0 (a level no true pair reaches): the
+            # comparisons this rule would estimate keep their previous m, and the summary says so
+            rows.append(("em", rule_sql(rule), "skipped", skip_reason(error)))
             continue
+        rows.append(("em", rule_sql(rule), "estimated", None))
+    return pl.DataFrame(rows, schema=TRAINING_SCHEMA, orient="row")
 
 
 def _explained(predictions: pl.DataFrame, parameters: dict[str, Any]) -> pl.DataFrame:
@@ -117,15 +151,17 @@ def score(columns: pl.DataFrame, prior: dict[str, Any] | None = None,
     """Candidate pairs of ``columns`` (``matching.columns.COLUMNS``) scored at or above ``threshold``."""
     prior = load_prior() if prior is None else prior
     trained = columns.height >= model.MIN_TRAINING_PATIENTS or not prior
-    linker = _linker(columns, prior, trained)
-    if trained:
-        train(linker, columns.height)
-    parameters = linker.misc.save_model_to_json()
-    if columns.height < 2:
-        return Scored(_empty(parameters), parameters, trained)
-    predictions = linker.inference.predict(threshold_match_probability=threshold)
-    frame = predictions.as_duckdbpyrelation().pl()
-    return Scored(_explained(frame, parameters), parameters, trained)
+    with tempfile.TemporaryDirectory(prefix="senseimig-match-") as spill, connect(Path(spill)) as con:
+        linker = _linker(columns, prior, trained, con)
+        training = train(linker, columns.height) if trained else pl.DataFrame(schema=TRAINING_SCHEMA)
+        parameters = linker.misc.save_model_to_json()
+        if columns.height < 2:
+            return Scored(_empty(parameters), parameters, trained, training)
+        chunks = math.ceil(columns.height / PATIENTS_PER_CHUNK)
+        predictions = linker.inference.predict(threshold_match_probability=threshold, num_chunks_left=chunks,
+                                               num_chunks_right=chunks)
+        frame = predictions.as_duckdbpyrelation().pl()
+    return Scored(_explained(frame, parameters), parameters, trained, training)
 
 
 def match_weights_html(parameters: dict[str, Any]) -> str:
