@@ -25,7 +25,6 @@ def raw_asset(obj: SenseiObject) -> AssetsDefinition:
                   "loads_after": ", ".join(obj.parents) or "(none)", "dagster/column_schema": column_schema(obj)},
         io_manager_key="duckdb_io_manager",
         kinds={"duckdb"},
-        tags={"layer": "raw"},
     )
     def _raw(context: AssetExecutionContext, sensei: SenseiSource) -> Extraction:
         since, before = source_window(context.partition_time_window)

@@ -162,7 +162,7 @@ def _match_chart(store: StoreResource, parameters: dict[str, Any]) -> dict[str, 
 # -- the multi-asset -------------------------------------------------------------------------------------------------
 def _out(key: AssetKey, description: str) -> AssetOut:
     return AssetOut(key=key, io_manager_key="duckdb_io_manager", group_name="staging", kinds={"polars", "duckdb"},
-                    tags={"layer": "staging"}, description=description)
+                    description=description)
 
 
 def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:
