@@ -8,6 +8,7 @@ from senseimig_dagster import settings
 from senseimig_dagster.assets.dataverse_schema import dataverse_schema
 from senseimig_dagster.assets.go_live import go_live_ready
 from senseimig_dagster.assets.inventory import inventory
+from senseimig_dagster.assets.labels import labelled
 from senseimig_dagster.assets.mapping import mapping_proposed, mapping_state
 from senseimig_dagster.assets.owners import staging_owners
 from senseimig_dagster.assets.raw import raw_assets
@@ -23,8 +24,8 @@ def build_definitions(database: str | None = None) -> Definitions:
     """Assets, checks, jobs and resources, the resources as the environment configures them now."""
     database = database or settings.duckdb_path()
     return Definitions(
-        assets=[*raw_assets, inventory, dataverse_schema, mapping_state, mapping_proposed, staging_assets,
-                staging_owners, sample_diff, *dataverse_assets, go_live_ready],
+        assets=labelled([*raw_assets, inventory, dataverse_schema, mapping_state, mapping_proposed, staging_assets,
+                         staging_owners, sample_diff, *dataverse_assets, go_live_ready]),  # owners, tags, labels
         asset_checks=writer_checks,  # each writer's counts, fields and conservation (assets/verification.py)
         jobs=all_jobs,
         resources={**build_resources(database), "duckdb_io_manager": SenseimigDuckDBIOManager(database=database, **store_protection_from_env())},

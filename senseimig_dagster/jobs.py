@@ -7,7 +7,6 @@ from dagster import AssetSelection, define_asset_job
 from senseimig_dagster.assets.audit import export_audit, rollback
 from senseimig_dagster.assets.keys import DELETIONS, GO_LIVE, SAMPLE_DIFF, SCHEMA
 from senseimig_dagster.assets.mapping import confirm_mapping
-from senseimig_dagster.assets.partitions import modification_days
 from senseimig_dagster.assets.release import RELEASE_TAG
 from senseimig_dagster.assets.writers import WRITER_KEYS
 
@@ -19,7 +18,6 @@ INVENTORY = AssetSelection.groups("inventory")
 extract_job = define_asset_job(
     "extract",
     selection=RAW,
-    partitions_def=modification_days,
     description="Land every Sensei object in DuckDB (raw layer) for the selected modification-day partitions.",
 )
 
@@ -61,7 +59,6 @@ migrate_job = define_asset_job(
 delta_job = define_asset_job(
     "delta",
     selection=RAW | AssetSelection.groups("staging") | AssetSelection.assets(*WRITER_KEYS, DELETIONS),
-    partitions_def=modification_days,
     description="Pick up a modification window: raw partitions, staging, then every writer sends only the records "
                 "created or modified in the window (no duplicates: upsert by source id; unchanged bodies skipped); "
                 "records deleted in Sensei are listed in dataverse/deletions_report, never deleted in Dataverse.",

@@ -177,3 +177,8 @@ def is_set(name: str) -> bool:
 def sensei_api_key_for_simulator() -> str:
     """The key the sandbox Sensei simulator accepts (a server process: it must know the value)."""
     return os.environ.get("SENSEI_API_KEY", SANDBOX_API_KEY)
+
+
+def asset_owner() -> str:
+    """Who owns every asset in the Dagster UI: ``team:<name>`` or an e-mail (Dagster's owner format)."""
+    return os.environ.get("SENSEIMIG_ASSET_OWNER", "team:data-migration")

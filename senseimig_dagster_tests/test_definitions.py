@@ -3,6 +3,9 @@ registry object, the inventory after all of them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from dagster import AssetKey, Definitions
 
 from senseimig_dagster.definitions import defs
@@ -28,3 +31,22 @@ def test_the_tests_resources_use_the_keys_the_definitions_register(tmp_path):
     every = migration_resources(tmp_path / "db.duckdb", sensei_url="http://127.0.0.1:9", dataverse=DataverseResource(),
                                 audit=tmp_path / "audit.duckdb")
     assert set(every) == set(defs.resources)
+
+
+LOAD_RECORDING_WARNINGS = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    from senseimig_dagster.definitions import defs
+    defs.resolve_asset_graph()
+for w in seen:
+    print(w.category.__name__, str(w.message).splitlines()[0][:120])
+"""
+
+
+def test_loading_the_definitions_warns_nothing():
+    # a fresh interpreter: this one has imported the definitions already, under pytest's warning filters
+    loaded = subprocess.run([sys.executable, "-c", LOAD_RECORDING_WARNINGS], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert loaded.stdout == ""

@@ -165,7 +165,7 @@ def build_document_asset(name: str, fmap: FieldMapFile) -> AssetsDefinition:
     parents = writer_parents(fmap, name)
 
     @asset(key=key, group_name="dataverse", io_manager_key="duckdb_io_manager",
-           kinds={"dataverse", "sharepoint", "duckdb"}, tags={"layer": "dataverse"},
+           kinds={"dataverse", "sharepoint", "duckdb"},
            deps=[staging_key(name), *(writer_key(p) for p in parents), SCHEMA, OWNERS],
            check_specs=[gate_check_spec(key),
                         AssetCheckSpec(VERIFIED, asset=key, blocking=True,

@@ -6,6 +6,7 @@ any write when the gate is closed.
 """
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import (
@@ -21,14 +22,22 @@ from dagster import (
 )
 
 from senseimig_dagster.assets.metadata import KeyLike
-from senseimig_dagster.mapping.gate import GATE_CHECK_NAME, gate_problems, problems_markdown
+from senseimig_dagster.mapping.gate import GATE_CHECK_NAME, GateProblem, gate_problems, problems_markdown
+
+
+def _reason(problems: Sequence[GateProblem]) -> str:
+    """One line for the check's header: the first problem's first line, and how many there are."""
+    if not problems:
+        return "map confirmed"
+    first = str(problems[0]).splitlines()[0]
+    return first if len(problems) == 1 else f"{len(problems)} map problems; first: {first}"
 
 
 def gate_result(path: str | Path, asset_key: KeyLike) -> AssetCheckResult:
     problems = gate_problems(path)
     return AssetCheckResult(
         asset_key=AssetKey.from_coercible(asset_key), check_name=GATE_CHECK_NAME, passed=not problems,
-        severity=AssetCheckSeverity.ERROR, description=str(problems[0]) if problems else "map confirmed",
+        severity=AssetCheckSeverity.ERROR, description=_reason(problems),
         metadata={"map": str(path), "problems": len(problems),
                   **({"details": MetadataValue.md(problems_markdown(problems))} if problems else {})})
 

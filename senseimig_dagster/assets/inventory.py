@@ -78,6 +78,47 @@ def location_counts(db: Store) -> pl.DataFrame:
         "object", "location_id")
 
 
+def _objects(frame: pl.DataFrame) -> str:
+    return ", ".join(frame.get_column("object"))
+
+
+def inventory_checks(counts: pl.DataFrame) -> list[AssetCheckResult]:
+    """The three blocking checks over the per-object counts; a failure's description names the objects and counts."""
+    empty = counts.filter((pl.col("records") == 0) & (pl.col("source_count") > 0))
+    off = counts.filter(pl.col("unaccounted") != 0)
+    stale = counts.filter(pl.col("newer_version_rejected") > 0)
+    return [
+        AssetCheckResult(
+            check_name="no_object_empty_when_source_has_rows", asset_key=RECORD_COUNTS, passed=empty.is_empty(),
+            severity=AssetCheckSeverity.ERROR,
+            description=f"{empty.height} objects landed nothing although the source reports "
+                        f"{int(empty['source_count'].sum())} rows: {_objects(empty)}" if empty.height else
+                        f"every object with source rows landed some ({counts.height} objects)",
+            metadata={"empty_objects": MetadataValue.json(empty["object"].to_list()),
+                      "details": MetadataValue.md(markdown_table(empty) if empty.height else "none")}),
+        AssetCheckResult(
+            check_name="every_source_record_accounted_for", asset_key=RECORD_COUNTS, passed=off.is_empty(),
+            severity=AssetCheckSeverity.ERROR,
+            description=f"{int(off['unaccounted'].abs().sum())} source records unaccounted for in {off.height} "
+                        "objects: " + ", ".join(f"{o} ({n:+d})" for o, n in off.select("object", "unaccounted")
+                                                .iter_rows()) if off.height else
+                        f"{int(counts['source_count'].sum())} source records landed or rejected",
+            metadata={"objects_off": MetadataValue.json(off["object"].to_list()),
+                      "details": MetadataValue.md(markdown_table(off) if off.height else "all objects add up")}),
+        AssetCheckResult(
+            check_name="no_landed_record_has_a_newer_rejected_version", asset_key=RECORD_COUNTS,
+            passed=stale.is_empty(), severity=AssetCheckSeverity.ERROR,
+            description=f"{int(stale['newer_version_rejected'].sum())} landed records have a newer version that was "
+                        f"rejected ({REJECTS_TABLE}): {_objects(stale)}" if stale.height else
+                        "no landed record has a newer rejected version",
+            metadata={"objects": MetadataValue.json(stale["object"].to_list()),
+                      "details": MetadataValue.md(
+                          markdown_table(stale.select("object", "newer_version_rejected"))
+                          + f"\n\nThe rejected versions are in `{REJECTS_TABLE}` (reason and line/page)."
+                          if stale.height else "none")}),
+    ]
+
+
 @multi_asset(
     outs={
         "record_counts": AssetOut(key=RECORD_COUNTS, io_manager_key="duckdb_io_manager", kinds={"duckdb"},
@@ -121,24 +162,4 @@ def inventory(context: AssetExecutionContext, sensei: SenseiSource,
     yield Output(by_location, output_name="location_counts",
                  metadata={"per_location": MetadataValue.md(markdown_table(pivot.fill_null(0)))})
 
-    empty = counts.filter((pl.col("records") == 0) & (pl.col("source_count") > 0))
-    yield AssetCheckResult(
-        check_name="no_object_empty_when_source_has_rows", asset_key=RECORD_COUNTS, passed=empty.is_empty(),
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"empty_objects": MetadataValue.json(empty["object"].to_list()),
-                  "details": MetadataValue.md(markdown_table(empty) if empty.height else "none")})
-    off = counts.filter(pl.col("unaccounted") != 0)
-    yield AssetCheckResult(
-        check_name="every_source_record_accounted_for", asset_key=RECORD_COUNTS, passed=off.is_empty(),
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"objects_off": MetadataValue.json(off["object"].to_list()),
-                  "details": MetadataValue.md(markdown_table(off) if off.height else "all objects add up")})
-    stale = counts.filter(pl.col("newer_version_rejected") > 0)
-    yield AssetCheckResult(
-        check_name="no_landed_record_has_a_newer_rejected_version", asset_key=RECORD_COUNTS,
-        passed=stale.is_empty(), severity=AssetCheckSeverity.ERROR,
-        metadata={"objects": MetadataValue.json(stale["object"].to_list()),
-                  "details": MetadataValue.md(
-                      markdown_table(stale.select("object", "newer_version_rejected"))
-                      + f"\n\nThe rejected versions are in `{REJECTS_TABLE}` (reason and line/page)."
-                      if stale.height else "none")})
+    yield from inventory_checks(counts)

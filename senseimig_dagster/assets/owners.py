@@ -104,7 +104,7 @@ def owner_check_result(asset_key: KeyLike, frame: pl.DataFrame, resolution: Owne
 
 @asset(key=OWNERS, group_name="staging", io_manager_key="duckdb_io_manager", kinds={"polars", "duckdb"},
        deps=[raw_key(STAFF_USER.name), *(staging_key(n) for n in OWNED_OBJECTS)],
-       check_specs=[owner_check_spec(OWNERS)], tags={"layer": "staging"},
+       check_specs=[owner_check_spec(OWNERS)],
        description="Sensei users matched by e-mail to Dataverse system users: per user id the outcome (matched, "
                    "disabled, application, non_interactive, missing, unknown_user) and the owner its records get "
                    "(the user, the configured fallback, or none). Blocking check before any write.")

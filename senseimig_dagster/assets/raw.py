@@ -1,8 +1,9 @@
 """``raw/<object>``: every Sensei object landed in DuckDB as received, one asset per registry entry."""
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
+import warnings
 
-from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, asset
+from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, BetaWarning, asset
 
 from senseimig_dagster.assets.keys import raw_key
 from senseimig_dagster.assets.partitions import PARTITION_EXPR, modification_days, source_window
@@ -25,7 +26,6 @@ def raw_asset(obj: SenseiObject) -> AssetsDefinition:
                   "loads_after": ", ".join(obj.parents) or "(none)", "dagster/column_schema": column_schema(obj)},
         io_manager_key="duckdb_io_manager",
         kinds={"duckdb"},
-        tags={"layer": "raw"},
     )
     def _raw(context: AssetExecutionContext, sensei: SenseiSource) -> Extraction:
         since, before = source_window(context.partition_time_window)
@@ -34,4 +34,9 @@ def raw_asset(obj: SenseiObject) -> AssetsDefinition:
     return _raw
 
 
-raw_assets: list[AssetsDefinition] = [raw_asset(obj) for obj in REGISTRY]
+# `backfill_policy` is a beta parameter of `@asset` (Dagster 1.13) with no stable replacement, and the single-run
+# policy is what makes a full load one run instead of one per day: its BetaWarning (one per raw asset, on every
+# definitions load) is silenced here, for this parameter only.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
+    raw_assets: list[AssetsDefinition] = [raw_asset(obj) for obj in REGISTRY]

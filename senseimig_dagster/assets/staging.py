@@ -67,7 +67,7 @@ from senseimig_dagster.staging import quarantine as q
 from senseimig_dagster.staging.corrections import apply_corrections, load_corrections
 from senseimig_dagster.staging.dedup import load_overrides
 from senseimig_dagster.staging.matching.linkage import match_weights_html, match_weights_table
-from senseimig_dagster.staging.pipeline import StagingResult, stage_tenant
+from senseimig_dagster.staging.pipeline import COUNT_COLUMNS, StagingResult, stage_tenant
 from senseimig_dagster.staging.providers import FREE_TEXT_OBJECTS, PROVIDERS, decision_summary
 from senseimig_dagster.staging.validation import CHECK_NAME, validate_object
 
@@ -106,7 +106,9 @@ def _conservation_check(key: AssetKey, counts: pl.DataFrame) -> AssetCheckResult
         metadata={"conservation": MetadataValue.md(markdown_table(counts)),
                   **{f"{r['object']}_extracted": r["extracted"] for r in counts.iter_rows(named=True)}},
         description="every extracted row is staged, merged, collapsed, quarantined or not written by rule"
-        if broken.is_empty() else f"rows unaccounted for: {', '.join(broken.get_column('object'))}")
+        if broken.is_empty() else "rows unaccounted for: " + ", ".join(
+            f"{o} ({gap:+d} of {n} extracted)" for o, n, gap in broken.select(
+                "object", "extracted", gap=pl.col("extracted") - pl.sum_horizontal(*COUNT_COLUMNS[1:])).iter_rows()))
 
 
 def pandera_check_specs(asset_key: KeyLike, object_name: str) -> list[AssetCheckSpec]:
@@ -162,7 +164,7 @@ def _match_chart(store: StoreResource, parameters: dict[str, Any]) -> dict[str, 
 # -- the multi-asset -------------------------------------------------------------------------------------------------
 def _out(key: AssetKey, description: str) -> AssetOut:
     return AssetOut(key=key, io_manager_key="duckdb_io_manager", group_name="staging", kinds={"polars", "duckdb"},
-                    tags={"layer": "staging"}, description=description)
+                    description=description)
 
 
 def build_staging_assets(fmap: FieldMapFile | None = None) -> AssetsDefinition:

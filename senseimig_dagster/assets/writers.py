@@ -89,7 +89,7 @@ def build_writer(name: str, fmap: FieldMapFile | None = None) -> AssetsDefinitio
 
     @asset(key=key, group_name="dataverse", io_manager_key="duckdb_io_manager", kinds={"dataverse", "duckdb"},
            deps=[staging_key(name), *(writer_key(p) for p in parents), SCHEMA, OWNERS],
-           check_specs=[gate_check_spec(key)], tags={"layer": "dataverse"},
+           check_specs=[gate_check_spec(key)],
            description=f"{get(name).description} Upserted into Dataverse `{'/'.join(tables)}` by source id after "
                        f"{', '.join(parents) or 'the schema'}; value: this run's load journal slice.")
     def _writer(context: AssetExecutionContext, store: StoreResource, mapping: MappingResource,
@@ -139,7 +139,7 @@ writer_checks = [checks_for(name) for name in WRITTEN if not get(name).has_conte
 
 
 @asset(key=DELETIONS, group_name="dataverse", io_manager_key="duckdb_io_manager", kinds={"duckdb"},
-       deps=WRITER_KEYS, tags={"layer": "dataverse"},
+       deps=WRITER_KEYS,
        description="Records Sensei soft-deleted (is_deleted; in the run's modification window, or ever when the run "
                    "has none) with the Dataverse table and id the load journal holds for them. Reported for a person "
                    "to decide: the migration never deletes them in Dataverse.")
