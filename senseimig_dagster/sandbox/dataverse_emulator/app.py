@@ -310,20 +310,22 @@ class DataverseEmulator:
 
     def _filters(self, table: Table, text: str) -> list[tuple[str, Any]]:
         """``$filter`` text as conditions on stored columns (an ``or`` group's conditions mapped each)."""
-        def mapped(column: str, value: Any) -> tuple[str, Any]:
-            if isinstance(value, odata.AnyCondition):
-                return "", odata.AnyCondition(tuple(mapped(c, v) for c, v in value.conditions))
-            nav, slash, rest = column.partition("/")
-            lookup = table.lookups.get(nav) if slash else None
-            if lookup is not None and len(lookup.targets) == 1 and \
-                    rest != self.catalog.table(lookup.targets[0]).primary_id:
-                # A column of the related record (L/webapi/query/filter-rows, "Filter using lookup column
-                # property values"): the lookup is one of the related records matching the condition.
-                target = self.catalog.table(lookup.targets[0])
-                related = self.store.query(target.logical_name, [(self._column(target, rest), value)])
-                return lookup.attribute, odata.AnyOf(tuple(r.id for r in related))
-            return self._column(table, column), value
-        return [mapped(c, v) for c, v in odata.parse_filter(text)]
+        return [self._condition(table, c, v) for c, v in odata.parse_filter(text)]
+
+    def _condition(self, table: Table, column: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, odata.AnyCondition):
+            return "", odata.AnyCondition(tuple(self._condition(table, c, v) for c, v in value.conditions))
+        nav, slash, rest = column.partition("/")
+        lookup = table.lookups.get(nav) if slash else None
+        if lookup is not None and len(lookup.targets) == 1 and \
+                rest != self.catalog.table(lookup.targets[0]).primary_id:
+            # A column of the related record, or of a record related to it in turn (L/webapi/query/filter-rows,
+            # "Filter using lookup column property values": primarycontactid/createdby/fullname): the lookup is
+            # one of the related records matching the condition.
+            target = self.catalog.table(lookup.targets[0])
+            related = self.store.query(target.logical_name, [self._condition(target, rest, value)])
+            return lookup.attribute, odata.AnyOf(tuple(r.id for r in related))
+        return self._column(table, column), value
 
     def _column(self, table: Table, name: str) -> str:
         """A column in a query option: logical name, ``_<lookup>_value`` for a lookup's GUID, or (in ``$filter``)

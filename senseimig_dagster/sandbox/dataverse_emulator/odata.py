@@ -26,7 +26,7 @@ KEY_FORBIDDEN = frozenset("/<>*%&:\\?+")
 
 _RESOURCE = re.compile(r"^/(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$", re.S)
 _PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^']|'')*)'|([^,']*))\s*(?:,|$)", re.S)
-_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)?)\s+(eq|ne|gt|ge|lt|le)\s+"
+_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*)\s+(eq|ne|gt|ge|lt|le)\s+"
                    r"('(?:[^']|'')*'|[^\s']+)\s*$", re.S)
 _FUNCTION = re.compile(r"^\s*(contains|startswith|endswith)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,\s*'((?:[^']|'')*)'\s*\)\s*$",
                        re.S)

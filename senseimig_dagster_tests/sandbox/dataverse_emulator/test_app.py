@@ -296,6 +296,12 @@ def test_string_functions_and_lookup_paths_in_filter(client: httpx.Client) -> No
                             "parentcustomerid_account@odata.bind": f"/accounts({account})"})
     assert found(f"parentcustomerid_account/accountid eq {account}") == ["K-4"]
     assert found("contains(lastname,'camp') or lastname eq 'child'") == ["K-3", "K-4"]
+    child = client.post("/accounts", json={"name": "B", "parentaccountid@odata.bind": f"/accounts({account})"}
+                        ).headers["odata-entityid"].rsplit("(", 1)[1][:-1]
+    create_contact(client, {"lastname": "Grandchild", "smig_sourceid": "K-5",
+                            "parentcustomerid_account@odata.bind": f"/accounts({child})"})
+    assert found("parentcustomerid_account/parentaccountid/name eq 'a'") == ["K-5"]  # a lookup's lookup
+    assert found("parentcustomerid_account/parentaccountid/name eq 'b'") == []
     error_of(client.get("/contacts", params={"$filter": "lastname in ('a','b')"}), 400)  # not OData 4.0's syntax
 
 
