@@ -34,7 +34,7 @@ from senseimig_dagster.cli.standins import free_port
 from senseimig_dagster_tests.support.phi_scan import files_under, leaks, tenant_phi
 
 pytestmark = pytest.mark.slow
-PATIENTS = 12
+PATIENTS = 20  # the smallest tenant the day-2 generator accepts comfortably
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "cockpit"
 SENSEIMIG = str(Path(sys.executable).with_name("senseimig"))
@@ -57,6 +57,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     env = {**os.environ, "SENSEIMIG_HISTORY_START": history_start}
     done = subprocess.run([SENSEIMIG, "demo", "--workdir", "demo", "--patients", str(PATIENTS)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "demo.log").write_text(done.stdout + done.stderr)  # phases, counts, ids: no PHI
     return Demo(DemoFolders(cwd / "demo"), env, cwd, done.returncode, done.stdout + done.stderr)
 
 
@@ -124,12 +126,12 @@ def test_a_person_launches_inventory_then_migrate_from_the_launchpad(demo: Demo,
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        # Dagster's community prompt opens once, at some point after the first page loads: dismissed when it shows
+        page.add_locator_handler(page.get_by_text("Join the Dagster community"),
+                                 lambda _: page.get_by_role("button", name="Skip").click())
         for job, expect_checks in (("take_inventory", 3), ("migrate", 1)):
             page.goto(f"http://127.0.0.1:{ui}/locations/{cockpit.LOCATION}/jobs/{job}/playground",
                       wait_until="networkidle")
-            skip = page.get_by_role("button", name="Skip")  # Dagster's community prompt, on first visit
-            if skip.count():
-                skip.first.click()
             page.screenshot(path=ARTIFACTS / f"{job}-launchpad.png")
             page.get_by_role("button", name="Launch Run").click()
             page.wait_for_url("**/runs/**", timeout=60_000)
@@ -138,10 +140,12 @@ def test_a_person_launches_inventory_then_migrate_from_the_launchpad(demo: Demo,
             status, checks = _wait_finished(demo.folders, run_id)
 
             page.reload(wait_until="networkidle")
+            page.get_by_text("Loading run logs").wait_for(state="hidden", timeout=60_000)
             page.screenshot(path=ARTIFACTS / f"{job}-run.png", full_page=True)
             assert status == DagsterRunStatus.SUCCESS, (job, run_id, (demo.cwd / "ui.log").read_text()[-3000:])
             assert len(checks) >= expect_checks and all(ok for _, ok in checks), checks
             assert page.get_by_text("Success").count() > 0  # what the run page shows a person
         page.goto(f"http://127.0.0.1:{ui}/assets/go_live_ready?view=checks", wait_until="networkidle")
         page.screenshot(path=ARTIFACTS / "go_live_ready-checks.png", full_page=True)
+        assert page.get_by_text("ledger_reconciliation").count() > 0 and page.get_by_text("Passed").count() > 0
         browser.close()
