@@ -98,11 +98,12 @@ def outcome(run_id: str) -> RunOutcome:
 
 def run_extract(defs: Definitions, start: dt.date | None, end: dt.date | None) -> bool:
     """Materialize raw assets over a range of modification days in one run, then the inventory."""
-    extract = execute(defs, "extract", tags=range_tags(start and start.isoformat(), end and end.isoformat()))
+    extract = execute(defs, "extract", tags={**range_tags(start and start.isoformat(), end and end.isoformat()),
+                                             PHASE_TAG: "inventory"})
     if not extract.success:
         print(f"extract failed (run {extract.run_id}); see the Dagster UI or the log above", file=sys.stderr)
         return False
-    inventory = execute(defs, "take_inventory")
+    inventory = execute(defs, "take_inventory", tags={PHASE_TAG: "inventory"})
     checks = inventory.get_asset_check_evaluations()
     for check in checks:
         print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
@@ -125,7 +126,8 @@ def run_rollback(defs: Definitions, *, remove_schema: bool = False, force: bool 
                  run_id: str | None = None) -> int:
     """The ``rollback`` job; prints its Markdown summary. Exit code 0 when it finished."""
     config = {"remove_schema": remove_schema, "force": force, "run_id": run_id}
-    result = execute(defs, "rollback", run_config={"ops": {"rollback_op": {"config": config}}})
+    result = execute(defs, "rollback", run_config={"ops": {"rollback_op": {"config": config}}},
+                     tags={PHASE_TAG: "rollback"})
     if result.success:
         print(result.output_for_node("rollback_op"))
         return 0
