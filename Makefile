@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PATIENTS ?= 300
 DEMO_DIR ?= data/demo
 
-.PHONY: install demo demo-rollback test test-fast ui bench bench-load bench-mapping bench-staging bench-migrate clean
+.PHONY: install browser demo demo-rollback test test-fast ui bench bench-load bench-mapping bench-staging bench-migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,30 +17,32 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The browser the cockpit's end-to-end test drives (Playwright with Debian's chromium; Playwright's own download is
+## not used). Installed with apt when missing and we are root; otherwise say what to install.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "install Debian's chromium package (apt-get install chromium): the browser test needs it" >&2; exit 1; }
+
 ## The whole migration of a sandbox tenant into the Dataverse emulator (limits off), with a summary; exit 1 on a failed check.
 demo: install
 	$(BIN)/senseimig demo --workdir $(DEMO_DIR) --patients $(PATIENTS)
 
-## Roll the demo's migration back (restarts the demo's emulator; schema removed too).
+## Roll the demo's migration back (restarts the demo's stand-ins and cockpit; the `rollback` job, schema removed too).
 demo-rollback: install
 	$(BIN)/senseimig demo --rollback --workdir $(DEMO_DIR)
 
 ## All tests, the slow ones included (what CI runs).
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## The fast suite only.
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## The Dagster UI on the demo's data, with the simulator serving the demo tenant (run `make demo` first).
+## The cockpit on the demo (run `make demo` first): the Dataverse emulator, Graph stand-in and Sensei simulator on
+## the demo's databases and current tenant, and the Dagster UI (http://127.0.0.1:3000) with the demo's settings.
 ui: install
-	@test -d $(DEMO_DIR)/tenant || $(MAKE) demo
-	mkdir -p .dagster_home && touch .dagster_home/dagster.yaml
-	$(BIN)/senseimig sandbox sensei --data $(DEMO_DIR)/tenant --port 8765 & \
-	  SIM=$$!; trap "kill $$SIM" EXIT INT TERM; \
-	  SENSEIMIG_DUCKDB=$(DEMO_DIR)/senseimig.duckdb DAGSTER_HOME=$(CURDIR)/.dagster_home \
-	  $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/senseimig ui --workdir $(DEMO_DIR)
 
 ## Throughput and memory figures (see benchmarks/README.md).
 bench: install
@@ -64,4 +66,4 @@ bench-migrate: install
 	$(BIN)/python benchmarks/migrate.py
 
 clean:
-	rm -rf $(VENV) data .dagster_home .pytest_cache
+	rm -rf $(VENV) data .dagster_home .pytest_cache test-artifacts

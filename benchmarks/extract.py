@@ -116,7 +116,7 @@ def main() -> None:
         print(json.dumps(child(Path(args.path))))
         return
 
-    from senseimig_dagster.cli.demo import _free_port, _wait_ready
+    from senseimig_dagster.cli.standins import free_port, wait_ready
     from senseimig_dagster.sandbox.export_writer import write_export
     from senseimig_dagster.sandbox.generator import generate, read_manifest
 
@@ -148,12 +148,12 @@ def main() -> None:
     print(f"(a') export path without Dagster: {export_core['rows']} rows in {export_core['seconds']:.1f} s, "
           f"peak RSS {export_core['peak_rss_mb']:.0f} MB")
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", "sensei", "--data",
                                str(tenant), "--port", str(port)], cwd=ROOT)
     try:
-        _wait_ready(base_url, server)
+        wait_ready(base_url, server)
         server_proc = psutil.Process(server.pid)
         rest_env = {"SENSEIMIG_SOURCE": "api", "SENSEI_BASE_URL": base_url}
         rest = run_child("pipeline", rest_env, "--path", str(work / "rest.duckdb"))

@@ -264,7 +264,7 @@ def main() -> int:
 
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
-    from senseimig_dagster.cli import demo
+    from senseimig_dagster.cli import cockpit, demo, standins
     from senseimig_dagster.dataverse.bulk import BulkLoader
     from senseimig_dagster.definitions import build_definitions
     from senseimig_dagster.sandbox.generator import generate
@@ -288,22 +288,23 @@ def main() -> int:
     with run.phase("generate tenant") as phase:
         manifest = generate(work / "tenant", patients=args.patients, seed=args.seed)
         phase.rows = manifest.total_rows
-    simulator, dataverse, graph, cpu = demo.Simulator(), None, None, None
+    simulator, dataverse, graph, cpu = standins.Simulator(), None, None, None
     try:
-        dataverse, url, ca = demo._start_dataverse(work, "on", k)
+        dataverse, url, ca = standins.start_dataverse(work, "on", k)
         cpu = CpuSampler(dataverse.pid)
-        os.environ.update({**demo.demo_environment(work, url, ca), "SENSEIMIG_SOURCE": "api"})
-        graph, graph_env = demo._start_graph(work)  # SharePoint: large documents and imaging
+        os.environ.update({**cockpit.environment(cockpit.DemoFolders(work), url, ca), "SENSEIMIG_SOURCE": "api",
+                           "SENSEI_BASE_URL": simulator.base_url})
+        graph, graph_env = standins.start_graph(work)  # SharePoint: large documents and imaging
         os.environ.update(graph_env)
         simulator.serve(work / "tenant")
-        run.defs = build_definitions()  # resources read the environment set above
-        demo.migrate(run, work, work / "tenant", serve=simulator.serve)
+        run.defs = build_definitions()  # resources read the environment set above; runs in this process (metered)
+        demo.migrate(run, work / "tenant", serve=simulator.serve)
     finally:
         simulator.stop()
         if cpu is not None:
             cpu.stop()
-        demo._stop(dataverse)
-        demo._stop(graph)
+        standins.stop(dataverse)
+        standins.stop(graph)
 
     database = os.environ["SENSEIMIG_DUCKDB"]
     wall = sum(p.seconds for p in run.phases)

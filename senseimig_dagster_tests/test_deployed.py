@@ -73,7 +73,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         env.setattr(tempfile, "tempdir", str(folder / "tmp"))  # temp files of the run land where they are scanned
         env.chdir(folder)  # a relative default would write here, and be scanned
         run = demo.DemoRun(defs=build_definitions())
-        demo.migrate(run, folder, tenant)
+        demo.migrate(run, tenant)
         proposal = argparse.Namespace(from_dataverse=True, out=str(folder / "proposed.yaml"), duckdb=None,
                                       threshold=0.6)
         proposed = commands.mapping_propose(proposal)

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rollback", action="store_true",
                       help="instead: start the demo's emulator again and roll its migration back (schema too)")
     demo.set_defaults(command_name="run_demo")
+    ui = sub.add_parser("ui", help="the cockpit: the stand-ins on a demo's databases, serving the tenant it left "
+                                   "current, and the Dagster UI with the demo's settings (Ctrl-C stops all)")
+    ui.add_argument("--workdir", default="data/demo")
+    ui.add_argument("--port", type=int, default=3000, help="the Dagster UI's port")
+    ui.set_defaults(command_name="run_ui")
 
     maps = sub.add_parser("mapping", help="the field map: validate, review, confirm").add_subparsers(
         dest="mapping_command", required=True)

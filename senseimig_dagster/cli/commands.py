@@ -12,7 +12,7 @@ from dagster import BetaWarning, PreviewWarning
 
 from senseimig_dagster import mapping, settings
 from senseimig_dagster.assets.release import RELEASE_TAG
-from senseimig_dagster.cli import demo, runs
+from senseimig_dagster.cli import cockpit, demo, runs
 from senseimig_dagster.cli import review as cli_review
 from senseimig_dagster.definitions import defs
 from senseimig_dagster.load.journal import mark_unkeyed_digests
@@ -40,6 +40,10 @@ def run_demo(args: argparse.Namespace) -> int:
         return demo.run_rollback(Path(args.workdir))
     return demo.run_demo(Path(args.workdir), patients=args.patients, seed=args.seed, source=args.source,
                          limits=args.limits, time_scale=args.time_scale)
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    return cockpit.run_ui(Path(args.workdir), args.port)
 
 
 def mapping_propose(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
-"""``make demo``: the whole migration on a sandbox tenant. Generate a tenant, serve it over HTTP (Sensei simulator)
-and start the Dataverse emulator, then run the same jobs an engineer runs from the UI, in one Dagster instance
-(``make ui`` shows every run): extract, inventory, confirm a copy of the default map, stage, schema, owners, load
-(the ``migrate`` job, whose verification checks run after each writer), reconciliation (``go_live_check``), then
-print a summary and how to inspect and roll back. Exit 1 when any job or check fails.
+"""``make demo``: the whole migration on a sandbox tenant. Generate a tenant, serve it over HTTP (Sensei simulator),
+start the Dataverse emulator, the Graph stand-in and the cockpit (``dagster dev`` on the demo's instance:
+``cli/cockpit.py``), then launch through it the same jobs an engineer launches from the UI: extract, inventory,
+confirm a copy of the default map, stage, schema, owners, load (the ``migrate`` job, whose verification checks run
+after each writer), reconciliation (``go_live_check``), a delta window; print a summary and how to inspect and roll
+back. Exit 1 when any job or check fails. Each run is tagged with its phase (``senseimig/phase``).
 
 The emulator runs with service protection limits off by default (``--limits off``): the demo shows the migration,
 not Microsoft's throttling, which ``benchmarks/migrate.py`` measures."""
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,127 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from dagster import Definitions
 
 from senseimig_dagster import mapping, settings
 from senseimig_dagster.assets.keys import GO_LIVE, OWNERS
 from senseimig_dagster.assets.partitions import modification_days, range_tags
 from senseimig_dagster.assets.writers import WRITER_KEYS
-from senseimig_dagster.cli import runs
+from senseimig_dagster.cli import cockpit, runs
+from senseimig_dagster.cli.cockpit import DemoFolders
 from senseimig_dagster.definitions import build_definitions
 from senseimig_dagster.mapping.scope import written_objects
-from senseimig_dagster.privacy.encryption import KEY_ENV, key_beside
 from senseimig_dagster.sandbox.export_writer import write_export
 from senseimig_dagster.sandbox.generator import generate, read_manifest
 from senseimig_dagster.sandbox.generator.day2 import generate_day2
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_BY = "demo"
-# The seed's enabled interactive admin (sandbox/dataverse_emulator/seed.json): owns the records of Sensei users who
-# match no enabled Dataverse user, so every record has an owner.
-FALLBACK_OWNER = "avery.admin@sandbox.example"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Sensei simulator exited with code {process.returncode}")
-        try:
-            httpx.get(f"{base_url}/v1/organizations/count", headers={"Csd-Api-Key": settings.SANDBOX_API_KEY},
-                      timeout=2.0).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise TimeoutError(f"the Sensei simulator did not answer within {timeout:.0f} s")
-
-
-def _start_https(what: str, command: list[str], db: Path, probe: str,
-                 port: int = 0) -> tuple[subprocess.Popen, str, Path]:
-    """``senseimig sandbox <command> --db DB --port P --tls`` in its own process; returns it, its URL and its CA file
-    once ``probe`` (a path that answers 401 without a token) answers."""
-    url = f"https://127.0.0.1:{port or _free_port()}"
-    ca = Path(f"{db}.tls") / "ca.pem"
-    ca.unlink(missing_ok=True)  # a fresh CA each start: wait for this one
-    process = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", *command, "--db", str(db),
-                                "--port", url.rsplit(":", 1)[1], "--tls"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the {what} exited with code {process.returncode}")
-        if ca.exists():
-            try:
-                httpx.get(f"{url}{probe}", verify=str(ca), timeout=2.0)  # 401 without a token: it's up
-                return process, url, ca
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    process.terminate()
-    raise TimeoutError(f"the {what} did not answer within 60 s")
-
-
-def _start_dataverse(workdir: Path, limits: str = "off", time_scale: float = 1.0,
-                     port: int = 0) -> tuple[subprocess.Popen, str, Path]:
-    """The Dataverse emulator over HTTPS (msal insists on https) with its token endpoint on the same port."""
-    return _start_https("Dataverse emulator", ["dataverse", "--entra-port", "0", "--limits", limits,
-                                               "--time-scale", repr(time_scale)],
-                        workdir / "dataverse.sqlite", "/api/data/v9.2/", port)
-
-
-SANDBOX_SITE_URL = "https://contoso.sharepoint.com/sites/dental"  # the emulator's seeded site = the stand-in's
-
-
-def _start_graph(workdir: Path, port: int = 0) -> tuple[subprocess.Popen, dict[str, str]]:
-    """The Microsoft Graph stand-in (SharePoint files of large documents) over HTTPS with its own token endpoint;
-    returns the process and the environment the document load and rollback read."""
-    process, url, ca = _start_https("Graph stand-in", ["graph"], workdir / "graph.sqlite", "/v1.0/sites", port)
-    return process, {"SHAREPOINT_SITE_URL": SANDBOX_SITE_URL, "GRAPH_URL": f"{url}/v1.0",
-                     "GRAPH_CA_BUNDLE": str(ca), "GRAPH_AUTHORITY_HOST": url}
-
-
-def _stop(process: subprocess.Popen | None) -> None:
-    if process is not None:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-class Simulator:
-    """The Sensei simulator in its own process, on one port for its lifetime: the resources read
-    ``SENSEI_BASE_URL`` once, so serving another tenant (day 2) restarts it on the same port."""
-
-    def __init__(self) -> None:
-        self.base_url = f"http://127.0.0.1:{_free_port()}"
-        os.environ["SENSEI_BASE_URL"] = self.base_url
-        self.process: subprocess.Popen | None = None
-
-    def serve(self, tenant: Path) -> None:
-        self.stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "senseimig_dagster.cli", "sandbox", "sensei", "--data",
-                                         str(tenant), "--port", self.base_url.rsplit(":", 1)[1]],
-                                        stdout=subprocess.DEVNULL)
-        _wait_ready(self.base_url, self.process)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
-
-
-def demo_environment(workdir: Path, dataverse_url: str, ca: Path) -> dict[str, str]:
-    """Everything the jobs read from the environment, pointing at the demo's files (set before ``definitions`` is
-    imported: resources read it when they are built). The stores are encrypted, as a real migration's must be,
-    with a key generated once and kept beside them (``store.key``, owner-only)."""
-    return {KEY_ENV: key_beside(workdir), "SENSEIMIG_DUCKDB": str(workdir / "senseimig.duckdb"), "SENSEIMIG_AUDIT_DB": str(workdir / "audit.duckdb"),
-            "SENSEIMIG_MAPPING": str(workdir / "mapping.yaml"), "SENSEIMIG_FALLBACK_OWNER": FALLBACK_OWNER,
-            "DATAVERSE_URL": dataverse_url, "DATAVERSE_CA_BUNDLE": str(ca), "AZURE_AUTHORITY_HOST": dataverse_url}
 
 
 # -- running jobs and recording phases --------------------------------------------------------------------------------
@@ -164,6 +58,8 @@ class DemoRun:
     failures: list[str] = field(default_factory=list)
     # Built once the demo's environment is set (servers' URLs, files): resources read it when they are built.
     defs: Definitions | None = None
+    # How jobs are launched: through the cockpit's webserver (the demo), or in this process (tests, benchmarks).
+    launch: runs.Launcher | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
@@ -188,11 +84,12 @@ class DemoRun:
 
 
 def run_job(run: DemoRun, name: str, asset_selection: list | None = None, run_config: dict | None = None,
-            tags: dict[str, str] | None = None) -> Any:
-    """Execute a job of the demo's definitions in the shared instance; record its check evaluations."""
+            tags: dict[str, str] | None = None, *, phase: str) -> runs.RunOutcome:
+    """Launch a job in the shared instance, tagged with its cutover ``phase``; record its check evaluations."""
     assert run.defs is not None, "build the definitions once the demo's environment is set"
-    result = runs.execute(run.defs, name, run_config={**QUIET, **(run_config or {})},
-                          asset_selection=asset_selection, tags=tags)
+    launch = run.launch or runs.in_process(run.defs)
+    result = runs.outcome(launch(name, run_config={**QUIET, **(run_config or {})}, asset_selection=asset_selection,
+                                 tags={**(tags or {}), runs.PHASE_TAG: phase}))
     for check in result.get_asset_check_evaluations():
         run.checks.append((check.asset_key.to_user_string(), check.check_name, check.passed))
         if not check.passed and check.description:
@@ -238,12 +135,18 @@ def compare_with_manifest(database: str, tenant: Path) -> list[str]:
 
 
 # -- the phases -------------------------------------------------------------------------------------------------------
-def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], None] | None = None) -> None:
+def migrate(run: DemoRun, tenant: Path, serve: Callable[[Path], None] | None = None) -> None:
     """Every phase after extraction's servers are up; stops at the first phase that fails (later ones need it).
-    ``serve(tenant)`` points the Sensei source at another tenant folder (the delta window's day 2)."""
+    ``serve(tenant)`` points the Sensei source at another tenant folder (the delta window's day 2, written beside
+    ``tenant``)."""
     database = settings.duckdb_path()
     with run.phase("extract + inventory") as phase:
-        phase.ok = runs.run_extract(run.defs, None, None)
+        phase.ok = run_job(run, "extract", tags=range_tags(), phase="inventory").success
+        if phase.ok:
+            inventory = run_job(run, "take_inventory", phase="inventory")
+            for check in inventory.get_asset_check_evaluations():
+                print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
+            phase.ok = inventory.success
         phase.rows = sum(r[0] for r in _count(database, "SELECT records FROM inventory.record_counts"))
         off = compare_with_manifest(database, tenant)
         print("  inventory equals the generator's manifest for every object" if not off
@@ -253,20 +156,24 @@ def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], N
         return
     with run.phase("confirm map") as phase:
         shutil.copyfile(mapping.default_map_path(), settings.mapping_path())
-        confirmation = mapping.confirm(settings.mapping_path(), DEMO_BY)
-        print(f"  {settings.mapping_path()}: a copy of the default map, confirmed by {confirmation.by} "
-              f"({confirmation.hash[:12]})")
+        config = {"ops": {"confirm_mapping_op": {"config": {"path": settings.mapping_path(), "by": DEMO_BY}}}}
+        phase.ok = run_job(run, "confirm_mapping", run_config=config, phase="confirm").success
+        confirmation = mapping.load_valid(settings.mapping_path()).confirmation if phase.ok else None
+        print(f"  {settings.mapping_path()}: a copy of the default map, confirmed by "
+              f"{confirmation.by if confirmation else '?'} ({confirmation.hash[:12] if confirmation else '-'})")
+    if not phase.ok:
+        return
     staging = [k for k in run.defs.resolve_job_def("stage").asset_layer.executable_asset_keys if k != OWNERS]
-    steps: list[tuple[str, str, list | None]] = [
-        ("stage", "stage", staging),
-        ("schema", "setup_dataverse_schema", None),
-        ("owners", "migrate", [OWNERS]),
-        ("load + verify", "migrate", WRITER_KEYS),
-        ("reconcile", "go_live_check", [GO_LIVE]),
+    steps: list[tuple[str, str, list | None, str]] = [
+        ("stage", "stage", staging, "migrate"),
+        ("schema", "setup_dataverse_schema", None, "migrate"),
+        ("owners", "migrate", [OWNERS], "migrate"),
+        ("load + verify", "migrate", WRITER_KEYS, "migrate"),
+        ("reconcile", "go_live_check", [GO_LIVE], "go_live"),
     ]
-    for label, job, selection in steps:
+    for label, job, selection, step in steps:
         with run.phase(label) as phase:
-            result = run_job(run, job, selection)
+            result = run_job(run, job, selection, phase=step)
             phase.ok = result.success
             if label == "stage":
                 phase.rows = staged_rows(database)
@@ -280,17 +187,17 @@ def migrate(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], N
         print("[delta window] skipped: " + ("the CSV export has no modification windows" if serve is None
                                             else "this checkout has no `delta` job"))
     else:
-        delta_window(run, workdir, tenant, serve)
+        delta_window(run, tenant, serve)
 
 
-def delta_window(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Path], None]) -> None:
+def delta_window(run: DemoRun, tenant: Path, serve: Callable[[Path], None]) -> None:
     """Day 2 of cutover: the practice's changes of the last hours (``generate_day2``) picked up by the ``delta``
     job over the last two modification-day partitions; only those records are sent, deletions are reported."""
     keys = modification_days.get_partition_keys()
     with run.phase("delta window") as phase:
-        changes = generate_day2(tenant, workdir / "day2")
-        serve(workdir / "day2")
-        result = run_job(run, "delta", tags=range_tags(keys[-2], keys[-1]))
+        changes = generate_day2(tenant, tenant.with_name("day2"))
+        serve(tenant.with_name("day2"))
+        result = run_job(run, "delta", tags=range_tags(keys[-2], keys[-1]), phase="delta")
         phase.ok = result.success
         outcomes = dict(_count(settings.duckdb_path(), "SELECT outcome, count(*) FROM load.journal "
                                                                "WHERE run_id = ? GROUP BY ALL", [result.run_id]))
@@ -302,7 +209,7 @@ def delta_window(run: DemoRun, workdir: Path, tenant: Path, serve: Callable[[Pat
               "(dataverse/deletions_report), none deleted in Dataverse")
     if phase.ok:  # the billing ledger changed on day 2: reconcile again, the table printed is this one
         with run.phase("reconcile after delta") as phase:
-            result = run_job(run, "go_live_check", [GO_LIVE])
+            result = run_job(run, "go_live_check", [GO_LIVE], phase="go_live")
             phase.ok = result.success
             run.reconciliation = _reconciliation(result) or run.reconciliation
 
@@ -347,65 +254,52 @@ def print_summary(run: DemoRun, workdir: Path, limits: str) -> None:
         print("\nLedger reconciliation, Sensei vs Dataverse (go_live_ready, after the last load):")
         print(run.reconciliation)
     print(f"""
-Inspect it: `make ui` (http://127.0.0.1:3000), then Runs (every job above), Assets > dataverse/* (load journal
-metadata and the dataverse_counts / dataverse_fields / dataverse_conservation checks), go_live_ready (the
-reconciliation table), Lineage (raw -> staging -> dataverse, parents first). Files: {workdir}/.
-Roll it back: `senseimig demo --rollback --workdir {workdir}` (starts the demo's emulator and runs
-`senseimig rollback --remove-schema`), or the `rollback` job in the UI while the emulator runs.""")
+Inspect it: `make ui` (= `senseimig ui --workdir {workdir}`: the stand-ins and http://127.0.0.1:3000), then Jobs and
+Runs (every run above, tagged senseimig/phase, re-executable), Assets > dataverse/* (load journal metadata and the
+dataverse_counts / dataverse_fields / dataverse_conservation checks), go_live_ready (the reconciliation table),
+Lineage. Files: {workdir}/ (the migration's: encrypted stores, key, map, Dagster instance) and
+{DemoFolders(workdir).systems}/ (the stand-ins': tenant, emulator and Graph databases).
+Roll it back: `make demo-rollback` (= `senseimig demo --rollback --workdir {workdir}`: the `rollback` job with
+remove_schema), or the `rollback` job in `make ui`.""")
 
 
 def run_demo(workdir: Path, patients: int, seed: int, source: str = "api", limits: str = "off",
              time_scale: float = 1.0) -> int:
-    tenant = workdir / "tenant"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    folders = DemoFolders(workdir)
+    folders.reset()
     run = DemoRun()
     with run.phase("generate tenant") as phase:
-        manifest = generate(tenant, patients=patients, seed=seed)
+        manifest = generate(folders.tenant, patients=patients, seed=seed)
         phase.rows = manifest.total_rows
         print(f"  {manifest.total_rows:,} rows, {patients:,} patients, seed {seed}")
-    os.environ["SENSEIMIG_SOURCE"] = source
-    simulator: Simulator | None = None
-    dataverse = graph = None
-    try:
-        dataverse, dataverse_url, ca = _start_dataverse(workdir, limits, time_scale)
-        os.environ.update(demo_environment(workdir, dataverse_url, ca))
-        print(f"Dataverse emulator serving on {dataverse_url} (limits {limits})")
-        graph, graph_env = _start_graph(workdir)
-        os.environ.update(graph_env)
-        print(f"Microsoft Graph stand-in serving on {graph_env['GRAPH_URL']} (SharePoint site {SANDBOX_SITE_URL})")
+    with cockpit.systems(folders, limits=limits, time_scale=time_scale) as running:
+        running.env["SENSEIMIG_SOURCE"] = source
         if source == "export":
-            os.environ["SENSEI_EXPORT_DIR"] = str(workdir / "export")
-            write_export(tenant, workdir / "export")
-            run.defs = build_definitions()
-            migrate(run, workdir, tenant)  # the delta window needs the API (modified_since)
-        else:
-            simulator = Simulator()
-            simulator.serve(tenant)
-            print(f"Sensei simulator serving on {simulator.base_url}")
-            run.defs = build_definitions()
-            migrate(run, workdir, tenant, serve=simulator.serve)
-    finally:
-        if simulator is not None:
-            simulator.stop()
-        _stop(dataverse)
-        _stop(graph)
+            write_export(folders.tenant, folders.export)
+        os.environ.update(running.env)
+        run.defs = build_definitions()
+        with cockpit.cockpit(running.env) as launch:
+            run.launch = launch
+            # the delta window needs the API (modified_since): the CSV export has none
+            migrate(run, folders.tenant, serve=running.simulator.serve if source == "api" else None)
     print_summary(run, workdir, limits)
     print("\ndemo: " + ("every phase and check passed" if run.ok else "FAILED"))
     return 0 if run.ok else 1
 
 
 def run_rollback(workdir: Path, remove_schema: bool = True) -> int:
-    """Start the demo's emulator on its database again and roll the demo's migration back."""
-    if not (workdir / "dataverse.sqlite").exists():
-        print(f"no demo in {workdir}: run `make demo` first", file=sys.stderr)
+    """Start the demo's stand-ins and cockpit again and launch the ``rollback`` job through it."""
+    folders = DemoFolders(workdir)
+    missing = folders.missing(sensei=False)
+    if missing:
+        print("no demo to roll back, missing:\n  " + "\n  ".join(missing) + "\nrun `make demo` first", file=sys.stderr)
         return 1
-    dataverse, url, ca = _start_dataverse(workdir)
-    os.environ.update(demo_environment(workdir, url, ca))
-    graph, graph_env = _start_graph(workdir)
-    os.environ.update(graph_env)
-    try:
-        return runs.run_rollback(build_definitions(), remove_schema=remove_schema)
-    finally:
-        _stop(dataverse)
-        _stop(graph)
+    with cockpit.systems(folders, sensei=False) as running, cockpit.cockpit(running.env) as launch:
+        config = {"ops": {"rollback_op": {"config": {"remove_schema": remove_schema, "force": False, "run_id": None}}}}
+        result = runs.outcome(launch("rollback", run_config={**QUIET, **config}, tags={runs.PHASE_TAG: "rollback"}))
+    if result.success:
+        print(result.output_metadata("rollback_op")["summary"].value)
+        return 0
+    print(f"rollback did not finish (run {result.run_id}); run it again (it resumes), or see the Dagster UI",
+          file=sys.stderr)
+    return 1

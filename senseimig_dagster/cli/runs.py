@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    ExecuteInProcessResult,
+)
 
 from senseimig_dagster import settings
 from senseimig_dagster.assets.partitions import range_tags
@@ -15,6 +26,7 @@ from senseimig_dagster.resources import StoreResource, store_from_env
 
 # Dagster's per-event DEBUG lines off: a run's progress in INFO lines, failures in full.
 INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+PHASE_TAG = "senseimig/phase"  # which step of the cutover a run was: inventory, confirm, migrate, delta, go_live, ...
 
 
 def instance() -> DagsterInstance:
@@ -34,13 +46,64 @@ def execute(defs: Definitions, job: str, *, run_config: dict[str, Any] | None = 
         asset_selection=asset_selection, tags=tags)
 
 
+class Launcher(Protocol):
+    """Runs one job of the code location to its end and returns the run's id (its events are in the instance)."""
+
+    def __call__(self, job: str, *, run_config: Mapping[str, Any] | None = None,
+                 asset_selection: Sequence | None = None, tags: Mapping[str, str] | None = None) -> str: ...
+
+
+def in_process(defs: Definitions) -> Launcher:
+    """Jobs of ``defs`` in this process (tests, benchmarks, the headless CLI): recorded in the shared instance, but
+    with no code-location origin (the cockpit launches through the webserver instead: ``cli/cockpit.py``)."""
+    def launch(job: str, *, run_config: Mapping[str, Any] | None = None, asset_selection: Sequence | None = None,
+               tags: Mapping[str, str] | None = None) -> str:
+        return execute(defs, job, run_config=dict(run_config or {}), asset_selection=list(asset_selection or []) or None,
+                       tags=dict(tags or {})).run_id
+    return launch
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run as the instance recorded it, however it was launched."""
+
+    run_id: str
+    success: bool
+    all_events: list[DagsterEvent]
+
+    def get_asset_check_evaluations(self) -> list[AssetCheckEvaluation]:
+        return [e.event_specific_data for e in self.all_events  # type: ignore[misc]
+                if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+
+    def asset_materializations_for_node(self, node: str) -> list[AssetMaterialization]:
+        return [e.event_specific_data.materialization for e in self.all_events  # type: ignore[union-attr]
+                if e.is_step_materialization and e.node_name == node]
+
+    def output_metadata(self, node: str) -> dict[str, Any]:
+        """The metadata of ``node``'s outputs, merged (what ``add_output_metadata`` attached)."""
+        metadata: dict[str, Any] = {}
+        for e in self.all_events:
+            if e.is_successful_output and e.node_name == node:
+                metadata.update(e.event_specific_data.metadata)  # type: ignore[union-attr]
+        return metadata
+
+
+def outcome(run_id: str) -> RunOutcome:
+    """What the instance recorded of run ``run_id``."""
+    shared = instance()
+    run = shared.get_run_by_id(run_id)
+    events = [entry.dagster_event for entry in shared.all_logs(run_id) if entry.dagster_event is not None]
+    return RunOutcome(run_id, run is not None and run.status == DagsterRunStatus.SUCCESS, events)
+
+
 def run_extract(defs: Definitions, start: dt.date | None, end: dt.date | None) -> bool:
     """Materialize raw assets over a range of modification days in one run, then the inventory."""
-    extract = execute(defs, "extract", tags=range_tags(start and start.isoformat(), end and end.isoformat()))
+    extract = execute(defs, "extract", tags={**range_tags(start and start.isoformat(), end and end.isoformat()),
+                                             PHASE_TAG: "inventory"})
     if not extract.success:
         print(f"extract failed (run {extract.run_id}); see the Dagster UI or the log above", file=sys.stderr)
         return False
-    inventory = execute(defs, "take_inventory")
+    inventory = execute(defs, "take_inventory", tags={PHASE_TAG: "inventory"})
     checks = inventory.get_asset_check_evaluations()
     for check in checks:
         print(f"check {check.check_name}: {'passed' if check.passed else 'FAILED'}")
@@ -63,7 +126,8 @@ def run_rollback(defs: Definitions, *, remove_schema: bool = False, force: bool 
                  run_id: str | None = None) -> int:
     """The ``rollback`` job; prints its Markdown summary. Exit code 0 when it finished."""
     config = {"remove_schema": remove_schema, "force": force, "run_id": run_id}
-    result = execute(defs, "rollback", run_config={"ops": {"rollback_op": {"config": config}}})
+    result = execute(defs, "rollback", run_config={"ops": {"rollback_op": {"config": config}}},
+                     tags={PHASE_TAG: "rollback"})
     if result.success:
         print(result.output_for_node("rollback_op"))
         return 0
