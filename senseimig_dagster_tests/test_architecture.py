@@ -50,7 +50,7 @@ LAYERS: dict[str, set[str]] = {
     "dataverse": {"transport"},
     "graph": {"transport"},
     "mapping": {"objects", "sensei", "dataverse"},
-    "staging": {"objects", "sensei", "mapping", "dataverse"},
+    "staging": {"objects", "sensei", "mapping", "dataverse", "privacy"},
     "audit": {"dataverse", "privacy"},
     "load": {"objects", "sensei", "mapping", "dataverse", "graph", "audit", "privacy"},
     "verify": {"objects", "mapping", "dataverse", "staging", "load"},

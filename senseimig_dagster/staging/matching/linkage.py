@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from senseimig_dagster.privacy.encryption import load_strong_crypto
 from senseimig_dagster.staging.matching import model
 
 SEED = 21
@@ -82,11 +83,16 @@ def _without_term_frequencies(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def connect(spill: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB held to ``MEMORY_LIMIT``: what does not fit spills into ``spill`` (a private temporary
-    folder the caller removes), never into the working directory (DuckDB's default for in-memory databases).
+    """An in-memory DuckDB held to ``MEMORY_LIMIT``: what does not fit spills, encrypted, into ``spill`` (a private
+    temporary folder the caller removes), never into the working directory (DuckDB's default for in-memory databases).
     Unordered results let joins and aggregates stream (https://duckdb.org/docs/stable/guides/performance/how_to_tune_workloads)."""
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill),
-                                  "preserve_insertion_order": False, "threads": THREADS})
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill),
+                                 "preserve_insertion_order": False, "threads": THREADS})
+    # Spilled pairs hold patients' names and birth dates: encrypted with a key DuckDB makes for this connection
+    # (https://duckdb.org/docs/stable/sql/statements/attach#database-encryption), OpenSSL through httpfs.
+    load_strong_crypto(con)
+    con.execute("SET temp_file_encryption = true")
+    return con
 
 
 def _linker(columns: pl.DataFrame, prior: dict[str, Any], trained: bool, con: duckdb.DuckDBPyConnection) -> Linker:
